@@ -1,0 +1,19 @@
+"""Lean on-device runtime: one preprocessing path, TFLite inference, per-label thresholds.
+
+Never imports TensorFlow or Keras (a test checks `sys.modules`).
+"""
+from .errors import BackendError, EdgeError, ImageError, LabelsError, ModelError
+from .preprocess import PREPROCESSING, load_image
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "EdgeError",
+    "ImageError",
+    "LabelsError",
+    "ModelError",
+    "PREPROCESSING",
+    "__version__",
+    "load_image",
+]

@@ -1,0 +1,48 @@
+"""The one place that imports an interpreter package.
+
+Order of preference: `ai_edge_litert` (LiteRT, maintained, numpy 2), `tflite_runtime` (the
+legacy package; numpy < 2; the only choice on 32-bit Raspberry Pi OS), then `tensorflow.lite`
+(a development machine that has TensorFlow anyway). Nothing else in the runtime imports them.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import BackendError
+
+BACKENDS: dict[str, str] = {
+    "ai-edge-litert": "ai_edge_litert.interpreter",
+    "tflite-runtime": "tflite_runtime.interpreter",
+    "tensorflow": "tensorflow.lite",
+}
+
+
+def interpreter_class(backend: str | None = None) -> tuple[Any, str]:
+    """Return (Interpreter class, backend name); `backend=None` picks the first available."""
+    names = [backend] if backend else list(BACKENDS)
+    if backend and backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    errors = []
+    for name in names:
+        try:
+            module = importlib.import_module(BACKENDS[name])
+            return module.Interpreter, name
+        except Exception as exc:  # ImportError, or a numpy ABI clash raising SystemError
+            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    hint = "pip install ai-edge-litert (or tflite-runtime with numpy<2 on 32-bit ARM)"
+    raise BackendError(f"no TFLite interpreter available ({'; '.join(errors)}); {hint}")
+
+
+def installed_backends() -> list[str]:
+    """Names of the interpreter packages installed here, found without importing them."""
+    import importlib.util
+
+    found = []
+    for name, module in BACKENDS.items():
+        try:
+            if importlib.util.find_spec(module.split(".")[0]) is not None:
+                found.append(name)
+        except (ImportError, ValueError):
+            continue
+    return found

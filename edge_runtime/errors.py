@@ -1,0 +1,31 @@
+"""Exception types of the whole toolkit.
+
+Library code raises these; only the click CLIs turn them into one-line messages and exit codes.
+They live in the runtime because it is the one package every other part may import.
+"""
+from __future__ import annotations
+
+
+class EdgeError(Exception):
+    """Base class: every error the toolkit raises on purpose."""
+
+
+class ImageError(EdgeError):
+    """An input image could not be used (missing, unreadable, truncated, too large, ...)."""
+
+    def __init__(self, source: object, problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}")
+
+
+class ModelError(EdgeError):
+    """A model file is missing, corrupt, not a TFLite model, or not an image classifier."""
+
+
+class LabelsError(EdgeError):
+    """A labels CSV is malformed or does not match the model."""
+
+
+class BackendError(EdgeError):
+    """No usable interpreter package, or the requested one is not installed."""

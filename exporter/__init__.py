@@ -1,0 +1,1 @@
+"""Keras -> TFLite export with embedded metadata and a parity gate."""

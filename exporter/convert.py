@@ -1,0 +1,84 @@
+"""Keras -> TFLite conversion for the four quantization modes, builtin ops only."""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Callable, Iterable
+
+import numpy as np
+
+from edge_runtime.errors import EdgeError
+
+
+class QuantMode(str, Enum):
+    """How the exported model stores weights and computes."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"  # weights stored as float16, computed in float32 on CPU
+    DYNAMIC = "dynamic"  # int8 weights, float activations (dynamic-range quantization)
+    INT8 = "int8"  # full integer: int8 weights and activations, uint8 input
+    AUTO = "auto"  # smallest mode that passes the parity gate
+
+
+class ConversionError(EdgeError):
+    """The converter failed, or produced ops the device runtimes cannot run."""
+
+
+def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
+    """Convert a Keras model to TFLite bytes (no metadata).
+
+    `representative` (int8 only) yields uint8 HxWx3 images from the one preprocessing path; the
+    converter sees them as float32 0-255, exactly what the model's Rescaling layer expects.
+    Only TFLite builtin ops are allowed: select-TF (Flex) ops need a runtime the device lacks.
+    """
+    import tensorflow as tf
+
+    mode = QuantMode(mode)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if mode is QuantMode.FLOAT16:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif mode is QuantMode.DYNAMIC:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode is QuantMode.INT8:
+        if representative is None:
+            raise ConversionError("int8 needs representative images for calibration")
+
+        def gen():
+            for img in representative():
+                yield [np.asarray(img, dtype=np.float32)[None]]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = gen
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # uint8 input: raw camera pixels go in without any arithmetic on the device (the model's
+        # Rescaling is folded into the input quantization). The output stays float32: the
+        # sigmoid's int8 output (scale 1/256) is dequantized exactly by one tiny op, so any
+        # consumer reads probabilities without knowing quantization parameters.
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.float32
+    elif mode is not QuantMode.FLOAT32:
+        raise ConversionError(f"cannot convert with mode {mode.value!r}; pick a concrete mode")
+    try:
+        data = conv.convert()
+    except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"TFLite conversion ({mode.value}) failed: {first}") from exc
+    bad = [op for op in op_names(data) if not _is_builtin(op)]
+    if bad:
+        raise ConversionError(f"converted model uses non-builtin ops the device cannot run: {sorted(set(bad))}")
+    return data
+
+
+def op_names(model: bytes) -> list[str]:
+    """Operator names of a TFLite model, in graph order, before any delegate replaces them."""
+    from edge_runtime.backend import interpreter_class
+
+    cls, _ = interpreter_class()
+    # Before allocate_tensors no delegate (XNNPACK) has rewritten the graph yet.
+    interp = cls(model_content=model)
+    return [op["op_name"] for op in interp._get_ops_details()]
+
+
+def _is_builtin(op_name: str) -> bool:
+    return not (op_name.startswith("Flex") or op_name in ("CUSTOM", "DELEGATE") or op_name.islower())

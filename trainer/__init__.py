@@ -1,0 +1,1 @@
+"""Training a sigmoid-head multi-label CNN from a labelled image folder."""
