@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 from .errors import ModelError
@@ -54,7 +55,7 @@ def read(source: bytes | str | Path) -> dict | None:
     try:
         with zipfile.ZipFile(io.BytesIO(data[start:])) as zf:
             return json.loads(zf.read(MEMBER).decode("utf-8"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, zlib.error) as exc:
         raise ModelError(f"embedded metadata is corrupt: {exc}") from None
 
 
