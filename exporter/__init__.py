@@ -1,1 +1,14 @@
-"""Keras -> TFLite export with embedded metadata and a parity gate."""
+"""Keras -> TFLite export with embedded metadata and a parity gate.
+
+    from exporter import ExportConfig, QuantMode, export
+    result = export(ExportConfig("runs/shapes", out="shapes.tflite", quant=QuantMode.INT8))
+"""
+from .config import DEFAULT_TOLERANCES, ExportConfig, Tolerances
+from .convert import ConversionError, QuantMode, convert
+from .export import ExportError, ExportResult, ParityError, export
+from .gate import ParityReport
+
+__all__ = [
+    "ConversionError", "DEFAULT_TOLERANCES", "ExportConfig", "ExportError", "ExportResult",
+    "ParityError", "ParityReport", "QuantMode", "Tolerances", "convert", "export",
+]

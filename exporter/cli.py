@@ -1,0 +1,85 @@
+"""`edge-export`: the thin CLI over `exporter.export`."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from edge_runtime.errors import EdgeError
+
+from .config import ExportConfig
+from .convert import QuantMode
+
+EPILOG = """\b
+Examples:
+  edge-export runs/shapes --quant int8 --out shapes.tflite
+  edge-export runs/shapes --quant auto --out shapes.tflite --json > export.json
+  edge-export runs/shapes --quant int8 --min-agreement 0.99 --max-map-drop 0.01
+
+\b
+Exit codes: 0 exported and passed the parity gate; 1 the gate failed (nothing is written at
+--out, the JSON report says where it failed); 2 usage, model or data errors.
+"""
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--quant", "quant", type=click.Choice([m.value for m in QuantMode]), default="int8",
+              show_default=True, help="Quantization mode; auto keeps the smallest that passes the gate.")
+@click.option("--out", "out", default="model.tflite", show_default=True, type=click.Path(dir_okay=False),
+              help="Where the .tflite goes (written atomically, only if the gate passes).")
+@click.option("--data", type=click.Path(dir_okay=False), help="Labels CSV of calibration images (default: the run's training split).")
+@click.option("--val-data", type=click.Path(dir_okay=False), help="Labels CSV of held-out images for the gate (default: the run's validation split).")
+@click.option("--calibration-size", default=300, show_default=True, type=click.IntRange(1), help="Images for int8 calibration.")
+@click.option("--max-abs", type=float, help="Gate: per-label max |p_tflite - p_keras|.")
+@click.option("--mean-abs", type=float, help="Gate: per-label mean |p_tflite - p_keras|.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), help="Gate: per-label fraction of equal yes/no decisions.")
+@click.option("--max-map-drop", type=float, help="Gate: allowed mAP(Keras) - mAP(TFLite).")
+@click.option("--report", type=click.Path(dir_okay=False), help="Parity JSON report (default: <out stem>.parity.json).")
+@click.option("--threads", type=click.IntRange(1), help="Interpreter threads for the parity run.")
+@click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tensorflow"]), help="Interpreter package for the parity run.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache decoded images here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
+def export_cmd(run_dir, quant, out, data, val_data, calibration_size, max_abs, mean_abs, min_agreement,
+               max_map_drop, report, threads, backend, cache_dir, as_json):
+    """Convert the Keras model in RUN_DIR (made by edge-train) to TFLite, embed labels,
+    thresholds and preprocessing in the file, and prove its outputs match Keras."""
+    from .export import ParityError, export
+
+    try:
+        config = ExportConfig(
+            run_dir=run_dir, out=out, quant=QuantMode(quant), data=data, val_data=val_data,
+            calibration_size=calibration_size,
+            overrides={"max_abs": max_abs, "mean_abs": mean_abs, "min_agreement": min_agreement,
+                       "max_map_drop": max_map_drop},
+            report=report, threads=threads, backend=backend, cache_dir=cache_dir,
+        )
+        from .config import AUTO_ORDER
+
+        for mode in AUTO_ORDER if config.quant is QuantMode.AUTO else (config.quant,):
+            config.tolerances(mode)  # reject impossible tolerances before any work
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    log = (lambda msg: None) if as_json else (lambda msg: click.echo(msg, err=True))
+    try:
+        result = export(config, log=log)
+        code = 0
+    except ParityError as exc:
+        result, code = exc.result, 1
+    except EdgeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=_default))
+    else:
+        click.echo(result.summary())
+    sys.exit(code)
+
+
+def _default(value):
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def main() -> None:
+    export_cmd(prog_name="edge-export")

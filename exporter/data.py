@@ -1,0 +1,90 @@
+"""Calibration and held-out images for an export, found through the run's manifest."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edge_runtime.dataset import LabelTable, read_labels_csv
+from edge_runtime.errors import EdgeError, LabelsError
+
+from .config import ExportConfig
+
+
+class DataError(EdgeError):
+    """Calibration or validation images are missing or unusable."""
+
+
+def _table(csv: str | Path, run, what: str) -> LabelTable:
+    try:
+        table = read_labels_csv(csv, labels=run.labels)
+    except LabelsError as exc:
+        raise DataError(f"{what} images: {exc}") from None
+    if len(table) == 0:
+        raise DataError(f"{csv}: no usable {what} images")
+    return table
+
+
+def _csv_from_manifest(run, key: str, what: str) -> Path:
+    rel = (run.manifest.get("data") or {}).get(key)
+    if not rel:
+        raise DataError(f"the run's manifest names no {what} CSV; pass one with --data / --val-data")
+    path = (run.run_dir / rel) if not Path(rel).is_absolute() else Path(rel)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} CSV named by the manifest is missing; pass one with --data / --val-data")
+    return path
+
+
+def _load(table: LabelTable, run, config: ExportConfig, what: str) -> tuple[np.ndarray, np.ndarray]:
+    from trainer.images import load_images
+
+    x, failures = load_images(table.paths, run.input_size, cache_dir=config.cache_dir)
+    if failures:
+        bad = {i for i, _, _ in failures}
+        if len(bad) == len(table):
+            i, path, reason = failures[0]
+            raise DataError(f"no readable {what} images (first: {path}: {reason})")
+        keep = [i for i in range(len(table)) if i not in bad]
+        x, y = x[keep], table.y[keep]
+        return x, y
+    return x, table.y
+
+
+def representative_images(config: ExportConfig, run, log: Callable[[str], None],
+                          exclude: frozenset[Path] = frozenset()) -> list[np.ndarray]:
+    """Up to `calibration_size` training images in which every label is represented.
+
+    int8 calibration sets each tensor's range from these images; a label whose positives never
+    appear would get activation ranges fitted to its absence. Images in `exclude` (the parity
+    set) are never used, so the gate always judges on images the converter has not seen.
+    """
+    csv = config.data or _csv_from_manifest(run, "train_csv", "calibration")
+    table = _table(csv, run, "calibration")
+    if exclude:
+        table = table.subset([i for i, p in enumerate(table.paths) if p not in exclude])
+        if len(table) == 0:
+            raise DataError(f"{csv}: every calibration image is also a held-out image")
+    rng = np.random.default_rng(config.seed)
+    n = min(config.calibration_size, len(table))
+    per_label = max(1, n // (2 * max(1, len(run.labels))))
+    chosen: list[int] = []
+    for j in range(len(run.labels)):
+        pos = np.flatnonzero(table.y[:, j])
+        chosen += rng.permutation(pos)[:per_label].tolist()
+    chosen = list(dict.fromkeys(chosen))  # drop duplicates, keep order
+    rest = [i for i in rng.permutation(len(table)).tolist() if i not in set(chosen)]
+    chosen = (chosen + rest)[:n]
+    x, _ = _load(table.subset(sorted(chosen)), run, config, "calibration")
+    log(f"calibration: {len(x)} images from {csv}")
+    return list(x)
+
+
+def held_out_images(config: ExportConfig, run, log: Callable[[str], None]
+                    ) -> tuple[np.ndarray, np.ndarray, frozenset[Path]]:
+    """The validation images, their 0/1 labels, and their paths (kept out of calibration)."""
+    csv = config.val_data or _csv_from_manifest(run, "val_csv", "validation")
+    table = _table(csv, run, "validation")
+    x, y = _load(table, run, config, "validation")
+    log(f"parity set: {len(x)} held-out images from {csv}")
+    return x, y, frozenset(table.paths)

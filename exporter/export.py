@@ -1,0 +1,247 @@
+"""Export a trained run to one self-describing, parity-checked `.tflite` file."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edge_runtime import __version__, atomic, metadata
+from edge_runtime.errors import EdgeError
+from edge_runtime.metrics import calibrate_thresholds
+
+from .config import AUTO_ORDER, ExportConfig
+from .convert import ConversionError, QuantMode, convert, op_names
+from .gate import ParityReport, check_parity
+
+
+class ExportError(EdgeError):
+    """The run cannot be exported: missing or corrupt model, bad labels, no images."""
+
+
+class ParityError(EdgeError):
+    """The exported model failed its parity gate (the report says where)."""
+
+    def __init__(self, message: str, result: "ExportResult") -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Attempt:
+    mode: str
+    passed: bool
+    reason: str
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export produced; `out` is None when no mode passed its gate."""
+
+    out: str | None
+    mode: str
+    size_bytes: int
+    keras_size_bytes: int
+    ops: list[str]
+    parity: ParityReport | None
+    attempts: list[Attempt]
+    metadata: dict
+    report_path: str
+    seconds: float
+    tflite_scores: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def passed(self) -> bool:
+        return self.out is not None
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "out": self.out,
+            "mode": self.mode,
+            "size_bytes": self.size_bytes,
+            "keras_size_bytes": self.keras_size_bytes,
+            "size_ratio": self.size_bytes / self.keras_size_bytes if self.keras_size_bytes else None,
+            "ops": self.ops,
+            "attempts": [asdict(a) for a in self.attempts],
+            "parity": self.parity.to_dict() if self.parity else None,
+            "metadata": self.metadata,
+            "report_path": self.report_path,
+            "seconds": self.seconds,
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        return atomic.write_json(path or self.report_path, self.to_dict())
+
+    def summary(self) -> str:
+        lines = [a_line(a) for a in self.attempts]
+        if self.parity:
+            lines.append(self.parity.table())
+        verdict = f"wrote {self.out}" if self.passed else "NOT written: no mode passed its parity gate"
+        lines.append(
+            f"{self.mode}: {self.size_bytes / 1024:.1f} KiB (Keras file {self.keras_size_bytes / 1024:.1f} KiB), "
+            f"{len(self.ops)} ops [{', '.join(sorted(set(self.ops)))}]; {verdict}; report {self.report_path}"
+        )
+        return "\n".join(lines)
+
+
+def a_line(a: Attempt) -> str:
+    size = f" {a.size_bytes / 1024:.1f} KiB" if a.size_bytes else ""
+    return f"tried {a.mode}:{size} {'pass' if a.passed else 'fail'}{' - ' + a.reason if a.reason else ''}"
+
+
+def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> ExportResult:
+    """Convert, check parity, and atomically write `config.out` only if the gate passes.
+
+    Raises ExportError / ConversionError for a run that cannot be exported and ParityError
+    (carrying the result, whose JSON report is already written) when no mode passes.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    t0 = time.perf_counter()
+    run = _load_run(config)
+    from .data import held_out_images, representative_images
+
+    val_x, val_y, val_paths = held_out_images(config, run, log)
+    calib = representative_images(config, run, log, exclude=val_paths)
+    log(f"Keras reference on {len(val_x)} held-out images")
+    keras_scores = run.model.predict(val_x.astype(np.float32), batch_size=64, verbose=0)
+    keras_thr = np.asarray(run.manifest["thresholds"], dtype=np.float64)
+
+    modes = AUTO_ORDER if config.quant is QuantMode.AUTO else (config.quant,)
+    attempts: list[Attempt] = []
+    chosen = None
+    for mode in modes:
+        log(f"converting {mode.value} ...")
+        try:
+            flat = convert(run.model, mode, lambda: iter(calib))
+        except ConversionError as exc:
+            if config.quant is not QuantMode.AUTO:
+                raise
+            attempts.append(Attempt(mode.value, False, str(exc)))
+            continue
+        data = metadata.embed(flat, _metadata(run, mode, keras_thr, None, None))
+        tfl_scores = _device_scores(data, val_x, config)
+        tfl_thr = calibrate_thresholds(val_y, tfl_scores) if val_y.any() else keras_thr
+        report = check_parity(mode.value, run.labels, val_y, keras_scores, tfl_scores, keras_thr, tfl_thr,
+                              config.tolerances(mode))
+        data = metadata.embed(flat, _metadata(run, mode, tfl_thr, report, len(calib)))
+        reason = "; ".join(report.failures[:3]) + (" ..." if len(report.failures) > 3 else "")
+        attempts.append(Attempt(mode.value, report.passed, reason, len(data)))
+        chosen = (mode, data, report, tfl_scores)
+        if report.passed:
+            break
+
+    if chosen is None:
+        raise ConversionError("no mode could be converted: " + "; ".join(a.reason for a in attempts))
+    mode, data, report, tfl_scores = chosen
+    passed = report.passed
+    if passed:
+        atomic.write_bytes(config.out, data)
+    result = ExportResult(
+        out=str(config.out) if passed else None,
+        mode=mode.value,
+        size_bytes=len(data),
+        keras_size_bytes=run.keras_size,
+        ops=op_names(metadata.strip(data)),
+        parity=report,
+        attempts=attempts,
+        metadata=metadata.read(data) or {},
+        report_path=str(config.report_path()),
+        seconds=time.perf_counter() - t0,
+        tflite_scores=tfl_scores,
+    )
+    result.save()  # written either way: a failed gate must say where it failed
+    if not passed:
+        raise ParityError(f"{mode.value} export failed its parity gate: {attempts[-1].reason}", result)
+    return result
+
+
+@dataclass
+class Run:
+    run_dir: Path
+    manifest: dict
+    model: object
+    labels: list[str]
+    input_size: tuple[int, int]
+    keras_size: int
+
+
+def _load_run(config: ExportConfig) -> Run:
+    run_dir = Path(config.run_dir)
+    manifest_path = run_dir / "manifest.json"
+    model_path = run_dir / "model.keras"
+    if not run_dir.is_dir():
+        raise ExportError(f"{run_dir}: run directory not found")
+    for p in (manifest_path, model_path):
+        if not p.is_file():
+            raise ExportError(f"{p}: missing (is {run_dir} a finished edge-train run?)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        labels = list(manifest["labels"])
+        w, h = manifest["input_size"]
+        thresholds = manifest["thresholds"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"{manifest_path}: corrupt manifest ({type(exc).__name__}: {exc})") from None
+    import keras
+
+    try:
+        model = keras.models.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{model_path}: cannot load Keras model ({first[:200]})") from None
+    act = getattr(model.layers[-1], "activation", None)
+    act_name = getattr(act, "__name__", str(act))
+    if act_name != "sigmoid":
+        raise ExportError(
+            f"{model_path}: the output layer's activation is {act_name!r}, not 'sigmoid': a multi-label "
+            "model needs independent per-label probabilities"
+        )
+    n_out = model.output_shape[-1]
+    if n_out != len(labels) or len(thresholds) != len(labels):
+        raise ExportError(
+            f"{manifest_path}: {len(labels)} labels and {len(thresholds)} thresholds, but the model has {n_out} outputs"
+        )
+    return Run(run_dir, manifest, model, labels, (int(w), int(h)), model_path.stat().st_size)
+
+
+def _device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.ndarray:
+    """Scores through the runtime's own loading path, exactly as the device gets them."""
+    from edge_runtime.classifier import Classifier
+
+    clf = Classifier.from_bytes(data, name="<export>", threads=config.threads, backend=config.backend)
+    return np.asarray(clf.scores(images), dtype=np.float64)
+
+
+def _metadata(run: Run, mode: QuantMode, thresholds: np.ndarray, report: ParityReport | None,
+              n_calibration: int | None) -> dict:
+    m = run.manifest
+    metrics = m.get("metrics", {}).get("calibrated", {})
+    w, h = run.input_size
+    return {
+        "labels": run.labels,
+        "thresholds": [float(t) for t in thresholds],
+        "thresholds_source": "re-calibrated (max F1) on the exported model's outputs on held-out images"
+        if report else "trainer",
+        "input": {"width": w, "height": h, "channels": 3, "dtype": "uint8" if mode is QuantMode.INT8 else "float32"},
+        "preprocessing": m.get("preprocessing"),
+        "arch": m.get("arch"),
+        "quantization": mode.value,
+        "training": {
+            "map": metrics.get("map"),
+            "macro_f1": metrics.get("macro_f1"),
+            "micro_f1": metrics.get("micro_f1"),
+            "n_val": metrics.get("n_samples"),
+            "epochs": (m.get("training") or {}).get("epochs_run"),
+            "source_csv": (m.get("data") or {}).get("source_csv"),
+        },
+        "parity": report.summary() if report else None,
+        "calibration_images": n_calibration,
+        "toolkit_version": __version__,
+        "versions": m.get("versions"),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

@@ -1,0 +1,68 @@
+"""Parity metrics between the Keras model and its TFLite export: small pure numpy functions.
+
+Every function takes (n_samples, n_labels) arrays and returns per-label numpy arrays (or a
+float), raising `ValueError` on empty input or mismatched shapes. A NaN anywhere counts as an
+infinite difference / a disagreement, so a model that emits NaN can never pass a gate.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edge_runtime.metrics import binarize, mean_average_precision
+
+# The int8 sigmoid output has a fixed scale of 1/256: no tolerance on raw probabilities of a
+# full-integer model may be tighter than one step.
+INT8_OUTPUT_STEP = 1.0 / 256.0
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"outputs must be two 2-D arrays of one shape, got {a.shape} and {b.shape}")
+    if a.shape[0] == 0:
+        raise ValueError("no samples to compare")
+    return a, b
+
+
+def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = _pair(a, b)
+    d = np.abs(a - b)
+    return np.where(np.isnan(d), np.inf, d)
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-label maximum absolute difference of probabilities (inf where either is NaN)."""
+    return _abs_diff(a, b).max(axis=0)
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-label mean absolute difference of probabilities (inf where either is NaN)."""
+    return _abs_diff(a, b).mean(axis=0)
+
+
+def decision_agreement(a: np.ndarray, b: np.ndarray, thr_a, thr_b) -> np.ndarray:
+    """Per-label fraction of samples where both models take the same yes/no decision.
+
+    Each side is judged at its own thresholds: the Keras model at the trainer's calibration, the
+    exported model at the thresholds embedded for the device. A NaN score is a disagreement.
+    """
+    a, b = _pair(a, b)
+    da, db = binarize(a, thr_a), binarize(b, thr_b)
+    same = (da == db) & ~np.isnan(a) & ~np.isnan(b)
+    return same.mean(axis=0)
+
+
+def map_drop(y_true: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> float:
+    """mAP(reference) - mAP(candidate) against the ground truth; inf if the candidate has NaN."""
+    reference, candidate = _pair(reference, candidate)
+    if np.asarray(y_true).shape != reference.shape:
+        raise ValueError(f"ground truth {np.asarray(y_true).shape} does not match outputs {reference.shape}")
+    if np.isnan(candidate).any():
+        return math.inf
+    ref, cand = mean_average_precision(y_true, reference), mean_average_precision(y_true, candidate)
+    if math.isnan(ref) or math.isnan(cand):
+        return 0.0  # no label has a positive example: mAP says nothing either way
+    return float(ref - cand)

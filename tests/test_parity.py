@@ -1,0 +1,113 @@
+"""Parity metrics: pure numpy functions and their edge cases, and the gate's verdicts."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from exporter import parity
+from exporter.config import DEFAULT_TOLERANCES, ExportConfig, Tolerances
+from exporter.convert import QuantMode
+from exporter.gate import check_parity
+
+
+def test_abs_diffs_per_label():
+    a = np.array([[0.1, 0.5], [0.2, 0.9]])
+    b = np.array([[0.1, 0.4], [0.3, 0.9]])
+    np.testing.assert_allclose(parity.max_abs_diff(a, b), [0.1, 0.1])
+    np.testing.assert_allclose(parity.mean_abs_diff(a, b), [0.05, 0.05])
+
+
+@pytest.mark.parametrize("fn", [parity.max_abs_diff, parity.mean_abs_diff])
+def test_diff_edge_cases(fn):
+    with pytest.raises(ValueError, match="no samples"):
+        fn(np.zeros((0, 3)), np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="shape"):
+        fn(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        fn(np.zeros(3), np.zeros(3))
+    nan = np.array([[0.5, np.nan]])
+    out = fn(np.array([[0.5, 0.5]]), nan)
+    assert out[0] == 0 and math.isinf(out[1])
+
+
+def test_decision_agreement_uses_each_sides_thresholds():
+    keras = np.array([[0.6], [0.4], [0.55]])
+    tfl = np.array([[0.62], [0.41], [0.52]])
+    assert parity.decision_agreement(keras, tfl, [0.5], [0.5])[0] == 1.0
+    assert parity.decision_agreement(keras, tfl, [0.5], [0.53])[0] == pytest.approx(2 / 3)
+    assert parity.decision_agreement(keras, np.array([[np.nan], [0.41], [0.52]]), [0.5], [0.5])[0] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        parity.decision_agreement(np.zeros((0, 1)), np.zeros((0, 1)), [0.5], [0.5])
+
+
+def test_map_drop():
+    y = np.array([[1], [0], [1], [0]])
+    good = np.array([[0.9], [0.1], [0.8], [0.2]])
+    bad = np.array([[0.1], [0.9], [0.8], [0.2]])
+    assert parity.map_drop(y, good, good) == 0.0
+    assert parity.map_drop(y, good, bad) > 0.2
+    assert math.isinf(parity.map_drop(y, good, np.full((4, 1), np.nan)))
+    assert parity.map_drop(np.zeros((4, 1)), good, bad) == 0.0  # no positives: nothing to rank
+    with pytest.raises(ValueError):
+        parity.map_drop(np.zeros((3, 1)), good, good)
+
+
+def _scores(seed=0, n=200, labels=3):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, labels)) < 0.4).astype(int)
+    s = np.clip(0.15 + 0.7 * y + rng.normal(0, 0.1, y.shape), 0, 1)
+    return y, s
+
+
+def test_gate_passes_identical_and_int8_like_outputs():
+    y, s = _scores()
+    thr = np.full(3, 0.5)
+    rep = check_parity("float32", list("abc"), y, s, s, thr, thr, DEFAULT_TOLERANCES[QuantMode.FLOAT32])
+    assert rep.passed and rep.map_drop == 0.0
+    q = np.round(s * 256) / 256  # one int8 output step
+    rep = check_parity("int8", list("abc"), y, s, q, thr, thr, DEFAULT_TOLERANCES[QuantMode.INT8])
+    assert rep.passed, rep.failures
+    assert max(r["max_abs"] for r in rep.per_label) <= 1 / 512 + 1e-12
+
+
+def test_gate_fails_and_names_the_worst_label():
+    y, s = _scores(1)
+    broken = s.copy()
+    broken[:, 1] = 1 - broken[:, 1]  # one label inverted
+    thr = np.full(3, 0.5)
+    rep = check_parity("int8", list("abc"), y, s, broken, thr, thr, DEFAULT_TOLERANCES[QuantMode.INT8])
+    assert not rep.passed
+    assert any(f.startswith("b:") for f in rep.failures) and any("mAP drop" in f for f in rep.failures)
+    assert not any(f.startswith("a:") for f in rep.failures)
+    assert rep.table().splitlines()[2].split()[0] == "b"  # worst label first
+
+
+def test_float32_gate_catches_small_drift():
+    y, s = _scores(2)
+    thr = np.full(3, 0.5)
+    rep = check_parity("float32", list("abc"), y, s, s + 1e-3, thr, thr, DEFAULT_TOLERANCES[QuantMode.FLOAT32])
+    assert not rep.passed and any("max |diff|" in f for f in rep.failures)
+
+
+def test_tolerance_overrides_and_int8_step_floor():
+    cfg = ExportConfig(run_dir="r", overrides={"min_agreement": 0.5, "max_abs": None})
+    assert cfg.tolerances(QuantMode.INT8).min_agreement == 0.5
+    assert cfg.tolerances(QuantMode.FLOAT32).max_abs == DEFAULT_TOLERANCES[QuantMode.FLOAT32].max_abs
+    with pytest.raises(ValueError, match="1/256"):
+        ExportConfig(run_dir="r", overrides={"max_abs": 0.001}).tolerances(QuantMode.INT8)
+    with pytest.raises(ValueError, match="unknown"):
+        ExportConfig(run_dir="r", overrides={"max_ab": 0.1})
+    assert isinstance(DEFAULT_TOLERANCES[QuantMode.INT8], Tolerances)
+
+
+def test_report_saves_json(tmp_path):
+    import json
+
+    y, s = _scores(3)
+    thr = np.full(3, 0.5)
+    rep = check_parity("dynamic", list("abc"), y, s, s, thr, thr, DEFAULT_TOLERANCES[QuantMode.DYNAMIC])
+    path = rep.save(tmp_path / "r.json")
+    d = json.loads(path.read_text())
+    assert d["passed"] is True and len(d["per_label"]) == 3 and d["mode"] == "dynamic"
