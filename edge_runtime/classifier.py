@@ -1,0 +1,318 @@
+"""A multi-label image classifier around one TFLite interpreter.
+
+In the manner of pycoral's `adapters/classify.py`: small functions around the interpreter, inputs
+quantized with the model's own parameters, outputs dequantized and copied out of interpreter
+memory (the interpreter reuses its buffers on the next invoke). The per-call path for a frame
+already at input size is kept to a few attribute look-ups, because on a small model the Python
+around `invoke()` can cost as much as the model itself.
+
+A `Classifier` wraps one interpreter and is not thread-safe: use one per thread.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import metadata as _metadata
+from .backend import interpreter_class
+from .errors import LabelsError, ModelError
+from .preprocess import PREPROCESSING, ImageSource, load_image
+
+_QUANTIZED = (np.uint8, np.int8, np.int16)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one image: every label's score and the labels judged present."""
+
+    source: str | None  # the path, or None for an in-memory image
+    scores: dict[str, float]  # label -> probability, in model label order
+    labels: list[str]  # labels with score >= their threshold, highest score first
+
+    def to_dict(self) -> dict:
+        return {"file": self.source, "scores": dict(self.scores), "labels": list(self.labels)}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _input_converter(detail: dict):
+    """A function uint8 (n,h,w,3) -> array of the input tensor's dtype, chosen once per model."""
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = detail["quantization"]
+    if dtype == np.float32 or dtype == np.float16:
+        # Float models take raw 0-255 pixels: normalisation is a layer inside the graph.
+        return lambda batch: batch.astype(dtype)
+    if dtype.type not in _QUANTIZED:
+        raise ModelError(f"unsupported input dtype {dtype.name}")
+    if dtype == np.uint8 and (scale == 0 or (scale == 1.0 and zero_point == 0)):
+        # Our int8 export folds Rescaling into the input quantization with scale 1, zero point 0:
+        # the raw pixel IS the quantized value, so frames go in untouched.
+        return _identity
+    if scale == 0:  # quantized type without parameters: nothing better than raw values
+        return lambda batch: batch.astype(dtype)
+    info = np.iinfo(dtype)
+
+    def quantize(batch: np.ndarray) -> np.ndarray:
+        # real = scale * (q - zero_point), and the real input of our models is the pixel value.
+        q = np.round(batch.astype(np.float32) / np.float32(scale) + zero_point)
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    return quantize
+
+
+def _identity(batch: np.ndarray) -> np.ndarray:
+    return batch
+
+
+def _output_converter(detail: dict):
+    """A function reading the output tensor as float32 scores, always a fresh array."""
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = detail["quantization"]
+    if dtype.type in _QUANTIZED and scale != 0:
+        s, z = np.float32(scale), np.float32(zero_point)
+        return lambda raw: (raw.astype(np.float32) - z) * s
+    if dtype == np.float32:
+        return lambda raw: raw  # get_tensor already returns a copy
+    return lambda raw: raw.astype(np.float32)
+
+
+class Classifier:
+    """Load with `from_file` / `from_bytes`; call `predict` (images) or `scores` (uint8 batches)."""
+
+    def __init__(self, data: bytes, name: str = "<bytes>", threads: int | None = None,
+                 backend: str | None = None) -> None:
+        _metadata.check_tflite(data, name)
+        meta = _metadata.read(data)
+        cls, self._backend = interpreter_class(backend)
+        self._model_bytes = data  # the interpreter reads model_content in place: keep it alive
+        self._threads = threads
+        try:
+            self._interp = cls(model_content=data, num_threads=threads)
+            self._interp.allocate_tensors()
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise ModelError(f"{name}: cannot load TFLite model ({_first_line(exc)})") from None
+        self._name = name
+        self._meta = meta or {}
+        self._setup_tensors(name)
+        self._setup_metadata(name)
+
+    # ----------------------------------------------------------------------------- loading
+    @classmethod
+    def from_file(cls, path: str | Path, threads: int | None = None, backend: str | None = None) -> "Classifier":
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"{path}: model file not found") from None
+        except IsADirectoryError:
+            raise ModelError(f"{path}: is a directory, not a model file") from None
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
+        return cls(data, str(path), threads=threads, backend=backend)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "<bytes>", threads: int | None = None,
+                   backend: str | None = None) -> "Classifier":
+        return cls(bytes(data), name, threads=threads, backend=backend)
+
+    def _setup_tensors(self, name: str) -> None:
+        inputs = self._interp.get_input_details()
+        outputs = self._interp.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{name}: expected 1 input and 1 output tensor, got {len(inputs)} and {len(outputs)}")
+        inp, out = inputs[0], outputs[0]
+        shape = [int(v) for v in inp["shape"]]
+        sig = [int(v) for v in inp.get("shape_signature", inp["shape"])]
+        if len(shape) != 4 or shape[3] != 3:
+            raise ModelError(f"{name}: input is not an image: shape {tuple(sig)} (expected (n, height, width, 3))")
+        if -1 in sig[1:3]:
+            # Dynamic spatial size: only usable if the metadata says what size the model wants.
+            size = self._meta.get("input", {})
+            if not size.get("width") or not size.get("height"):
+                raise ModelError(f"{name}: input size is not fixed ({tuple(sig)}) and no metadata gives it")
+            shape = [shape[0], int(size["height"]), int(size["width"]), 3]
+            self._interp.resize_tensor_input(inp["index"], shape)
+            self._interp.allocate_tensors()
+            inp = self._interp.get_input_details()[0]
+            out = self._interp.get_output_details()[0]
+        oshape = [int(v) for v in out["shape"]]
+        if len(oshape) != 2:
+            raise ModelError(f"{name}: output shape {tuple(oshape)} is not (n, labels)")
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self._in_detail, self._out_detail = inp, out
+        self._height, self._width = shape[1], shape[2]
+        self._frame_shape = (self._height, self._width, 3)
+        self._n_labels = oshape[1]
+        self._dynamic_batch = sig[0] == -1
+        self._batch = shape[0]  # the batch size the tensors are allocated for
+        self._to_input = _input_converter(inp)
+        self._to_scores = _output_converter(out)
+        # True when a uint8 frame can be handed to set_tensor as is (no conversion call).
+        self._raw_uint8 = self._to_input is _identity
+
+    def _setup_metadata(self, name: str) -> None:
+        meta, n = self._meta, self._n_labels
+        labels = list(meta.get("labels") or [f"label_{i}" for i in range(n)])
+        thresholds = meta.get("thresholds")
+        thresholds = [0.5] * n if thresholds is None else [float(t) for t in thresholds]
+        if len(labels) != n or len(thresholds) != n:
+            raise ModelError(f"{name}: metadata has {len(labels)} labels and {len(thresholds)} thresholds "
+                             f"but the model outputs {n} scores")
+        size = meta.get("input") or {}
+        if size.get("width") and (int(size["width"]), int(size["height"])) != (self._width, self._height):
+            raise ModelError(f"{name}: metadata input size {size['width']}x{size['height']} does not match "
+                             f"the model's {self._width}x{self._height}")
+        version = (meta.get("preprocessing") or {}).get("version")
+        if version is not None and version != PREPROCESSING["version"]:
+            warnings.warn(f"{name}: model was made with preprocessing version {version}, this runtime "
+                          f"implements version {PREPROCESSING['version']}; scores may differ", stacklevel=3)
+        self._labels = labels
+        self._thresholds = np.asarray(thresholds, dtype=np.float32)
+        self._thr_list = thresholds
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return self._thresholds.copy()
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height), Pillow's order, as `load_image` takes it."""
+        return (self._width, self._height)
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._in_detail["dtype"])
+
+    @property
+    def input_details(self) -> dict:
+        return dict(self._in_detail)
+
+    @property
+    def output_details(self) -> dict:
+        return dict(self._out_detail)
+
+    @property
+    def metadata(self) -> dict:
+        return dict(self._meta)
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @property
+    def threads(self) -> int | None:
+        return self._threads
+
+    @property
+    def model_size(self) -> int:
+        """Size of the model in bytes, embedded metadata included."""
+        return len(self._model_bytes)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def op_names(self) -> list[str] | None:
+        """Operator names in graph order, or None if this interpreter package cannot list them."""
+        cls, _ = interpreter_class(self._backend)
+        try:
+            # A fresh interpreter: after allocate_tensors a delegate (XNNPACK) has replaced the ops.
+            fresh = cls(model_content=self._model_bytes)
+            return [op["op_name"] for op in fresh._get_ops_details()]
+        except (AttributeError, RuntimeError, ValueError, KeyError):
+            return None
+
+    # ----------------------------------------------------------------------------- inference
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """Scores (n, labels) float32 for a uint8 batch (n, height, width, 3) at input size."""
+        batch = np.asarray(batch)
+        if batch.ndim == 3:
+            batch = batch[None]
+        if batch.shape[1:] != self._frame_shape or batch.dtype != np.uint8:
+            raise ValueError(f"expected uint8 batch (n, {self._height}, {self._width}, 3), "
+                             f"got {batch.dtype} {batch.shape}")
+        n = batch.shape[0]
+        interp, to_input = self._interp, self._to_input
+        if n == self._batch:
+            interp.set_tensor(self._in_index, to_input(batch))
+            interp.invoke()
+            return self._to_scores(interp.get_tensor(self._out_index))
+        if self._dynamic_batch and n > 0:
+            interp.resize_tensor_input(self._in_index, [n, self._height, self._width, 3])
+            interp.allocate_tensors()
+            self._batch = n
+            interp.set_tensor(self._in_index, to_input(batch))
+            interp.invoke()
+            return self._to_scores(interp.get_tensor(self._out_index))
+        out = np.empty((n, self._n_labels), np.float32)
+        for i in range(n):  # fixed batch-1 model: slices are views, no copies
+            interp.set_tensor(self._in_index, to_input(batch[i : i + 1]))
+            interp.invoke()
+            out[i] = self._to_scores(interp.get_tensor(self._out_index))[0]
+        return out
+
+    def _thresholds_for(self, threshold: float | None, thresholds: Mapping[str, float] | None) -> list[float]:
+        thr = [float(threshold)] * self._n_labels if threshold is not None else list(self._thr_list)
+        if thresholds:
+            unknown = sorted(set(thresholds) - set(self._labels))
+            if unknown:
+                raise LabelsError(f"unknown label(s) {', '.join(unknown)}; the model has {', '.join(self._labels)}")
+            for label, value in thresholds.items():
+                thr[self._labels.index(label)] = float(value)
+        return thr
+
+    def _prediction(self, source: str | None, row: list[float], thr: Sequence[float]) -> Prediction:
+        labels = self._labels
+        scores = dict(zip(labels, row))
+        present = [label for label, s, t in zip(labels, row, thr) if s >= t]
+        if len(present) > 1:
+            present.sort(key=scores.__getitem__, reverse=True)
+        return Prediction(source, scores, present)
+
+    def predict(self, x: ImageSource | Sequence[ImageSource], threshold: float | None = None,
+                thresholds: Mapping[str, float] | None = None, *, draft: bool = True
+                ) -> Prediction | list[Prediction]:
+        """Classify one image (path, bytes, PIL image, HxWx3 uint8 array) or a list of them.
+
+        `threshold` replaces every embedded threshold, `thresholds` ({label: value}) overrides
+        single labels. `draft` allows reduced-scale JPEG decoding (see `load_image`).
+        Raises ImageError for an unusable image (for a list: the first one).
+        """
+        thr = self._thr_list if threshold is None and not thresholds else self._thresholds_for(threshold, thresholds)
+        # Fast path: a camera frame already at input size, a uint8-input model allocated for
+        # batch 1. Every attribute look-up here is measurable next to a small model's invoke().
+        if type(x) is np.ndarray and x.shape == self._frame_shape and self._raw_uint8 \
+                and x.dtype == np.uint8 and self._batch == 1:
+            interp = self._interp
+            interp.set_tensor(self._in_index, x[None])
+            interp.invoke()
+            return self._prediction(None, self._to_scores(interp.get_tensor(self._out_index)).tolist()[0], thr)
+        if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim == 4):
+            if not len(x):
+                return []
+            frames = [load_image(item, self.input_size, draft=draft) for item in x]
+            rows = self.scores(np.stack(frames)).tolist()
+            return [self._prediction(_source_name(item), row, thr) for item, row in zip(x, rows)]
+        frame = load_image(x, self.input_size, draft=draft)
+        row = self.scores(frame[None])[0].tolist()
+        return self._prediction(_source_name(x), row, thr)
+
+    def __repr__(self) -> str:
+        return (f"Classifier({self._name!r}, labels={self._labels}, input={self._width}x{self._height} "
+                f"{self.input_dtype.name}, backend={self._backend!r})")
+
+
+def _source_name(x: Any) -> str | None:
+    return str(x) if isinstance(x, (str, Path)) else None

@@ -1,0 +1,108 @@
+"""Build the tiny TFLite models the runtime tests run on (needs TensorFlow).
+
+CI builds them once in the full environment and points `$EDGE_FIXTURE_MODELS` at the folder, so
+the runtime tests can run in lean environments that have only an interpreter package:
+
+    python tests/make_fixture_models.py OUT_DIR
+
+Files written to OUT_DIR:
+- `float32.tflite`, `float16.tflite`, `dynamic.tflite`, `int8.tflite`: a 3-label classifier
+  (32x32 RGB input) with embedded metadata;
+- `plain.tflite`: the float32 model without metadata (a model from elsewhere);
+- `vector.tflite`: a model whose input is a (1, 10) vector, not an image;
+- `reference_frames.npy` / `keras_scores.npy`: a few uint8 frames and the Keras scores on them.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+LABELS = ["red", "green", "blue"]
+THRESHOLDS = [0.5, 0.4, 0.6]
+SIZE = 32
+MODES = ("float32", "float16", "dynamic", "int8")
+
+
+def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images whose labels say which colour channel has a bright square in it."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 60, size=(n, SIZE, SIZE, 3), dtype=np.uint8)
+    y = (rng.random((n, 3)) < 0.5).astype(np.float32)
+    for i in range(n):
+        for c in range(3):
+            if y[i, c]:
+                r, s = rng.integers(0, SIZE - 12, size=2)
+                x[i, r : r + 12, s : s + 12, c] = rng.integers(180, 256)
+    return x, y
+
+
+def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
+    """Write the fixture models into `out_dir`; return {name: path} (modes, "plain", "vector")."""
+    import tensorflow as tf
+
+    from edge_runtime.metadata import embed
+    from edge_runtime.preprocess import PREPROCESSING
+    from exporter.convert import convert
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tf.keras.utils.set_random_seed(0)
+    x, y = _synthetic(256, seed=0)
+
+    inp = tf.keras.Input((SIZE, SIZE, 3), name="image")
+    h = tf.keras.layers.Rescaling(1.0 / 255)(inp)
+    h = tf.keras.layers.Conv2D(8, 3, strides=2, activation="relu")(h)
+    h = tf.keras.layers.Conv2D(16, 3, strides=2, activation="relu")(h)
+    h = tf.keras.layers.GlobalAveragePooling2D()(h)
+    outp = tf.keras.layers.Dense(len(LABELS), activation="sigmoid", name="scores")(h)
+    model = tf.keras.Model(inp, outp)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    model.fit(x.astype(np.float32), y, epochs=8, batch_size=32, verbose=0)
+
+    frames, _ = _synthetic(8, seed=1)
+    np.save(out / "reference_frames.npy", frames)
+    np.save(out / "keras_scores.npy", model.predict(frames.astype(np.float32), verbose=0))
+
+    def representative():
+        for img in x[:64]:
+            yield img
+
+    paths: dict[str, Path] = {}
+    for mode in MODES:
+        data = convert(model, mode, representative=representative if mode == "int8" else None)
+        meta = {
+            "schema_version": 1,
+            "labels": LABELS,
+            "thresholds": THRESHOLDS,
+            "input": {"width": SIZE, "height": SIZE, "dtype": "uint8" if mode == "int8" else "float32"},
+            "preprocessing": dict(PREPROCESSING),
+            "arch": "fixture-cnn",
+            "quantization": mode,
+            "training": {"epochs": 8, "n_train": int(len(x)), "seed": 0},
+            "parity": {"reference": "keras", "max_abs_diff": None, "passed": True},
+            "toolkit_version": "0.1.0",
+        }
+        paths[mode] = out / f"{mode}.tflite"
+        paths[mode].write_bytes(embed(data, meta))
+        if mode == "float32":
+            paths["plain"] = out / "plain.tflite"
+            paths["plain"].write_bytes(data)
+
+    vin = tf.keras.Input((10,), name="vector")
+    vec = tf.keras.Model(vin, tf.keras.layers.Dense(3, activation="sigmoid")(vin))
+    conv = tf.lite.TFLiteConverter.from_keras_model(vec)
+    paths["vector"] = out / "vector.tflite"
+    paths["vector"].write_bytes(conv.convert())
+
+    (out / "fixtures.json").write_text(json.dumps({k: v.name for k, v in paths.items()}, indent=1))
+    return paths
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/make_fixture_models.py OUT_DIR")
+    for name, path in build_fixture_models(sys.argv[1]).items():
+        print(f"{name:8s} {path}")
