@@ -26,12 +26,27 @@ def interpreter_class(backend: str | None = None) -> tuple[Any, str]:
     errors = []
     for name in names:
         try:
-            module = importlib.import_module(BACKENDS[name])
-            return module.Interpreter, name
+            return _resolve(BACKENDS[name]).Interpreter, name
         except Exception as exc:  # ImportError, or a numpy ABI clash raising SystemError
             errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     hint = "pip install ai-edge-litert (or tflite-runtime with numpy<2 on 32-bit ARM)"
     raise BackendError(f"no TFLite interpreter available ({'; '.join(errors)}); {hint}")
+
+
+def _resolve(dotted: str) -> Any:
+    """The object at a dotted path, walking attributes from the top package.
+
+    `import_module("tensorflow.lite")` returns the internal package `tensorflow/lite/__init__.py`,
+    which has no `Interpreter`; the public `tf.lite` namespace is an attribute of `tensorflow`.
+    """
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, part in enumerate(parts[1:], start=1):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:  # a submodule not imported by its parent
+            obj = importlib.import_module(".".join(parts[: i + 1]))
+    return obj
 
 
 def installed_backends() -> list[str]:

@@ -26,7 +26,7 @@ SIZE = 32
 MODES = ("float32", "float16", "dynamic", "int8")
 
 
-def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images whose labels say which colour channel has a bright square in it."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 60, size=(n, SIZE, SIZE, 3), dtype=np.uint8)
@@ -50,7 +50,7 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(0)
-    x, y = _synthetic(256, seed=0)
+    x, y = synthetic_images(256, seed=0)
 
     inp = tf.keras.Input((SIZE, SIZE, 3), name="image")
     h = tf.keras.layers.Rescaling(1.0 / 255)(inp)
@@ -62,7 +62,7 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
     model.fit(x.astype(np.float32), y, epochs=8, batch_size=32, verbose=0)
 
-    frames, _ = _synthetic(8, seed=1)
+    frames, _ = synthetic_images(8, seed=1)
     np.save(out / "reference_frames.npy", frames)
     np.save(out / "keras_scores.npy", model.predict(frames.astype(np.float32), verbose=0))
 
