@@ -162,10 +162,12 @@ Examples:
 @click.option("--no-draft", is_flag=True, help="Always decode JPEGs at full scale.")
 @click.option("--watch", "watch_dir", type=click.Path(file_okay=False), help="Poll DIR and classify each new complete image.")
 @click.option("--interval", type=click.FloatRange(0.01), default=0.5, show_default=True, help="Watch poll interval (s).")
+@click.option("--settle", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Watch: a file counts as complete once unchanged for this many seconds.")
 @click.option("--watch-timeout", type=click.FloatRange(0), help="Stop watching after this many seconds.")
 @click.option("--max-count", type=click.IntRange(1), help="Stop watching after this many images.")
 def predict(model, inputs, as_json, as_csv, threshold, threads, backend, no_draft, watch_dir, interval,
-            watch_timeout, max_count) -> None:
+            settle, watch_timeout, max_count) -> None:
     """Classify images: files, directories (recursive), globs, or - for paths on stdin."""
     fmt = _fmt(as_json, as_csv)
     if not inputs and not watch_dir:
@@ -209,7 +211,7 @@ def predict(model, inputs, as_json, as_csv, threshold, threads, backend, no_draf
     if watch_dir:
         if not inputs:
             writer.start([watch_dir + "/" + "x" * 30])
-        watch_failed = _watch(Path(watch_dir), classify, interval, watch_timeout, max_count)
+        watch_failed = _watch(Path(watch_dir), classify, interval, settle, watch_timeout, max_count)
     if failures or watch_failed:
         sys.exit(1)
 
@@ -221,8 +223,10 @@ def _isatty(stream) -> bool:
         return False
 
 
-def _watch(folder: Path, classify, interval: float, timeout: float | None, max_count: int | None) -> int:
-    """Poll `folder`; classify each new image once its size stopped changing between two polls.
+def _watch(folder: Path, classify, interval: float, settle: float, timeout: float | None,
+           max_count: int | None) -> int:
+    """Poll `folder`; classify each new image once complete: unchanged in size and modification
+    time between two polls and not modified for `settle` seconds (a writer may pause mid-file).
 
     `classify(path)` returns an error message or None; errors are reported at once (a watch may
     never end). Returns the number of failed images.
@@ -245,8 +249,8 @@ def _watch(folder: Path, classify, interval: float, timeout: float | None, max_c
                 except OSError:
                     continue  # vanished between listing and stat
                 sig = (st.st_size, st.st_mtime_ns)
-                # A writer still appending changes size or mtime: wait for one quiet poll.
-                if st.st_size == 0 or pending.get(p) != sig:
+                # A writer still appending changes size or mtime: wait until it has been quiet.
+                if st.st_size == 0 or pending.get(p) != sig or time.time() - st.st_mtime < settle:
                     pending[p] = sig
                     continue
                 pending.pop(p, None)
