@@ -1,1 +1,6 @@
 """Training a sigmoid-head multi-label CNN from a labelled image folder."""
+from .config import Arch, Augment, Loss, TrainConfig
+from .models import build_model
+from .train import TrainResult, train
+
+__all__ = ["Arch", "Augment", "Loss", "TrainConfig", "TrainResult", "build_model", "train"]

@@ -1,0 +1,91 @@
+"""From labels CSV(s) to decoded, split training and validation arrays."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.dataset import LabelTable, SkippedRow, read_labels_csv
+
+from .config import TrainConfig
+from .errors import DataError
+from .images import load_images
+from .split import iterative_split
+
+
+@dataclass(frozen=True)
+class Split:
+    """One side of the data: table (paths, labels, y) and its decoded images."""
+
+    table: LabelTable
+    x: np.ndarray  # (n, size, size, 3) uint8, exactly `load_image(path, (size, size))` per row
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.table.y
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    labels: list[str]
+    train: Split
+    val: Split
+    warnings: list[str]
+    skipped: list[SkippedRow]  # every row left out, train and val CSVs together
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Read the CSV(s), decode every image through `load_image`, drop unreadable ones, split.
+
+    Without `val_data` the rows are split by iterative stratification (`val_fraction`, `seed`);
+    with it, `val_data` must use the same labels (its rows must be labelled with known names).
+    """
+    size = (config.input_size, config.input_size)
+    table, x = _read_decoded(config.data, None, size, config)
+    if config.val_data:
+        val_table, x_val = _read_decoded(config.val_data, table.labels, size, config)
+        train = Split(table, x)
+        val = Split(val_table, x_val)
+    else:
+        if len(table) < 4:
+            raise DataError(f"{table.csv_path}: only {len(table)} usable images; need at least 4 to split")
+        tr, va = iterative_split(table.y, config.val_fraction, config.seed)
+        train = Split(table.subset(tr), x[tr])
+        val = Split(table.subset(va), x[va])
+    warnings = list(train.table.warnings) + ([w for w in val.table.warnings] if config.val_data else [])
+    for j, name in enumerate(train.table.labels):
+        if train.y[:, j].any() and not val.y[:, j].any():
+            warnings.append(f"label {name!r} has no positive in the validation set: its threshold stays 0.5")
+    skipped = list(train.table.skipped) + (list(val.table.skipped) if config.val_data else [])
+    return PreparedData(list(train.table.labels), train, val, warnings, skipped)
+
+
+def _read_decoded(csv_path: str, labels: list[str] | None, size: tuple[int, int],
+                  config: TrainConfig) -> tuple[LabelTable, np.ndarray]:
+    table = read_labels_csv(csv_path, labels=labels)
+    x, failures = load_images(table.paths, size, cache_dir=config.cache_dir, workers=config.workers)
+    if failures:
+        bad = {i for i, _, _ in failures}
+        keep = [i for i in range(len(table)) if i not in bad]
+        extra = [SkippedRow(table.rows[i], str(p), f"unreadable image: {reason}") for i, p, reason in failures]
+        if not keep:
+            raise DataError(f"{table.csv_path}: no readable image; first problem: {extra[0]}")
+        table = table.subset(keep, extra_skipped=extra)
+        x = x[keep]
+    if config.verbose:
+        print(f"{table.csv_path.name}: {table.summary()}", file=sys.stderr)
+        for s in table.skipped[:20]:
+            print(f"  skipped {s}", file=sys.stderr)
+        if len(table.skipped) > 20:
+            print(f"  ... and {len(table.skipped) - 20} more skipped rows", file=sys.stderr)
+    return table, x
+
+
+def relative_to(path: Path, start: Path) -> str:
+    """`path` relative to `start` when possible (keeps a run dir movable), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(start).resolve()))
+    except ValueError:
+        return str(Path(path).resolve())

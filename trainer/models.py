@@ -1,0 +1,105 @@
+"""Model builders. Each takes raw 0-255 RGB pixels and ends in a per-label sigmoid named "scores".
+
+Normalisation lives inside the graph (a Rescaling layer), so the exported model takes the uint8
+output of `load_image` unchanged. Only builtin Keras layers are used: the saved `.keras` file
+loads with `keras.models.load_model(path, safe_mode=True)` without importing this package, and
+every op converts to a TFLite builtin.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Arch
+from .errors import ConfigError
+
+OUTPUT_NAME = "scores"
+
+
+def build_model(arch: Arch | str, input_size: int, n_labels: int, weights: str | None = None,
+                width: float = 1.0, dropout: float = 0.2):
+    """A Keras model: (batch, input_size, input_size, 3) float 0-255 -> (batch, n_labels) sigmoid."""
+    import keras
+
+    arch = Arch(arch)
+    if n_labels < 1:
+        raise ConfigError(f"need at least one label, got {n_labels}")
+    if weights is not None and arch is not Arch.MOBILENETV3:
+        raise ConfigError("pretrained weights are only available for arch=mobilenetv3")
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    if arch is Arch.SEED:
+        x = _seed(inputs)
+    elif arch is Arch.COMPACT:
+        x = _compact(inputs, width, dropout)
+    else:
+        x = _mobilenetv3(inputs, input_size, weights, width, dropout)
+    outputs = keras.layers.Dense(n_labels, activation="sigmoid", name=OUTPUT_NAME)(x)
+    return keras.Model(inputs, outputs, name=f"{arch.value}_multilabel")
+
+
+def _seed(x):
+    """The minimal baseline, exactly as specified: two conv/pool stages and a dense layer."""
+    from keras import layers
+
+    x = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    x = layers.Conv2D(32, (3, 3), activation="relu")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Conv2D(64, (3, 3), activation="relu")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Flatten()(x)
+    return layers.Dense(128, activation="relu")(x)
+
+
+# Keras's default 0.99 needs ~500 steps before the moving variance forgets its init of 1; a
+# small dataset gives ~40 steps per epoch, so validation (inference mode) looked like chance for
+# the first 10+ epochs. 0.9 tracks the batch statistics within a couple of epochs.
+BN_MOMENTUM = 0.9
+
+# (output channels, stride) of the depthwise-separable blocks of `compact`.
+COMPACT_BLOCKS = ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
+
+
+def _compact(x, width: float, dropout: float):
+    """MobileNet-v1-style network built for int8: conv + BN + ReLU only.
+
+    BN folds into the conv weights at conversion and plain ReLU (no swish / hard-swish) keeps
+    activation ranges simple, which is what full-integer quantization likes. Global average
+    pooling (no Flatten) keeps the head small and lets objects sit anywhere in the image.
+    """
+    from keras import layers
+
+    def ch(c: int) -> int:
+        return max(8, int(round(c * width / 8)) * 8)
+
+    x = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    x = layers.Conv2D(ch(16), 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for i, (c, s) in enumerate(COMPACT_BLOCKS):
+        x = layers.DepthwiseConv2D(3, strides=s, padding="same", use_bias=False, name=f"b{i}_dw")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"b{i}_dw_bn")(x)
+        x = layers.ReLU(name=f"b{i}_dw_relu")(x)
+        x = layers.Conv2D(ch(c), 1, use_bias=False, name=f"b{i}_pw")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"b{i}_pw_bn")(x)
+        x = layers.ReLU(name=f"b{i}_pw_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return layers.Dropout(dropout, name="dropout")(x)
+
+
+def _mobilenetv3(x, input_size: int, weights: str | None, width: float, dropout: float):
+    """MobileNetV3Small backbone; its own preprocessing layer keeps the input at 0-255."""
+    import keras
+    from keras import layers
+
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise ConfigError(f"{weights}: weights file not found")
+    backbone = keras.applications.MobileNetV3Small(
+        input_shape=(input_size, input_size, 3),
+        alpha=width,
+        include_top=False,
+        weights=weights,
+        include_preprocessing=True,  # Rescaling(1/127.5, offset=-1) inside the graph
+        pooling=None,
+    )
+    x = backbone(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return layers.Dropout(dropout, name="dropout")(x)
