@@ -1,0 +1,175 @@
+"""The measurements: latency (Keras, runtime, bare interpreter), end to end from JPEG, accuracy.
+
+Every TFLite timing uses its own interpreter: `Classifier.scores` on a batch of 8 resizes the
+interpreter's input, which would take a batch-1 `predict` off its fast path if they shared one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from bm_common import log, stats, time_interleaved
+from edge_runtime.backend import interpreter_class
+from edge_runtime.classifier import Classifier
+from edge_runtime.metrics import binarize, multilabel_report
+from edge_runtime.preprocess import load_image
+
+
+def _bare(data: bytes, threads: int, batch: np.ndarray):
+    """A bare interpreter for `batch` and the callable set_tensor + invoke + get_tensor.
+
+    The input is converted to the tensor's dtype once, outside the timed call: the floor is
+    the interpreter alone, so anything the runtime adds shows in the ratio.
+    """
+    cls, _ = interpreter_class(None)
+    interp = cls(model_content=data, num_threads=threads)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    if tuple(inp["shape"]) != batch.shape:
+        interp.resize_tensor_input(inp["index"], list(batch.shape))
+        interp.allocate_tensors()
+        inp = interp.get_input_details()[0]
+    dtype = np.dtype(inp["dtype"])
+    scale, zero = inp["quantization"]
+    if dtype == np.uint8 and scale not in (0.0, 1.0):
+        x = np.clip(np.round(batch / scale + zero), 0, 255).astype(np.uint8)
+    else:
+        x = np.ascontiguousarray(batch.astype(dtype))
+    i_in, i_out = inp["index"], out["index"]
+
+    def call():
+        interp.set_tensor(i_in, x)
+        interp.invoke()
+        return interp.get_tensor(i_out)
+
+    return call
+
+
+def keras_latency(model, frames: np.ndarray, batches: Sequence[int], warmup: int, runs: int) -> list[dict]:
+    """`model.predict` per call and a direct `model(x, training=False)`, per batch size."""
+    rows = []
+    for b in batches:
+        x = frames[:b].astype(np.float32)
+        fns = {
+            "keras_predict": lambda x=x, b=b: model.predict(x, batch_size=b, verbose=0),
+            "keras_call": lambda x=x: np.asarray(model(x, training=False)),
+        }
+        times = time_interleaved(fns, warmup=warmup, runs=runs)
+        for name, ns in times.items():
+            rows.append({"impl": name, "mode": "keras", "threads": None, "batch": b, **stats(ns, b)})
+        log(f"  keras batch {b}: predict p50 {rows[-2]['p50_ms']:.2f} ms, call p50 {rows[-1]['p50_ms']:.2f} ms")
+    return rows
+
+
+def tflite_latency(path: Path, mode: str, frames: np.ndarray, threads: Sequence[int], batch: int,
+                   warmup: int, runs: int) -> list[dict]:
+    """Runtime vs bare interpreter for one model file at each thread count.
+
+    Batch 1: `Classifier.predict` on a uint8 frame at input size vs the bare floor.
+    Batch `batch`: `Classifier.scores` on a uint8 batch vs the bare floor resized to that batch.
+    """
+    data = path.read_bytes()
+    frame = frames[0]
+    big = frames[:batch]
+    rows = []
+    for t in threads:
+        clf1 = Classifier.from_bytes(data, name=path.name, threads=t)
+        clf8 = Classifier.from_bytes(data, name=path.name, threads=t)
+        clf8.scores(big)  # resize once, outside the timing
+        fns = {
+            ("predict", 1): lambda: clf1.predict(frame),
+            ("bare", 1): _bare(data, t, frame[None]),
+            ("scores", batch): lambda: clf8.scores(big),
+            ("bare", batch): _bare(data, t, big),
+        }
+        times = time_interleaved({f"{k[0]}@{k[1]}": f for k, f in fns.items()}, warmup=warmup, runs=runs)
+        by = {}
+        for (impl, b) in fns:
+            s = stats(times[f"{impl}@{b}"], b)
+            by[(impl, b)] = s
+            rows.append({"impl": impl, "mode": mode, "threads": t, "batch": b, **s})
+        for impl, b in (("predict", 1), ("scores", batch)):
+            ratio = by[(impl, b)]["p50_ms"] / by[("bare", b)]["p50_ms"]
+            rows.append({"impl": f"{impl}/bare", "mode": mode, "threads": t, "batch": b, "ratio_p50": ratio})
+        log(f"  {mode} threads {t}: predict p50 {by[('predict', 1)]['p50_ms']:.3f} ms "
+            f"(bare {by[('bare', 1)]['p50_ms']:.3f}), scores x{batch} p50 {by[('scores', batch)]['p50_ms']:.3f} ms "
+            f"(bare {by[('bare', batch)]['p50_ms']:.3f})")
+    return rows
+
+
+def make_camera_jpegs(sources: Sequence[Path], out_dir: Path, size: tuple[int, int], quality: int = 90) -> list[Path]:
+    """Upscale demo images to a camera resolution and save them as JPEG files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, src in enumerate(sources):
+        with Image.open(src) as img:
+            big = img.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+        p = out_dir / f"cam_{size[0]}x{size[1]}_{i:02d}.jpg"
+        big.save(p, "JPEG", quality=quality)
+        paths.append(p)
+    return paths
+
+
+def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int) -> dict:
+    """Images/s of predict(path) and of load_image alone, with and without draft decoding."""
+    size = clf.input_size
+    n = len(files)
+    it = {"i": 0}
+
+    def cycling(fn):
+        def call():
+            f = files[it["i"] % n]
+            it["i"] += 1
+            return fn(f)
+        return call
+
+    fns = {
+        "predict_draft": cycling(lambda f: clf.predict(f, draft=True)),
+        "predict_full": cycling(lambda f: clf.predict(f, draft=False)),
+        "decode_draft": cycling(lambda f: load_image(f, size, draft=True)),
+        "decode_full": cycling(lambda f: load_image(f, size, draft=False)),
+    }
+    times = time_interleaved(fns, warmup=warmup, runs=max(runs, n), block=n)
+    out = {k: stats(v, 1) for k, v in times.items()}
+    diffs, flips = [], 0
+    for f in files:
+        a, b = clf.predict(f, draft=True), clf.predict(f, draft=False)
+        diffs.append(max(abs(a.scores[k] - b.scores[k]) for k in a.scores))
+        flips += int(set(a.labels) != set(b.labels))
+    with Image.open(files[0]) as img:
+        w, h = img.size
+    out.update({
+        "resolution": f"{w}x{h}",
+        "files": n,
+        "mean_file_kib": float(np.mean([f.stat().st_size for f in files]) / 1024),
+        "max_abs_score_diff": float(max(diffs)),
+        "images_with_different_labels": flips,
+        "speedup_predict_p50": out["predict_full"]["p50_ms"] / out["predict_draft"]["p50_ms"],
+    })
+    return out
+
+
+def load_split(table, size: tuple[int, int]) -> np.ndarray:
+    return np.stack([load_image(p, size) for p in table.paths])
+
+
+def tflite_scores(path: Path, x: np.ndarray, chunk: int = 32) -> tuple[np.ndarray, Classifier]:
+    clf = Classifier.from_file(path, threads=None)
+    return np.concatenate([clf.scores(x[i:i + chunk]) for i in range(0, len(x), chunk)]), clf
+
+
+def accuracy_row(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, labels: list[str],
+                 keras_scores: np.ndarray, keras_thr: np.ndarray) -> dict:
+    rep = multilabel_report(y, scores, thresholds, labels)
+    agree = float(np.mean(binarize(scores, thresholds) == binarize(keras_scores, keras_thr)))
+    return {
+        "map": rep["map"],
+        "micro_f1": rep["micro_f1"],
+        "macro_f1": rep["macro_f1"],
+        "test_agreement_with_keras": agree,
+        "test_max_abs_diff_vs_keras": float(np.max(np.abs(scores - keras_scores))),
+    }
