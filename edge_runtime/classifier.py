@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import metadata as _metadata
+from .flatbuffer import check_structure
 from .backend import interpreter_class
 from .errors import LabelsError, ModelError
 from .preprocess import PREPROCESSING, ImageSource, load_image
@@ -89,6 +90,7 @@ class Classifier:
     def __init__(self, data: bytes, name: str = "<bytes>", threads: int | None = None,
                  backend: str | None = None) -> None:
         _metadata.check_tflite(data, name)
+        check_structure(data, name)  # tflite-runtime segfaults on truncated models instead of raising
         meta = _metadata.read(data)
         cls, self._backend = interpreter_class(backend)
         self._model_bytes = data  # the interpreter reads model_content in place: keep it alive

@@ -254,3 +254,13 @@ def test_bench_results(fixture_models, frames, tmp_path):
     Image.fromarray(frames[0]).resize((320, 240)).save(png)
     sweep = thread_sweep(fixture_models["int8"], [1, 2], image=png, runs=3, warmup=0)
     assert [s.threads for s in sweep] == [1, 2] and sweep[0].stages["decode"] > 0
+
+
+def test_truncated_models_raise_not_crash(fixture_models):
+    # tflite-runtime 2.14 has no flatbuffer verifier: without our bounds check these segfault.
+    data = fixture_models["int8"].read_bytes()
+    for cut in range(0, len(data), 97):
+        try:
+            Classifier.from_bytes(data[:cut])
+        except ModelError as exc:
+            assert "\n" not in str(exc)
