@@ -1,0 +1,92 @@
+"""Runtime overhead measurements, printed as JSON (stdlib + numpy + the runtime; no TensorFlow).
+
+1. `Classifier.predict` on a uint8 frame already at input size versus the bare interpreter calls
+   (set_tensor + invoke + get_tensor), median over many interleaved rounds in one process;
+2. a 4000x3000 JPEG through the whole `predict` with reduced-scale decoding (draft) versus a full
+   decode: speed ratio and the largest score difference.
+
+    python benchmarks/runtime_overhead.py MODEL.tflite [--rounds 40] [--per-round 200]
+
+MODEL is e.g. a fixture model from `python tests/make_fixture_models.py DIR` (DIR/int8.tflite).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime import Classifier
+from edge_runtime.bench import draft_comparison
+
+
+def overhead(clf: Classifier, rounds: int, per_round: int) -> dict:
+    h, w = clf.input_size[1], clf.input_size[0]
+    frame = np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    interp, i_in, i_out = clf._interp, clf._in_index, clf._out_index
+    x = frame[None] if clf.input_dtype == np.uint8 else None
+    dtype = clf.input_dtype
+
+    def bare():
+        # What a hand-written loop has to do: add the batch axis (and cast for float models).
+        interp.set_tensor(i_in, x if x is not None else frame[None].astype(dtype))
+        interp.invoke()
+        return interp.get_tensor(i_out)
+
+    def predict():
+        return clf.predict(frame)
+
+    times: dict[str, list[float]] = {"bare": [], "predict": []}
+    for fn in (bare, predict):  # warm-up
+        for _ in range(per_round):
+            fn()
+    for _ in range(rounds):  # interleaved, so drifts in clock or load hit both alike
+        for name, fn in (("bare", bare), ("predict", predict)):
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            times[name].append((time.perf_counter() - t0) / per_round * 1e6)
+    b, p = statistics.median(times["bare"]), statistics.median(times["predict"])
+    return {"input_dtype": dtype.name, "bare_us": round(b, 3), "predict_us": round(p, 3),
+            "overhead_us": round(p - b, 3), "ratio": round(p / b, 4)}
+
+
+def big_jpeg(path: Path, size=(4000, 3000)) -> None:
+    """A photo-like JPEG: smooth colour fields with seeded noise (not pure noise)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+    big = np.asarray(Image.fromarray(small).resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
+    big = np.clip(big + rng.integers(-8, 9, size=big.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+    Image.fromarray(big).save(path, quality=90)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--per-round", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--backend", default=None)
+    ap.add_argument("--jpeg-runs", type=int, default=5)
+    args = ap.parse_args(argv)
+    clf = Classifier.from_file(args.model, threads=args.threads, backend=args.backend)
+    out = {"model": args.model, "backend": clf.backend, "threads": args.threads,
+           "input_size": list(clf.input_size), "overhead": overhead(clf, args.rounds, args.per_round)}
+    with tempfile.TemporaryDirectory() as tmp:
+        jpeg = Path(tmp) / "big.jpg"
+        big_jpeg(jpeg)
+        out["draft"] = draft_comparison(clf, jpeg, runs=args.jpeg_runs).to_dict()
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
