@@ -14,6 +14,19 @@ def demo_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A tiny `compact` model trained for seconds on its own demo data: the run directory."""
+    pytest.importorskip("tensorflow")
+    from trainer import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("run")
+    train_csv, _ = make_demo_dataset(DemoConfig(str(root / "data"), n_train=320, n_test=8, image_size=32, seed=1))
+    result = train(TrainConfig(data=str(train_csv), out=str(root / "run"), arch="compact", input_size=32,
+                               epochs=12, patience=12, batch_size=32, seed=0, verbose=False))
+    return result.run_dir
+
+
+@pytest.fixture(scope="session")
 def fixture_models(tmp_path_factory):
     """{name: Path} of the tiny TFLite fixture models (see tests/make_fixture_models.py).
 

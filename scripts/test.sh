@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The project's test command, on a fresh machine with only Python 3.10+ (3.11 in CI), pip and venv.
+#   1. a full environment (.venv: TensorFlow, the trainer, the exporter) runs every test;
+#   2. it exports small fixture models with the real exporter;
+#   3. two runtime-only environments with no TensorFlow run the runtime tests against them:
+#      ai-edge-litert on numpy 2 (.venv-litert) and tflite-runtime on numpy < 2 (.venv-tflite).
+# Set SKIP_LEAN=1 to run step 1 only. Extra arguments go to the full pytest run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 TF_CPP_MIN_LOG_LEVEL=2
+
+venv() {  # venv DIR: create it once, quietly
+  [ -x "$1/bin/python" ] || "$PY" -m venv "$1"
+}
+
+# pytest exits 5 when it collects nothing: for us that is a broken run, never a pass.
+run_pytest() {
+  local py=$1; shift
+  set +e
+  "$py" -m pytest "$@"
+  local rc=$?
+  set -e
+  if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; return 1; fi
+  return "$rc"
+}
+
+echo "== full environment (.venv)"
+venv .venv
+.venv/bin/pip install -q -e ".[train,dev]"
+run_pytest .venv/bin/python -q -p no:cacheprovider "$@"
+
+[ "${SKIP_LEAN:-0}" = 1 ] && exit 0
+
+# Only the files that hold runtime tests: the others import TensorFlow or scikit-learn.
+RUNTIME_TESTS=$(grep -l "pytest.mark.runtime" tests/test_*.py)
+FIXTURES=$(mktemp -d)
+trap 'rm -rf "$FIXTURES"' EXIT
+echo "== fixture models for the runtime-only environments"
+.venv/bin/python tests/make_fixture_models.py "$FIXTURES"
+
+echo "== runtime only: ai-edge-litert, numpy 2 (.venv-litert)"
+venv .venv-litert
+.venv-litert/bin/pip install -q -e . pytest
+EDGE_FIXTURE_MODELS="$FIXTURES" run_pytest .venv-litert/bin/python -q -p no:cacheprovider -m runtime $RUNTIME_TESTS
+
+echo "== runtime only: tflite-runtime, numpy < 2 (.venv-tflite)"
+venv .venv-tflite
+.venv-tflite/bin/pip install -q "tflite-runtime==2.14.0" "numpy<2" pillow click pytest
+.venv-tflite/bin/pip install -q --no-deps -e .
+EDGE_FIXTURE_MODELS="$FIXTURES" EDGE_EXPECT_BACKEND=tflite-runtime \
+  run_pytest .venv-tflite/bin/python -q -p no:cacheprovider -m runtime $RUNTIME_TESTS

@@ -1,0 +1,175 @@
+"""The exporter end to end on a real (tiny) trained model: modes, metadata, the gate, errors."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("tensorflow")
+
+from edge_runtime import metadata  # noqa: E402
+from edge_runtime.classifier import Classifier  # noqa: E402
+from exporter import ExportConfig, QuantMode, export  # noqa: E402
+from exporter import export as export_module  # noqa: E402
+from exporter.cli import export_cmd  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _export(trained_run, tmp_path, mode, **kw):
+    out = tmp_path / f"{mode}.tflite"
+    return export(ExportConfig(run_dir=str(trained_run), out=str(out), quant=mode, calibration_size=64, **kw),
+                  log=lambda m: None)
+
+
+@pytest.mark.parametrize("mode", ["float32", "float16", "dynamic", "int8"])
+def test_every_mode_passes_its_default_gate_and_embeds_metadata(trained_run, tmp_path, mode):
+    result = _export(trained_run, tmp_path, mode)
+    assert result.passed and Path(result.out).is_file()
+    manifest = json.loads((Path(trained_run) / "manifest.json").read_text())
+    meta = metadata.read(result.out)
+    assert meta["labels"] == manifest["labels"] and meta["quantization"] == mode
+    assert meta["input"]["dtype"] == ("uint8" if mode == "int8" else "float32")
+    assert meta["preprocessing"] == manifest["preprocessing"] and meta["parity"]["passed"] is True
+    assert len(meta["thresholds"]) == len(meta["labels"])
+    assert not any(op.startswith("Flex") for op in result.ops)
+    assert json.loads(Path(result.report_path).read_text())["passed"] is True
+    # The device path reproduces the scores the gate judged, with the embedded thresholds.
+    clf = Classifier.from_file(result.out)
+    assert clf.labels == manifest["labels"]
+    np.testing.assert_allclose(clf.thresholds, meta["thresholds"])
+
+
+def test_int8_takes_uint8_and_rebalanced_thresholds(trained_run, tmp_path):
+    result = _export(trained_run, tmp_path, "int8")
+    clf = Classifier.from_file(result.out)
+    assert np.dtype(clf.input_dtype) == np.uint8
+    assert "re-calibrated" in result.metadata["thresholds_source"]
+
+
+@pytest.mark.parametrize("backend", ["ai-edge-litert", "tensorflow"])
+def test_exported_file_loads_in_each_interpreter(trained_run, tmp_path, backend):
+    result = _export(trained_run, tmp_path, "int8")
+    frame = np.zeros((32, 32, 3), np.uint8)
+    pred = Classifier.from_file(result.out, backend=backend).predict(frame)
+    assert set(pred.scores) == set(result.metadata["labels"])
+
+
+def _perturbed_convert(real):
+    def convert(model, mode, representative=None):
+        import keras
+
+        broken = keras.models.clone_model(model)
+        rng = np.random.default_rng(0)
+        broken.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+        return real(broken, mode, representative)
+
+    return convert
+
+
+def test_gate_fails_on_perturbed_weights_and_writes_nothing(trained_run, tmp_path, monkeypatch):
+    out = tmp_path / "model.tflite"
+    out.write_bytes(b"previous good model")
+    monkeypatch.setattr(export_module, "convert", _perturbed_convert(export_module.convert))
+    res = CliRunner().invoke(export_cmd, [str(trained_run), "--quant", "float32", "--out", str(out),
+                                          "--calibration-size", "32"])
+    assert res.exit_code == 1, res.output
+    assert "FAIL" in res.output and "FAILED:" in res.output
+    assert out.read_bytes() == b"previous good model"  # never replaced by an unverified model
+    report = json.loads((tmp_path / "model.parity.json").read_text())
+    assert report["passed"] is False and report["parity"]["failures"]
+
+
+def test_gate_fails_when_the_device_preprocesses_differently(trained_run, tmp_path, monkeypatch):
+    real = export_module._device_scores
+
+    def skewed(data, images, config):  # a different resize on the device side only
+        from PIL import Image
+
+        h, w = images.shape[1:3]
+        small = [np.asarray(Image.fromarray(im).resize((w // 4, h // 4), Image.NEAREST).resize((w, h), Image.NEAREST))
+                 for im in images]
+        return real(data, np.stack(small), config)
+
+    monkeypatch.setattr(export_module, "_device_scores", skewed)
+    res = CliRunner().invoke(export_cmd, [str(trained_run), "--quant", "float32", "--out", str(tmp_path / "m.tflite")])
+    assert res.exit_code == 1
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_auto_keeps_the_smallest_passing_mode_and_explains_failures(trained_run, tmp_path):
+    res = CliRunner().invoke(export_cmd, [str(trained_run), "--quant", "auto", "--out", str(tmp_path / "a.tflite"),
+                                          "--json", "--calibration-size", "32"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["attempts"][0]["mode"] == "int8" and d["mode"] == d["attempts"][-1]["mode"]
+    impossible = CliRunner().invoke(export_cmd, [str(trained_run), "--quant", "auto", "--out",
+                                                 str(tmp_path / "b.tflite"), "--max-map-drop", "-1", "--json"])
+    assert impossible.exit_code == 1
+    d = json.loads(impossible.output)
+    assert [a["mode"] for a in d["attempts"]] == ["int8", "dynamic", "float16", "float32"]
+    assert all("mAP drop" in a["reason"] for a in d["attempts"]) and d["out"] is None
+    assert not (tmp_path / "b.tflite").exists()
+
+
+def _one_line_error(res):
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("Error: ") and res.output.count("\n") == 1 and "Traceback" not in res.output
+    return res.output
+
+
+def test_clear_errors(trained_run, tmp_path):
+    run = CliRunner()
+    assert "not found" in _one_line_error(run.invoke(export_cmd, [str(tmp_path / "nope")]))
+
+    bad = tmp_path / "corrupt"
+    shutil.copytree(trained_run, bad)
+    (bad / "model.keras").write_bytes(b"not a zip")
+    assert "cannot load Keras model" in _one_line_error(run.invoke(export_cmd, [str(bad), "--out", str(tmp_path / "x.tflite")]))
+
+    mism = tmp_path / "mismatch"
+    shutil.copytree(trained_run, mism)
+    m = json.loads((mism / "manifest.json").read_text())
+    m["labels"] = m["labels"][:-1]
+    (mism / "manifest.json").write_text(json.dumps(m))
+    assert "outputs" in _one_line_error(run.invoke(export_cmd, [str(mism), "--out", str(tmp_path / "x.tflite")]))
+
+    nocal = tmp_path / "nocal"
+    shutil.copytree(trained_run, nocal)
+    (nocal / "train_split.csv").unlink()
+    assert "calibration" in _one_line_error(run.invoke(export_cmd, [str(nocal), "--out", str(tmp_path / "x.tflite")]))
+
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_softmax_model_is_refused(trained_run, tmp_path):
+    import keras
+
+    soft = tmp_path / "softmax"
+    shutil.copytree(trained_run, soft)
+    model = keras.models.load_model(soft / "model.keras", compile=False)
+    cfg = model.get_config()
+    cfg["layers"][-1]["config"]["activation"] = "softmax"
+    m2 = keras.Model.from_config(cfg)
+    m2.set_weights(model.get_weights())
+    m2.save(soft / "model.keras")
+    res = CliRunner().invoke(export_cmd, [str(soft), "--out", str(tmp_path / "s.tflite")])
+    assert "sigmoid" in _one_line_error(res)
+
+
+def test_cli_as_a_real_subprocess(trained_run, tmp_path):
+    out = tmp_path / "sub.tflite"
+    proc = subprocess.run([sys.executable, "-c", "from exporter.cli import main; main()", str(trained_run),
+                           "--quant", "dynamic", "--out", str(out), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["passed"] is True and out.is_file()
+    help_ = subprocess.run([sys.executable, "-c", "from exporter.cli import main; main()", "--help"],
+                           capture_output=True, text=True, timeout=120)
+    assert "Examples:" in help_.stdout
