@@ -1,0 +1,289 @@
+"""Trainer: image cache, losses, models, end-to-end train(), CLI, and the train/serve skew check."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.dataset import read_labels_csv
+from edge_runtime.preprocess import load_image
+from trainer import Arch, Augment, TrainConfig
+from trainer.images import load_images
+from trainer.losses import auto_pos_weights, resolve_pos_weights
+
+NO_AUG = Augment(False, False, 0.0, 0.0, 0.0)
+EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
+
+
+def tiny_config(data, out, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), input_size=32, epochs=2, batch_size=32, patience=5,
+                verbose=False, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# --- images -------------------------------------------------------------------------------------
+
+def test_load_images_cache_hit_and_invalidation(demo_data, tmp_path):
+    src = read_labels_csv(demo_data[0]).paths[:6]
+    paths = []
+    for p in src:  # private copies: this test modifies one
+        shutil.copy(p, tmp_path / p.name)
+        paths.append(tmp_path / p.name)
+    cache = tmp_path / "cache"
+    x1, f1 = load_images(paths, (40, 40), cache_dir=cache, workers=2)
+    assert x1.shape == (6, 40, 40, 3) and x1.dtype == np.uint8 and f1 == []
+    assert len(list(cache.glob("*.npy"))) == 1 and not list(cache.glob("*.tmp"))
+    x2, _ = load_images(paths, (40, 40), cache_dir=cache)
+    assert np.array_equal(x1, x2) and len(list(cache.glob("*.npy"))) == 1  # hit: no new entry
+    load_images(paths, (32, 32), cache_dir=cache)  # other size: other key
+    assert len(list(cache.glob("*.npy"))) == 2
+    # Change one file: different content and mtime -> new key, new pixels.
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(paths[0])
+    os.utime(paths[0], ns=(time.time_ns(), time.time_ns() + 10**9))
+    x3, _ = load_images(paths, (40, 40), cache_dir=cache)
+    assert len(list(cache.glob("*.npy"))) == 3
+    assert np.array_equal(x3[0], load_image(paths[0], (40, 40))) and not np.array_equal(x3[0], x1[0])
+    assert np.array_equal(x3[1:], x1[1:])
+
+
+def test_unreadable_image_row_is_skipped_with_reason(demo_data, tmp_path):
+    from trainer.data import prepare_data
+
+    table = read_labels_csv(demo_data[0])
+    lines = ["filename,labels"]
+    for i, (p, row) in enumerate(zip(table.paths[:30], table.y[:30])):
+        shutil.copy(p, tmp_path / p.name)
+        lines.append(f"{p.name}," + " ".join(l for l, v in zip(table.labels, row) if v))
+    (tmp_path / table.paths[4].name).write_bytes(b"not a png at all")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    data = prepare_data(tiny_config(csv, tmp_path / "run"))
+    assert len(data.train.x) + len(data.val.x) == 29
+    (s,) = data.skipped
+    assert s.row == 6 and s.filename.endswith(table.paths[4].name) and "unreadable image" in s.reason
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+Y = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0]], np.float32)
+P = np.array([[0.9, 0.2, 0.6], [0.3, 0.1, 0.8], [0.7, 0.4, 0.05]], np.float32)
+W = np.array([2.0, 1.0, 3.0], np.float32)
+
+
+def _manual(gamma: float) -> float:
+    total = 0.0
+    for i in range(3):
+        row = 0.0
+        for j in range(3):
+            y, p, w = Y[i, j], float(P[i, j]), W[j]
+            row += -(w * y * (1 - p) ** gamma * np.log(p) + (1 - y) * p ** gamma * np.log(1 - p))
+        total += row / 3
+    return total / 3
+
+
+def test_weighted_bce_matches_numpy():
+    from trainer.losses import weighted_bce
+
+    got = float(np.mean(np.asarray(weighted_bce(W)(Y, P))))
+    assert got == pytest.approx(_manual(0.0), rel=1e-5)
+    import keras
+
+    plain = float(keras.losses.BinaryCrossentropy()(Y, P))
+    assert float(np.mean(np.asarray(weighted_bce(np.ones(3))(Y, P)))) == pytest.approx(plain, rel=1e-4)
+
+
+def test_focal_matches_numpy_and_downweights_easy():
+    from trainer.losses import focal_loss, weighted_bce
+
+    got = float(np.mean(np.asarray(focal_loss(W, gamma=2.0)(Y, P))))
+    assert got == pytest.approx(_manual(2.0), rel=1e-5)
+    assert got < float(np.mean(np.asarray(weighted_bce(W)(Y, P))))
+
+
+def test_pos_weights():
+    y = np.array([[1, 0, 0], [1, 0, 1], [1, 0, 0], [0, 0, 0]] * 10)
+    assert auto_pos_weights(y).tolist() == [1.0, 1.0, 3.0]  # 1/3 -> clipped to 1; none -> 1
+    y2 = np.zeros((100, 1)); y2[0] = 1
+    assert auto_pos_weights(y2).tolist() == [10.0]  # clipped at the ceiling
+    assert resolve_pos_weights("none", y).tolist() == [1, 1, 1]
+    assert resolve_pos_weights([1, 2, 3], y).tolist() == [1, 2, 3]
+    with pytest.raises(ValueError):
+        resolve_pos_weights([1, 2], y)
+
+
+# --- models -------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", list(Arch))
+def test_arch_builds_sigmoid_and_converts_to_builtin_int8(arch, demo_data):
+    import keras
+
+    from exporter.convert import convert, op_names
+    from trainer.models import build_model
+
+    size = 32 if arch is not Arch.MOBILENETV3 else 48
+    model = build_model(arch, size, 5)
+    assert isinstance(model.layers[1], keras.layers.Rescaling) or arch is Arch.MOBILENETV3
+    last = model.layers[-1]
+    assert last.name == "scores" and last.activation is keras.activations.sigmoid
+    out = model.predict(np.full((2, size, size, 3), 255.0, np.float32), verbose=0)
+    assert out.shape == (2, 5) and np.all((out > 0) & (out < 1))
+    paths = read_labels_csv(demo_data[0]).paths[:8]
+    data = convert(model, "int8", lambda: (load_image(p, (size, size)) for p in paths))
+    assert data[4:8] == b"TFL3" and "SOFTMAX" not in op_names(data)
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(demo_data, tmp_path_factory):
+    from trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "r1"
+    return train(tiny_config(demo_data[0], out, cache_dir=str(out.parent / "cache")))
+
+
+@pytest.mark.slow
+def test_train_writes_all_artifacts(run, demo_data):
+    d = run.run_dir
+    assert sorted(p.name for p in d.iterdir()) == sorted(
+        ["model.keras", "manifest.json", "metrics.json", "train_split.csv", "val_split.csv",
+         "curves.png", "pr_curves.png"])
+    assert not list(d.parent.glob(".r1.tmp-*"))
+    m = json.loads((d / "manifest.json").read_text())
+    assert m == run.manifest
+    assert m["schema_version"] == 1 and m["labels"] == ["circle", "cross", "square", "star", "triangle"]
+    assert len(m["thresholds"]) == 5 and m["input_size"] == [32, 32] and m["arch"] == "compact"
+    assert m["preprocessing"]["version"] == 1
+    assert m["data"]["train_csv"] == "train_split.csv" and m["data"]["val_csv"] == "val_split.csv"
+    assert m["data"]["source_csv"] == str(Path(demo_data[0]).resolve())
+    assert set(m["metrics"]) == {"at_0.5", "calibrated"}
+    assert m["training"]["epochs_run"] == 2 and 1 <= m["training"]["best_epoch"] <= 2
+    assert set(m["training"]["history"]) >= {"loss", "val_loss", "val_map"}
+    assert set(m["versions"]) == {"python", "tensorflow", "keras", "numpy", "pillow", "toolkit"}
+    tr = read_labels_csv(d / m["data"]["train_csv"])
+    va = read_labels_csv(d / m["data"]["val_csv"])
+    assert tr.labels == va.labels == m["labels"]
+    assert len(tr) + len(va) == 160 and not set(tr.paths) & set(va.paths)
+    assert va.y.sum(axis=0).min() >= 1  # every label has validation positives
+    assert "macro-F1" in run.summary()
+
+
+@pytest.mark.slow
+def test_saved_model_loads_with_safe_mode_in_a_clean_process(run):
+    code = (
+        "import sys, numpy as np, keras\n"
+        f"m = keras.models.load_model({str(run.run_dir / 'model.keras')!r}, safe_mode=True)\n"
+        "assert m.compiled_loss is None or True\n"
+        "assert not any(k.startswith('trainer') for k in sys.modules)\n"
+        "print(m.predict(np.zeros((1, 32, 32, 3), 'float32'), verbose=0).shape)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "(1, 5)"
+
+
+@pytest.mark.slow
+def test_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
+    """Skew test: the pixels the model is fed equal the runtime's `load_image` output."""
+    from trainer.augment import make_dataset
+    from trainer.data import prepare_data
+
+    data = prepare_data(tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path)))
+    for _ in range(2):  # second pass: from the cache
+        ds = make_dataset(data.train.x, data.train.y, 16, NO_AUG, shuffle=False)
+        images, labels = next(iter(ds))
+        for i in range(16):
+            expect = load_image(data.train.table.paths[i], (40, 40))
+            assert np.array_equal(images[i].numpy(), expect.astype(np.float32))
+            assert np.array_equal(labels[i].numpy(), data.train.y[i])
+        data = prepare_data(tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path)))
+
+
+@pytest.mark.slow
+def test_crash_leaves_no_run_dir_and_existing_run_is_kept(demo_data, tmp_path, monkeypatch, run):
+    from trainer import artifacts, train
+    from trainer.errors import ConfigError
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(artifacts, "plot_pr_curves", boom)
+    out = tmp_path / "crash"
+    with pytest.raises(RuntimeError, match="disk full"):
+        train(tiny_config(demo_data[0], out, epochs=1, cache_dir=str(run.run_dir.parent / "cache")))
+    assert not out.exists() and not list(tmp_path.glob(".crash*"))
+    with pytest.raises(ConfigError, match="not empty"):
+        train(tiny_config(demo_data[0], run.run_dir))
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_cli_json_with_val_csv(demo_data, tmp_path):
+    from click.testing import CliRunner
+
+    from trainer.cli import cli
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, [str(demo_data[0]), "--out", str(out), "--val-data", str(demo_data[1]),
+                                 "--input-size", "32", "--epochs", "1", "--arch", "seed", "--no-augment",
+                                 "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["run_dir"] == str(out.resolve()) and len(res["thresholds"]) == 5
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["arch"] == "seed" and m["data"]["source_val_csv"] == str(Path(demo_data[1]).resolve())
+    assert m["data"]["n_val"] == 48
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("image,labels\na.png,cat\n", "no 'filename' column"),
+    ("filename,labels\nmissing.png,cat\n", "row 2 (missing.png)"),
+])
+def test_cli_bad_csv_is_one_line_exit_2(tmp_path, content, needle):
+    from click.testing import CliRunner
+
+    from trainer.cli import cli
+
+    csv = tmp_path / "bad.csv"
+    csv.write_text(content)
+    r = CliRunner().invoke(cli, [str(csv), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2
+    assert r.stderr.startswith("Error: ") and needle in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_subprocess_bad_input_and_help(tmp_path):
+    r = subprocess.run([str(EDGE_TRAIN), str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"Error: {tmp_path / 'none.csv'}: labels CSV not found"
+    h = subprocess.run([str(EDGE_TRAIN), "train", "--help"], capture_output=True, text=True)
+    assert h.returncode == 0 and "Examples:" in h.stdout and "--val-data" in h.stdout
+
+
+@pytest.mark.slow
+def test_cli_subprocess_make_demo_and_train(tmp_path):
+    r = subprocess.run([str(EDGE_TRAIN), "make-demo", str(tmp_path / "d"), "--n-train", "40", "--n-test", "8",
+                        "--size", "32"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(EDGE_TRAIN), str(tmp_path / "d" / "train.csv"), "--out", str(tmp_path / "run"),
+                        "--input-size", "32", "--epochs", "2", "--json"], capture_output=True, text=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["epochs_run"] == 2  # stdout is exactly one JSON object
+    assert "epoch 1/2" in r.stderr and "val_mAP" in r.stderr
+    assert (tmp_path / "run" / "model.keras").is_file()
