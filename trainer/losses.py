@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import ConfigError
+
 MAX_POS_WEIGHT = 10.0
 
 
@@ -39,12 +41,12 @@ def resolve_pos_weights(spec: str | Sequence[float], y: np.ndarray) -> np.ndarra
             return auto_pos_weights(y)
         if spec == "none":
             return np.ones(n_labels, np.float32)
-        raise ValueError(f"pos_weight must be 'auto', 'none' or a list, got {spec!r}")
+        raise ConfigError(f"pos_weight must be 'auto', 'none' or a list, got {spec!r}")
     w = np.asarray(spec, dtype=np.float32)
     if w.shape != (n_labels,):
-        raise ValueError(f"pos_weight has {w.size} values for {n_labels} labels")
+        raise ConfigError(f"pos_weight has {w.size} values for {n_labels} labels")
     if np.any(w <= 0):
-        raise ValueError("pos_weight values must be > 0")
+        raise ConfigError("pos_weight values must be > 0")
     return w
 
 
