@@ -114,8 +114,13 @@ def make_camera_jpegs(sources: Sequence[Path], out_dir: Path, size: tuple[int, i
     return paths
 
 
-def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int) -> dict:
-    """Images/s of predict(path) and of load_image alone, with and without draft decoding."""
+def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int,
+               float_clf: Classifier | None = None) -> dict:
+    """Images/s of predict(path) and of load_image alone, with and without draft decoding.
+
+    Also the largest differences draft vs full: in the decoded input frame (0-255), in the
+    scores of `clf` (an int8 model moves in steps of 1/256) and of `float_clf` if given.
+    """
     size = clf.input_size
     n = len(files)
     it = {"i": 0}
@@ -135,11 +140,16 @@ def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int) -
     }
     times = time_interleaved(fns, warmup=warmup, runs=max(runs, n), block=n)
     out = {k: stats(v, 1) for k, v in times.items()}
-    diffs, flips = [], 0
+    diffs, fdiffs, pix, flips = [], [], [], 0
     for f in files:
         a, b = clf.predict(f, draft=True), clf.predict(f, draft=False)
         diffs.append(max(abs(a.scores[k] - b.scores[k]) for k in a.scores))
         flips += int(set(a.labels) != set(b.labels))
+        d = np.abs(load_image(f, size, draft=True).astype(np.int16) - load_image(f, size, draft=False))
+        pix.append((int(d.max()), float(d.mean())))
+        if float_clf is not None:
+            fa, fb = float_clf.predict(f, draft=True), float_clf.predict(f, draft=False)
+            fdiffs.append(max(abs(fa.scores[k] - fb.scores[k]) for k in fa.scores))
     with Image.open(files[0]) as img:
         w, h = img.size
     out.update({
@@ -147,6 +157,9 @@ def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int) -
         "files": n,
         "mean_file_kib": float(np.mean([f.stat().st_size for f in files]) / 1024),
         "max_abs_score_diff": float(max(diffs)),
+        "float32_max_abs_score_diff": float(max(fdiffs)) if fdiffs else None,
+        "max_abs_pixel_diff": max(p[0] for p in pix),
+        "mean_abs_pixel_diff": float(np.mean([p[1] for p in pix])),
         "images_with_different_labels": flips,
         "speedup_predict_p50": out["predict_full"]["p50_ms"] / out["predict_draft"]["p50_ms"],
     })

@@ -58,7 +58,8 @@ def charts(report: dict, out: Path) -> list[str]:
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(MODES))], MODES)
         k = _one(report, impl="keras_call", batch=b).get("p50_ms", math.nan) / b
         ax.set_title(f"batch {b}: p50 ms per image (Keras direct call: {k:.2f} ms)")
-        ax.set_ylabel("ms per image (p50)")
+        ax.set_ylabel("ms per image (p50, log scale)")
+        ax.set_yscale("log")
         ax.legend(fontsize=8)
     _save_png(fig, out / CHARTS[0])
     plt.close(fig)
@@ -170,17 +171,22 @@ def markdown(report: dict) -> str:
         "",
         f"{e2e['model']}, {e2e['threads']} thread(s); demo test images upscaled (bicubic) to camera size and "
         "saved as JPEG quality 90. `draft` = reduced-scale JPEG decoding (the default of `load_image` and "
-        "`Classifier.predict`), `full` = `draft=False`. Images/s = 1 / p50 of one call.",
+        "`Classifier.predict`), `full` = `draft=False`. Images/s = 1 / p50 of one call (`predict` = decode, "
+        "resize and inference; `decode` = `load_image` alone). Differences draft vs full: scores of the int8 "
+        "model (steps of 1/256) and of the float32 export, and the decoded input frame (0-255).",
         "",
         "| resolution | files | KiB/file | predict draft img/s | predict full img/s | decode draft img/s | "
-        "decode full img/s | predict speed-up | max score diff | label sets changed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "decode full img/s | predict speed-up | max score diff (int8) | max score diff (float32) | "
+        "max / mean pixel diff | label sets changed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in e2e["results"]:
         L.append(f"| {r['resolution']} | {r['files']} | {_f(r['mean_file_kib'], 0)} | "
                  f"{_f(r['predict_draft']['images_per_s'], 1)} | {_f(r['predict_full']['images_per_s'], 1)} | "
                  f"{_f(r['decode_draft']['images_per_s'], 1)} | {_f(r['decode_full']['images_per_s'], 1)} | "
                  f"{_f(r['speedup_predict_p50'], 2)}x | {_f(r['max_abs_score_diff'], 4)} | "
+                 f"{_f(r.get('float32_max_abs_score_diff'), 6)} | "
+                 f"{r['max_abs_pixel_diff']} / {_f(r['mean_abs_pixel_diff'], 2)} | "
                  f"{r['images_with_different_labels']} |")
     L += ["", "![end to end](end_to_end.png)", ""]
 

@@ -199,13 +199,15 @@ def run(prof: dict, name: str, work: Path) -> dict:
 
     int8_path = Path(exports[(DEFAULT_ARCH, "int8")][0].out)
     e2e_clf = Classifier.from_file(int8_path, threads=1)
+    f32_clf = Classifier.from_file(Path(exports[(DEFAULT_ARCH, "float32")][0].out), threads=1)
     e2e = {"model": f"{DEFAULT_ARCH} int8", "threads": 1, "results": []}
     for size in ((1920, 1080), (4000, 3000)):
         files = M.make_camera_jpegs(table.paths[: prof["e2e_files"]], work / "jpeg", size)
         log(f"end to end: {size[0]}x{size[1]} JPEG x{len(files)} ...")
-        r = M.end_to_end(e2e_clf, files, warmup=1, runs=prof["e2e_runs"])
+        r = M.end_to_end(e2e_clf, files, warmup=1, runs=prof["e2e_runs"], float_clf=f32_clf)
         log(f"  predict draft {r['predict_draft']['images_per_s']:.1f} img/s, full "
-            f"{r['predict_full']['images_per_s']:.1f} img/s, max score diff {r['max_abs_score_diff']:.4f}")
+            f"{r['predict_full']['images_per_s']:.1f} img/s, max score diff {r['max_abs_score_diff']:.4f} "
+            f"(float32 model {r['float32_max_abs_score_diff']:.2e}), max pixel diff {r['max_abs_pixel_diff']}")
         e2e["results"].append(r)
 
     # 3. size and accuracy per mode
