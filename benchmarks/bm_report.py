@@ -39,6 +39,7 @@ def charts(report: dict, out: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     lat = report["latency"]
     threads = lat["threads"]
@@ -60,6 +61,10 @@ def charts(report: dict, out: Path) -> list[str]:
         ax.set_title(f"batch {b}: p50 ms per image (Keras direct call: {k:.2f} ms)")
         ax.set_ylabel("ms per image (p50, log scale)")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+        ax.yaxis.set_minor_locator(ticker.LogLocator(base=10, subs=(2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.2g"))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
         ax.legend(fontsize=8)
     _save_png(fig, out / CHARTS[0])
     plt.close(fig)
@@ -67,14 +72,25 @@ def charts(report: dict, out: Path) -> list[str]:
     # 2. size vs mAP
     acc = report["accuracy"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for m in MODES:
+    for i, m in enumerate(MODES):
         r = acc["modes"][m]
         ax.scatter(r["size_bytes"] / 1024, r["map"], s=50)
-        ax.annotate(m, (r["size_bytes"] / 1024, r["map"]), textcoords="offset points", xytext=(5, 4))
+        ax.annotate(m, (r["size_bytes"] / 1024, r["map"]), textcoords="offset points",
+                    xytext=(5, 6 if i % 2 else -14))
     ax.scatter(acc["keras"]["size_bytes"] / 1024, acc["keras"]["map"], marker="s", s=50, color="black")
     ax.annotate("keras (.keras)", (acc["keras"]["size_bytes"] / 1024, acc["keras"]["map"]),
                 textcoords="offset points", xytext=(5, -10))
+    # At least 0.05 of mAP on the axis, so that differences in the 4th decimal do not look large.
+    maps = [acc["modes"][m]["map"] for m in MODES] + [acc["keras"]["map"]]
+    lo, hi = min(maps), max(maps)
+    pad = max(0.0, 0.05 - (hi - lo)) / 2 + 0.005
+    ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi + pad <= 1.0 else 1.0 + 0.005)
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3f"))
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_locator(ticker.LogLocator(base=10, subs=(2.0, 3.0, 5.0)))
+    ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("file size (KiB, log)")
     ax.set_ylabel(f"test mAP ({acc['test_images']} images)")
     ax.set_title(f"{acc['arch']}: size vs accuracy per export mode")

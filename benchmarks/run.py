@@ -37,8 +37,8 @@ RELAXED = {"max_abs": 1.0, "mean_abs": 1.0, "min_agreement": 0.0, "max_map_drop"
 
 PROFILES = {
     # Demo data and training at the toolkit defaults (DemoConfig / TrainConfig).
-    "full": dict(demo={}, train={}, calibration_size=300, warmup=20, runs=200, keras_warmup=5, keras_runs=50,
-                 e2e_files=8, e2e_runs=40, threads=(1, 2, 4), batch=8),
+    "full": dict(demo={}, train={}, calibration_size=300, warmup=50, runs=1000, keras_warmup=5, keras_runs=100,
+                 e2e_files=8, e2e_runs=80, threads=(1, 2, 4), batch=8),
     "quick": dict(demo=dict(n_train=240, n_test=64, image_size=64), train=dict(input_size=64, epochs=3, patience=3),
                   calibration_size=64, warmup=5, runs=30, keras_warmup=2, keras_runs=10,
                   e2e_files=2, e2e_runs=6, threads=(1, 2, 4), batch=8),
