@@ -165,6 +165,7 @@ def run(prof: dict, name: str, work: Path) -> dict:
     import bm_measure as M
     from edge_runtime.backend import interpreter_class
     from edge_runtime.dataset import read_labels_csv
+    from edge_runtime.metrics import mean_average_precision
 
     labels = runs[DEFAULT_ARCH].labels
     w, h = runs[DEFAULT_ARCH].manifest["input_size"]
@@ -241,9 +242,7 @@ def run(prof: dict, name: str, work: Path) -> dict:
         t = time_interleaved({"predict": lambda: clf.predict(frame), "bare": M._bare(data, 1, frame[None])},
                              warmup=prof["warmup"], runs=prof["runs"])
         ks = keras_models[arch].predict(x_test.astype(np.float32), batch_size=64, verbose=0)
-        i8, i8clf = M.tflite_scores(Path(res.out), x_test)
-        from edge_runtime.metrics import mean_average_precision
-
+        i8, _ = M.tflite_scores(Path(res.out), x_test)
         tr = runs[arch]
         archs[arch] = {
             **counts,
