@@ -1,4 +1,4 @@
-"""Atomic file writes: an artifact appears complete or not at all.
+"""Atomic file writes and strict JSON: an artifact appears complete or not at all.
 
 The data goes to a temporary file in the destination's own folder (same filesystem), is flushed
 to disk, then renamed over the destination; `os.replace` is atomic on POSIX and Windows, so a
@@ -7,8 +7,10 @@ crash or a failed gate never leaves a half-written file where a device would pic
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from enum import Enum
 from pathlib import Path
 
 
@@ -21,6 +23,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600; give the file the mode a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -33,15 +37,33 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: object) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    return write_text(path, dumps(obj, indent=2) + "\n")
 
 
-def _jsonable(value: object) -> object:
-    # numpy scalars and arrays, Paths, enums: the types results carry.
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "value"):
-        return value.value
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def dumps(obj: object, **kwargs) -> str:
+    """Strict JSON (NaN and inf become null) of results holding numpy values, Paths and enums."""
+    return json.dumps(to_jsonable(obj), allow_nan=False, **kwargs)
+
+
+def to_jsonable(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, (str, bool, int)) or obj is None:
+        return obj
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Iterator
 
 import click
 
+from . import atomic
 from .errors import EdgeError, ModelError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -112,7 +112,7 @@ class _Writer:
 
     def write(self, pred) -> None:
         if self.fmt == "json":
-            click.echo(json.dumps(pred.to_dict()))
+            click.echo(atomic.dumps(pred.to_dict()))
         elif self.fmt == "csv":
             self._csv.writerow([pred.source, *(f"{pred.scores[k]:.6f}" for k in self.labels), " ".join(pred.labels)])
             sys.stdout.flush()
@@ -306,7 +306,7 @@ def info(model, as_json, backend) -> None:
         "toolkit_version": meta.get("toolkit_version"),
     }
     if as_json:
-        click.echo(json.dumps(out))
+        click.echo(atomic.dumps(out))
         return
     click.echo(f"model       {model} ({clf.model_size / 1024:.1f} KiB, backend {clf.backend})")
     if not meta:
@@ -366,7 +366,7 @@ def evaluate(model, labels_csv, as_json, threads, backend) -> None:
     report = multilabel_report(table.y[rows], np.asarray(scores), clf.thresholds, clf.labels)
     report["skipped"] = len(failures)
     if as_json:
-        click.echo(json.dumps(report))
+        click.echo(atomic.dumps(report))
     else:
         click.echo(format_report(report, title=f"{model} on {labels_csv}"))
     for path, problem in failures:
@@ -408,7 +408,7 @@ def bench(model, image, runs, warmup, threads, threads_sweep, backend, as_json) 
         except EdgeError as exc:
             raise Fatal(str(exc)) from None
         if as_json:
-            click.echo(json.dumps(r.to_dict()))
+            click.echo(atomic.dumps(r.to_dict()))
             continue
         lat = r.latency
         click.echo(f"{r.model} [{r.backend}, threads={r.threads or 'default'}] on {r.input}")

@@ -130,36 +130,41 @@ def multilabel_report(
     }
 
 
-def best_f1_threshold(y_true_col: np.ndarray, scores_col: np.ndarray, default: float = 0.5) -> float:
+def best_f1_threshold(y_true_col: np.ndarray, scores_col: np.ndarray, default: float = 0.5,
+                      prior: float | None = None) -> float:
     """The threshold that maximises F1 of one label; `default` if it has no positive.
 
     Candidates are the gaps between consecutive distinct scores; the threshold is put at the
     midpoint of the best gap, which keeps it away from both neighbouring scores (robust to the
-    small score shifts of quantization). Ties in F1 go to the higher threshold (fewer false alarms).
+    small score shifts of quantization). Ties in F1 go to the candidate nearest `prior` when one
+    is given (re-calibrating an exported model should not move a threshold across a flat stretch
+    of the F1 curve for nothing), else to the higher threshold (fewer false alarms).
     """
     y = (np.asarray(y_true_col).ravel() > 0.5).astype(np.int64)
     s = np.asarray(scores_col, dtype=np.float64).ravel()
     n_pos = int(y.sum())
     if n_pos == 0 or s.size == 0:
-        return float(default)
+        return float(default if prior is None else prior)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]  # cut after these indices
     tp = np.cumsum(y)[last]
     k = last + 1  # predicted positives at each cut
     f1 = 2 * tp / (k + n_pos)
-    best = int(np.flatnonzero(f1 == f1.max())[0])  # first = highest threshold among ties
-    cut = last[best]
-    if cut + 1 < s.size:
-        return float((s[cut] + s[cut + 1]) / 2.0)
-    # Best to call every sample positive: go just under the lowest score.
-    return float(max(s[cut] - 5e-4, 0.0))
+    # Midpoint of each gap; past the lowest score, go just under it (everything positive).
+    below = np.r_[s[last[:-1] + 1], max(s[-1] - 1e-3, 0.0)]
+    candidates = (s[last] + below) / 2.0
+    ties = np.flatnonzero(f1 == f1.max())  # in order of decreasing threshold
+    best = ties[0] if prior is None else ties[np.argmin(np.abs(candidates[ties] - prior))]
+    return float(candidates[best])
 
 
-def calibrate_thresholds(y_true: np.ndarray, scores: np.ndarray, default: float = 0.5) -> np.ndarray:
-    """Per-label F1-maximising thresholds (see `best_f1_threshold`)."""
+def calibrate_thresholds(y_true: np.ndarray, scores: np.ndarray, default: float = 0.5,
+                         prior: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
+    """Per-label F1-maximising thresholds (see `best_f1_threshold`; `prior`: one per label)."""
     y, s = _check(y_true, scores)
-    return np.array([best_f1_threshold(y[:, j], s[:, j], default) for j in range(y.shape[1])])
+    pri = [None] * y.shape[1] if prior is None else [float(p) for p in prior]
+    return np.array([best_f1_threshold(y[:, j], s[:, j], default, pri[j]) for j in range(y.shape[1])])
 
 
 def format_report(report: dict, title: str = "") -> str:

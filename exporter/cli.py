@@ -1,11 +1,12 @@
 """`edge-export`: the thin CLI over `exporter.export`."""
 from __future__ import annotations
 
-import json
+import os
 import sys
 
 import click
 
+from edge_runtime import atomic
 from edge_runtime.errors import EdgeError
 
 from .config import ExportConfig
@@ -32,6 +33,7 @@ Exit codes: 0 exported and passed the parity gate; 1 the gate failed (nothing is
 @click.option("--data", type=click.Path(dir_okay=False), help="Labels CSV of calibration images (default: the run's training split).")
 @click.option("--val-data", type=click.Path(dir_okay=False), help="Labels CSV of held-out images for the gate (default: the run's validation split).")
 @click.option("--calibration-size", default=300, show_default=True, type=click.IntRange(1), help="Images for int8 calibration.")
+@click.option("--per-tensor", is_flag=True, help="int8: one weight scale per tensor, not per channel (smaller file; check the gate).")
 @click.option("--max-abs", type=float, help="Gate: per-label max |p_tflite - p_keras|.")
 @click.option("--mean-abs", type=float, help="Gate: per-label mean |p_tflite - p_keras|.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), help="Gate: per-label fraction of equal yes/no decisions.")
@@ -41,7 +43,7 @@ Exit codes: 0 exported and passed the parity gate; 1 the gate failed (nothing is
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tensorflow"]), help="Interpreter package for the parity run.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache decoded images here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
-def export_cmd(run_dir, quant, out, data, val_data, calibration_size, max_abs, mean_abs, min_agreement,
+def export_cmd(run_dir, quant, out, data, val_data, calibration_size, per_tensor, max_abs, mean_abs, min_agreement,
                max_map_drop, report, threads, backend, cache_dir, as_json):
     """Convert the Keras model in RUN_DIR (made by edge-train) to TFLite, embed labels,
     thresholds and preprocessing in the file, and prove its outputs match Keras."""
@@ -50,7 +52,7 @@ def export_cmd(run_dir, quant, out, data, val_data, calibration_size, max_abs, m
     try:
         config = ExportConfig(
             run_dir=run_dir, out=out, quant=QuantMode(quant), data=data, val_data=val_data,
-            calibration_size=calibration_size,
+            calibration_size=calibration_size, per_channel=not per_tensor,
             overrides={"max_abs": max_abs, "mean_abs": mean_abs, "min_agreement": min_agreement,
                        "max_map_drop": max_map_drop},
             report=report, threads=threads, backend=backend, cache_dir=cache_dir,
@@ -71,15 +73,13 @@ def export_cmd(run_dir, quant, out, data, val_data, calibration_size, max_abs, m
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), default=_default))
+        click.echo(atomic.dumps(result.to_dict()))
     else:
         click.echo(result.summary())
     sys.exit(code)
 
 
-def _default(value):
-    return value.tolist() if hasattr(value, "tolist") else str(value)
-
-
 def main() -> None:
+    # TensorFlow's C++ start-up chatter would bury the report; set before TF is imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     export_cmd(prog_name="edge-export")

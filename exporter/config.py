@@ -42,6 +42,7 @@ class ExportConfig:
     data: str | None = None  # CSV of calibration images (default: the run's training split)
     val_data: str | None = None  # CSV of held-out images for the gate (default: the run's val split)
     calibration_size: int = 300
+    per_channel: bool = True  # int8 weights: one scale per output channel (False: per tensor)
     overrides: dict = field(default_factory=dict)  # Tolerances fields to override, any mode
     report: str | None = None  # parity JSON (default: beside `out`, `<stem>.parity.json`)
     threads: int | None = None

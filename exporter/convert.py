@@ -1,8 +1,12 @@
 """Keras -> TFLite conversion for the four quantization modes, builtin ops only."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from enum import Enum
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -23,11 +27,16 @@ class ConversionError(EdgeError):
     """The converter failed, or produced ops the device runtimes cannot run."""
 
 
-def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
+def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[np.ndarray]] | None = None,
+            per_channel: bool = True) -> bytes:
     """Convert a Keras model to TFLite bytes (no metadata).
 
     `representative` (int8 only) yields uint8 HxWx3 images from the one preprocessing path; the
     converter sees them as float32 0-255, exactly what the model's Rescaling layer expects.
+    `per_channel=False` (int8 only) gives each weight tensor one scale instead of one per output
+    channel: every per-channel scale costs 12 bytes (float32 scale + int64 zero point), which on
+    a small model is a fifth of the file, but folded batch norm can leave channels with very
+    different ranges, so per-tensor is riskier (the parity gate will say).
     Only TFLite builtin ops are allowed: select-TF (Flex) ops need a runtime the device lacks.
     """
     import tensorflow as tf
@@ -57,10 +66,13 @@ def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[
         # consumer reads probabilities without knowing quantization parameters.
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.float32
+        if not per_channel:
+            conv._experimental_disable_per_channel = True  # no public switch exists for this
     elif mode is not QuantMode.FLOAT32:
         raise ConversionError(f"cannot convert with mode {mode.value!r}; pick a concrete mode")
     try:
-        data = conv.convert()
+        with _captured_output():
+            data = conv.convert()
     except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConversionError(f"TFLite conversion ({mode.value}) failed: {first}") from exc
@@ -68,6 +80,32 @@ def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[
     if bad:
         raise ConversionError(f"converted model uses non-builtin ops the device cannot run: {sorted(set(bad))}")
     return data
+
+
+@contextlib.contextmanager
+def _captured_output() -> Iterator[None]:
+    """Swallow what the converter prints while it runs.
+
+    Keras prints "Saved artifact at ..." and the endpoint signatures to stdout (which must hold
+    only our JSON), and TF's C++ code logs to file descriptor 2 directly, so both descriptors are
+    pointed at a temporary file, not just sys.stdout.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def op_names(model: bytes) -> list[str]:

@@ -118,18 +118,19 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
     for mode in modes:
         log(f"converting {mode.value} ...")
         try:
-            flat = convert(run.model, mode, lambda: iter(calib))
+            flat = convert(run.model, mode, lambda: iter(calib), per_channel=config.per_channel)
         except ConversionError as exc:
             if config.quant is not QuantMode.AUTO:
                 raise
             attempts.append(Attempt(mode.value, False, str(exc)))
             continue
-        data = metadata.embed(flat, _metadata(run, mode, keras_thr, None, None))
+        data = metadata.embed(flat, _metadata(run, config, mode, keras_thr, None, None))
         tfl_scores = _device_scores(data, val_x, config)
-        tfl_thr = calibrate_thresholds(val_y, tfl_scores) if val_y.any() else keras_thr
+        # Quantization shifts scores, so the device gets thresholds fitted to its own outputs.
+        tfl_thr = calibrate_thresholds(val_y, tfl_scores, prior=keras_thr)
         report = check_parity(mode.value, run.labels, val_y, keras_scores, tfl_scores, keras_thr, tfl_thr,
                               config.tolerances(mode))
-        data = metadata.embed(flat, _metadata(run, mode, tfl_thr, report, len(calib)))
+        data = metadata.embed(flat, _metadata(run, config, mode, tfl_thr, report, len(calib)))
         reason = "; ".join(report.failures[:3]) + (" ..." if len(report.failures) > 3 else "")
         attempts.append(Attempt(mode.value, report.passed, reason, len(data)))
         chosen = (mode, data, report, tfl_scores)
@@ -217,8 +218,8 @@ def _device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.
     return np.asarray(clf.scores(images), dtype=np.float64)
 
 
-def _metadata(run: Run, mode: QuantMode, thresholds: np.ndarray, report: ParityReport | None,
-              n_calibration: int | None) -> dict:
+def _metadata(run: Run, config: ExportConfig, mode: QuantMode, thresholds: np.ndarray,
+              report: ParityReport | None, n_calibration: int | None) -> dict:
     m = run.manifest
     metrics = m.get("metrics", {}).get("calibrated", {})
     w, h = run.input_size
@@ -231,6 +232,7 @@ def _metadata(run: Run, mode: QuantMode, thresholds: np.ndarray, report: ParityR
         "preprocessing": m.get("preprocessing"),
         "arch": m.get("arch"),
         "quantization": mode.value,
+        "per_channel": config.per_channel if mode is QuantMode.INT8 else None,
         "training": {
             "map": metrics.get("map"),
             "macro_f1": metrics.get("macro_f1"),

@@ -46,8 +46,9 @@ def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def decision_agreement(a: np.ndarray, b: np.ndarray, thr_a, thr_b) -> np.ndarray:
     """Per-label fraction of samples where both models take the same yes/no decision.
 
-    Each side is judged at its own thresholds: the Keras model at the trainer's calibration, the
-    exported model at the thresholds embedded for the device. A NaN score is a disagreement.
+    Side `a` is judged at `thr_a`, side `b` at `thr_b`. The gate passes the same thresholds for
+    both, which isolates what the conversion changed; with the device's re-calibrated thresholds
+    for `b` it shows what a user sees change. A NaN score is a disagreement.
     """
     a, b = _pair(a, b)
     da, db = binarize(a, thr_a), binarize(b, thr_b)

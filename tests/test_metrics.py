@@ -97,3 +97,12 @@ def test_calibration_beats_fixed_half_on_shifted_scores():
     f_cal = M.multilabel_report(y, s, thr, ["x"])["macro_f1"]
     f_half = M.multilabel_report(y, s, 0.5, ["x"])["macro_f1"]
     assert f_half == 0.0 and f_cal > 0.9
+
+
+def test_f1_ties_go_to_the_prior_when_given():
+    # Cutting after the 1st sample or after all 4 gives the same F1 (2/3 either way).
+    y = np.array([1, 0, 0, 1])
+    s = np.array([0.9, 0.8, 0.7, 0.3])
+    assert M.best_f1_threshold(y, s) == pytest.approx(0.85)
+    assert M.best_f1_threshold(y, s, prior=0.4) == pytest.approx(0.2995)
+    assert M.calibrate_thresholds(y[:, None], s[:, None], prior=[0.4])[0] == pytest.approx(0.2995)

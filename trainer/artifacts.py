@@ -7,7 +7,6 @@ preprocessing and where the validation images are.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -17,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from edge_runtime.atomic import write_json  # noqa: F401  (re-exported for train.py)
 from edge_runtime.dataset import write_labels_csv
 from edge_runtime.metrics import binarize, precision_recall_f1
 
@@ -72,28 +72,6 @@ def versions() -> dict:
         "pillow": PIL.__version__,
         "toolkit": edge_runtime.__version__,
     }
-
-
-def write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
-
-
-def _jsonable(obj):
-    """NaN/inf -> None (strict JSON), numpy scalars/arrays -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if np.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def write_split_csvs(run: Path, train_paths, y_train, val_paths, y_val, labels) -> None:

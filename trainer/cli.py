@@ -1,11 +1,11 @@
 """`edge-train`: train a multi-label model from a labels CSV; `edge-train make-demo` writes demo data."""
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from edge_runtime import atomic
 from edge_runtime.errors import EdgeError
 
 from .config import Arch, Augment, Loss, TrainConfig
@@ -95,7 +95,7 @@ def train_cmd(data, out, val_data, arch, input_size, epochs, batch_size, learnin
         _fail(f"training failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
               EXIT_FAILURE)
     if as_json:
-        click.echo(json.dumps(_strict(result.to_dict())))
+        click.echo(atomic.dumps(result.to_dict()))
     else:
         click.echo(result.summary())
 
@@ -125,13 +125,6 @@ def _parse_pos_weight(text: str) -> str | tuple[float, ...]:
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected 'auto', 'none' or comma-separated numbers",
                                  param_hint="--pos-weight") from None
-
-
-def _strict(obj):
-    """NaN -> null so stdout is strict JSON."""
-    from .artifacts import _jsonable
-
-    return _jsonable(obj)
 
 
 def _fail(message: str, code: int) -> None:

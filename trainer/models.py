@@ -100,6 +100,12 @@ def _mobilenetv3(x, input_size: int, weights: str | None, width: float, dropout:
         include_preprocessing=True,  # Rescaling(1/127.5, offset=-1) inside the graph
         pooling=None,
     )
+    # Keras builds it with BN momentum 0.999: from scratch on a few hundred steps the moving
+    # statistics stay near their init and inference-mode validation looks like chance (see
+    # BN_MOMENTUM). Momentum only affects training updates, so pretrained weights are unaffected.
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = BN_MOMENTUM
     x = backbone(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     return layers.Dropout(dropout, name="dropout")(x)

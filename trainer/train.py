@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.atomic import to_jsonable
 from edge_runtime.metrics import calibrate_thresholds, format_report, multilabel_report
 from edge_runtime.preprocess import PREPROCESSING
 
@@ -96,7 +97,7 @@ def train(config: TrainConfig) -> TrainResult:
         art.write_json(tmp / art.METRICS_FILE, {"at_0.5": report_05, "calibrated": report_cal})
         art.plot_curves(tmp / "curves.png", history)
         art.plot_pr_curves(tmp / "pr_curves.png", y_val, scores, data.labels, thresholds)
-    manifest = art._jsonable(manifest)
+    manifest = to_jsonable(manifest)
     return TrainResult(out, data.labels, manifest["thresholds"], manifest["metrics"]["calibrated"],
                        manifest["metrics"]["at_0.5"], manifest, manifest["training"]["history"], seconds)
 
