@@ -20,7 +20,7 @@ from PIL import Image
 
 from .classifier import Classifier
 from .errors import ImageError
-from .preprocess import _finish, load_image
+from .preprocess import _finish, decode, load_image
 
 
 @dataclass(frozen=True)
@@ -105,16 +105,6 @@ def _median_ms(fn: Callable[[], object], runs: int) -> float:
     return float(np.median(_times(fn, max(runs, 1)))) * 1e3
 
 
-def _decode(path: Path, size: tuple[int, int], draft: bool) -> Image.Image:
-    """The decode step of `load_image` alone, for the stage split (same draft rule)."""
-    img = Image.open(path)  # not `with`: closing an image frees its pixels
-    if draft and img.format == "JPEG":
-        side = 2 * max(size)
-        img.draft("RGB", (side, side))
-    img.load()  # single-frame formats close their file here
-    return img
-
-
 def benchmark(model: str | Path, image: str | Path | None = None, *, runs: int = 50, warmup: int = 5,
               threads: int | None = None, backend: str | None = None, draft: bool = True) -> BenchResult:
     """Benchmark `predict` on `image` (or a synthetic frame already at input size)."""
@@ -138,8 +128,8 @@ def benchmark(model: str | Path, image: str | Path | None = None, *, runs: int =
     n = max(min(runs, 50), 1)
     stages: dict[str, float] = {"decode": 0.0, "resize": 0.0}
     if image is not None:
-        stages["decode"] = _median_ms(lambda: _decode(Path(image), size, draft), n)
-        decoded = _decode(Path(image), size, draft)
+        stages["decode"] = _median_ms(lambda: decode(Path(image), size, draft=draft), n)
+        decoded = decode(Path(image), size, draft=draft)
         stages["resize"] = _median_ms(lambda: _finish(decoded, size[0], size[1], name=label), n)
         frame = load_image(source, size, draft=draft)
     else:

@@ -60,17 +60,31 @@ def load_image(source: ImageSource, size: tuple[int, int], *, draft: bool = True
         return _from_array(source, width, height)
     if isinstance(source, Image.Image):
         return _finish(source, width, height, name="<PIL image>")
-    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    name = _name(source)
+    img = decode(source, (width, height), draft=draft)
+    try:
+        return _finish(img, width, height, name=name)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(name, f"cannot decode image ({_short(exc)})") from None
+    finally:
+        img.close()
+
+
+def decode(source: str | os.PathLike | bytes, size: tuple[int, int], *, draft: bool = True) -> Image.Image:
+    """Step 1 of `load_image` alone: open and decode an encoded image, pixels loaded.
+
+    For a JPEG, libjpeg is asked for the smallest 1/2, 1/4 or 1/8 scale that stays >= 2x the
+    target in both dimensions (the larger target side is used for both, so an EXIF rotation
+    cannot make one side too small). Exposed for the benchmark's per-stage split.
+    """
+    name = _name(source)
     try:
         img = _open(source, name)
-        with img:
-            if draft and img.format == "JPEG":
-                # Ask libjpeg for the smallest 1/2, 1/4 or 1/8 scale that stays >= 2x the target
-                # in both dimensions (the larger target side is used for both, so an EXIF
-                # rotation cannot make one side too small).
-                side = 2 * max(width, height)
-                img.draft("RGB", (side, side))
-            return _finish(img, width, height, name=name)
+        if draft and img.format == "JPEG":
+            side = 2 * max(int(size[0]), int(size[1]))
+            img.draft("RGB", (side, side))
+        img.load()  # truncated or corrupt data fails here
+        return img
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -78,6 +92,10 @@ def load_image(source: ImageSource, size: tuple[int, int], *, draft: bool = True
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or corrupt data as OSError/SyntaxError at load time.
         raise ImageError(name, f"cannot decode image ({_short(exc)})") from None
+
+
+def _name(source: object) -> str:
+    return "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
 
 
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
