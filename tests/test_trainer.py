@@ -287,3 +287,30 @@ def test_cli_subprocess_make_demo_and_train(tmp_path):
     assert json.loads(r.stdout)["epochs_run"] == 2  # stdout is exactly one JSON object
     assert "epoch 1/2" in r.stderr and "val_mAP" in r.stderr
     assert (tmp_path / "run" / "model.keras").is_file()
+
+
+def test_epoch_log_draws_a_batch_bar_only_on_a_terminal():
+    import io
+
+    from trainer.callbacks import CLEAR_LINE, EpochLog
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    class FakeOptimizer:  # only the learning rate is read
+        learning_rate = 0.001
+
+    class Model:
+        optimizer = FakeOptimizer()
+
+    for stream, live in ((Terminal(), True), (io.StringIO(), False)):
+        cb = EpochLog(2, steps=3, stream=stream)
+        cb.set_model(Model())
+        cb.on_epoch_begin(0)
+        for b in range(3):
+            cb.on_train_batch_end(b, {"loss": 0.5})
+        cb.on_epoch_end(0, {"loss": 0.4, "val_map": 0.9})
+        out = stream.getvalue()
+        assert ("3/3" in out and CLEAR_LINE in out) is live
+        assert out.rstrip().endswith("s") and "epoch 1/2  loss 0.4000" in out and "val_mAP 0.9000" in out

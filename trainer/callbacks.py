@@ -35,27 +35,45 @@ class ValidationMetrics(keras.callbacks.Callback):
         logs["val_map"] = 0.0 if math.isnan(m) else m
 
 
+CLEAR_LINE = "\r\x1b[K"  # carriage return + erase to end of line: replaces the batch bar
+
+
 class EpochLog(keras.callbacks.Callback):
     """`epoch 3/30  loss 0.2345  val_loss 0.2011  val_mAP 0.912  lr 3.0e-03  4.1s` on stderr.
 
-    Keras's own progress bar is off: stdout is reserved for results (`--json`).
+    Keras's own progress bar is off: stdout is reserved for results (`--json`). On a terminal a
+    bar of the batches redraws in place during each epoch; in a log file only the epoch lines
+    appear.
     """
 
-    def __init__(self, epochs: int, stream=None) -> None:
+    def __init__(self, epochs: int, steps: int | None = None, stream=None) -> None:
         super().__init__()
         self.epochs = epochs
+        self.steps = steps
         self.stream = stream or sys.stderr
+        self.live = bool(steps) and getattr(self.stream, "isatty", lambda: False)()
         self._t0 = 0.0
+        self._epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._t0 = time.perf_counter()
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not self.live:
+            return
+        done = min(batch + 1, self.steps)
+        filled = int(24 * done / self.steps)
+        loss = (logs or {}).get("loss", float("nan"))
+        print(f"\repoch {self._epoch + 1}/{self.epochs} [{'=' * filled}{' ' * (24 - filled)}] "
+              f"{done}/{self.steps}  loss {loss:.4f}", end="", file=self.stream, flush=True)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs.setdefault("lr", lr)
         print(
-            f"epoch {epoch + 1}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
+            f"{CLEAR_LINE if self.live else ''}epoch {epoch + 1}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
             f"val_loss {logs.get('val_loss', float('nan')):.4f}  val_mAP {logs.get('val_map', float('nan')):.4f}  "
             f"lr {lr:.1e}  {time.perf_counter() - self._t0:.1f}s",
             file=self.stream, flush=True,

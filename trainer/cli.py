@@ -6,6 +6,7 @@ import sys
 import click
 
 from edge_runtime import atomic
+from edge_runtime.cli import DefaultGroup
 from edge_runtime.errors import EdgeError
 
 from .config import Arch, Augment, Loss, TrainConfig
@@ -27,13 +28,10 @@ Progress goes to stderr; stdout holds only the result (a table, or one JSON obje
 """
 
 
-class DefaultToTrain(click.Group):
+class DefaultToTrain(DefaultGroup):
     """A group whose unknown first argument (a CSV path) runs the `train` command."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
-            args = ["train", *args]
-        return super().parse_args(ctx, args)
+    default_command = "train"
 
 
 @click.group(cls=DefaultToTrain, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]},

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -82,10 +81,3 @@ def _read_decoded(csv_path: str, labels: list[str] | None, size: tuple[int, int]
             print(f"  ... and {len(table.skipped) - 20} more skipped rows", file=sys.stderr)
     return table, x
 
-
-def relative_to(path: Path, start: Path) -> str:
-    """`path` relative to `start` when possible (keeps a run dir movable), else absolute."""
-    try:
-        return str(Path(path).resolve().relative_to(Path(start).resolve()))
-    except ValueError:
-        return str(Path(path).resolve())

@@ -128,7 +128,7 @@ def _fit(config: TrainConfig, data: PreparedData):
                                       restore_best_weights=True, verbose=0),
     ]
     if config.verbose:
-        callbacks.append(EpochLog(config.epochs))
+        callbacks.append(EpochLog(config.epochs, steps=-(-len(data.train.x) // config.batch_size)))
     hist = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val_map = history.get("val_map", [])
