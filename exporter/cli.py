@@ -57,9 +57,7 @@ def export_cmd(run_dir, quant, out, data, val_data, calibration_size, per_tensor
                        "max_map_drop": max_map_drop},
             report=report, threads=threads, backend=backend, cache_dir=cache_dir,
         )
-        from .config import AUTO_ORDER
-
-        for mode in AUTO_ORDER if config.quant is QuantMode.AUTO else (config.quant,):
+        for mode, _ in config.candidates():
             config.tolerances(mode)  # reject impossible tolerances before any work
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -14,7 +14,7 @@ from edge_runtime import __version__, atomic, metadata
 from edge_runtime.errors import EdgeError
 from edge_runtime.metrics import calibrate_thresholds
 
-from .config import AUTO_ORDER, ExportConfig
+from .config import ExportConfig
 from .convert import ConversionError, QuantMode, convert, op_names
 from .gate import ParityReport, check_parity
 
@@ -37,6 +37,15 @@ class Attempt:
     passed: bool
     reason: str
     size_bytes: int | None = None
+    per_channel: bool | None = None  # int8 only
+
+    @property
+    def label(self) -> str:
+        return mode_label(self.mode, self.per_channel)
+
+
+def mode_label(mode: str, per_channel: bool | None) -> str:
+    return mode + (" per-tensor" if per_channel is False else "")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class ExportResult:
 
     out: str | None
     mode: str
+    per_channel: bool | None  # int8 only: per-channel (True) or per-tensor (False) weight scales
     size_bytes: int
     keras_size_bytes: int
     ops: list[str]
@@ -64,6 +74,7 @@ class ExportResult:
             "passed": self.passed,
             "out": self.out,
             "mode": self.mode,
+            "per_channel": self.per_channel,
             "size_bytes": self.size_bytes,
             "keras_size_bytes": self.keras_size_bytes,
             "size_ratio": self.size_bytes / self.keras_size_bytes if self.keras_size_bytes else None,
@@ -84,7 +95,7 @@ class ExportResult:
             lines.append(self.parity.table())
         verdict = f"wrote {self.out}" if self.passed else "NOT written: no mode passed its parity gate"
         lines.append(
-            f"{self.mode}: {self.size_bytes / 1024:.1f} KiB (Keras file {self.keras_size_bytes / 1024:.1f} KiB), "
+            f"{mode_label(self.mode, self.per_channel)}: {self.size_bytes / 1024:.1f} KiB (Keras file {self.keras_size_bytes / 1024:.1f} KiB), "
             f"{len(self.ops)} ops [{', '.join(sorted(set(self.ops)))}]; {verdict}; report {self.report_path}"
         )
         return "\n".join(lines)
@@ -92,7 +103,7 @@ class ExportResult:
 
 def a_line(a: Attempt) -> str:
     size = f" {a.size_bytes / 1024:.1f} KiB" if a.size_bytes else ""
-    return f"tried {a.mode}:{size} {'pass' if a.passed else 'fail'}{' - ' + a.reason if a.reason else ''}"
+    return f"tried {a.label}:{size} {'pass' if a.passed else 'fail'}{' - ' + a.reason if a.reason else ''}"
 
 
 def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> ExportResult:
@@ -112,40 +123,41 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
     keras_scores = run.model.predict(val_x.astype(np.float32), batch_size=64, verbose=0)
     keras_thr = np.asarray(run.manifest["thresholds"], dtype=np.float64)
 
-    modes = AUTO_ORDER if config.quant is QuantMode.AUTO else (config.quant,)
     attempts: list[Attempt] = []
     chosen = None
-    for mode in modes:
-        log(f"converting {mode.value} ...")
+    for mode, per_channel in config.candidates():
+        per_channel = per_channel if mode is QuantMode.INT8 else None
+        log(f"converting {mode_label(mode.value, per_channel)} ...")
         try:
-            flat = convert(run.model, mode, lambda: iter(calib), per_channel=config.per_channel)
+            flat = convert(run.model, mode, lambda: iter(calib), per_channel=per_channel is not False)
         except ConversionError as exc:
             if config.quant is not QuantMode.AUTO:
                 raise
-            attempts.append(Attempt(mode.value, False, str(exc)))
+            attempts.append(Attempt(mode.value, False, str(exc), per_channel=per_channel))
             continue
-        data = metadata.embed(flat, _metadata(run, config, mode, keras_thr, None, None))
+        data = metadata.embed(flat, _metadata(run, mode, per_channel, keras_thr, None, None))
         tfl_scores = _device_scores(data, val_x, config)
         # Quantization shifts scores, so the device gets thresholds fitted to its own outputs.
         tfl_thr = calibrate_thresholds(val_y, tfl_scores, prior=keras_thr)
         report = check_parity(mode.value, run.labels, val_y, keras_scores, tfl_scores, keras_thr, tfl_thr,
                               config.tolerances(mode))
-        data = metadata.embed(flat, _metadata(run, config, mode, tfl_thr, report, len(calib)))
+        data = metadata.embed(flat, _metadata(run, mode, per_channel, tfl_thr, report, len(calib)))
         reason = "; ".join(report.failures[:3]) + (" ..." if len(report.failures) > 3 else "")
-        attempts.append(Attempt(mode.value, report.passed, reason, len(data)))
-        chosen = (mode, data, report, tfl_scores)
+        attempts.append(Attempt(mode.value, report.passed, reason, len(data), per_channel))
+        chosen = (mode, per_channel, data, report, tfl_scores)
         if report.passed:
             break
 
     if chosen is None:
         raise ConversionError("no mode could be converted: " + "; ".join(a.reason for a in attempts))
-    mode, data, report, tfl_scores = chosen
+    mode, per_channel, data, report, tfl_scores = chosen
     passed = report.passed
     if passed:
         atomic.write_bytes(config.out, data)
     result = ExportResult(
         out=str(config.out) if passed else None,
         mode=mode.value,
+        per_channel=per_channel,
         size_bytes=len(data),
         keras_size_bytes=run.keras_size,
         ops=op_names(metadata.strip(data)),
@@ -218,7 +230,7 @@ def _device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.
     return np.asarray(clf.scores(images), dtype=np.float64)
 
 
-def _metadata(run: Run, config: ExportConfig, mode: QuantMode, thresholds: np.ndarray,
+def _metadata(run: Run, mode: QuantMode, per_channel: bool | None, thresholds: np.ndarray,
               report: ParityReport | None, n_calibration: int | None) -> dict:
     m = run.manifest
     metrics = m.get("metrics", {}).get("calibrated", {})
@@ -232,7 +244,7 @@ def _metadata(run: Run, config: ExportConfig, mode: QuantMode, thresholds: np.nd
         "preprocessing": m.get("preprocessing"),
         "arch": m.get("arch"),
         "quantization": mode.value,
-        "per_channel": config.per_channel if mode is QuantMode.INT8 else None,
+        "per_channel": per_channel,
         "training": {
             "map": metrics.get("map"),
             "macro_f1": metrics.get("macro_f1"),
