@@ -72,7 +72,7 @@ def charts(report: dict, out: Path) -> list[str]:
     # 2. size vs mAP
     acc = report["accuracy"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for i, m in enumerate(MODES):
+    for i, m in enumerate(acc["modes"]):
         r = acc["modes"][m]
         ax.scatter(r["size_bytes"] / 1024, r["map"], s=50)
         ax.annotate(m, (r["size_bytes"] / 1024, r["map"]), textcoords="offset points",
@@ -81,7 +81,7 @@ def charts(report: dict, out: Path) -> list[str]:
     ax.annotate("keras (.keras)", (acc["keras"]["size_bytes"] / 1024, acc["keras"]["map"]),
                 textcoords="offset points", xytext=(5, -10))
     # At least 0.05 of mAP on the axis, so that differences in the 4th decimal do not look large.
-    maps = [acc["modes"][m]["map"] for m in MODES] + [acc["keras"]["map"]]
+    maps = [r["map"] for r in acc["modes"].values()] + [acc["keras"]["map"]]
     lo, hi = min(maps), max(maps)
     pad = max(0.0, 0.05 - (hi - lo)) / 2 + 0.005
     ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi + pad <= 1.0 else 1.0 + 0.005)
@@ -222,7 +222,7 @@ def markdown(report: dict) -> str:
         f"| Keras `.keras` | {_f(acc['keras']['size_bytes'] / 1024, 1)} | 1.000 | {_f(acc['keras']['map'])} | "
         f"{_f(acc['keras']['micro_f1'])} | {_f(acc['keras']['macro_f1'])} | - | - | - | - | - | - | - | - |",
     ]
-    for mode in MODES:
+    for mode in acc["modes"]:
         r = acc["modes"][mode]
         L.append(f"| {mode} | {_f(r['size_bytes'] / 1024, 1)} | {_f(r['size_bytes'] / acc['keras']['size_bytes'])} | "
                  f"{_f(r['map'])} | {_f(r['micro_f1'])} | {_f(r['macro_f1'])} | {_f(r['test_agreement_with_keras'])} | "

@@ -31,6 +31,8 @@ from bm_common import log, machine_info, stats, time_interleaved  # noqa: E402
 ARCHS = ("seed", "compact", "mobilenetv3")
 DEFAULT_ARCH = "compact"
 MODES = ("float32", "float16", "dynamic", "int8")
+# Size/accuracy only: int8 with one weight scale per tensor (`edge-export --per-tensor`).
+EXTRA_MODES = ("int8-per-tensor",)
 # Used only when a mode fails its parity gate: export anyway so it can still be measured (the
 # report says the gate failed). None of these values is a recommendation.
 RELAXED = {"max_abs": 1.0, "mean_abs": 1.0, "min_agreement": 0.0, "max_map_drop": 1.0}
@@ -80,8 +82,8 @@ def export_mode(run_dir: Path, mode: str, out: Path, prof: dict, work: Path) -> 
     from exporter import ExportConfig, ParityError, export
 
     quiet = lambda msg: None  # noqa: E731
-    cfg = ExportConfig(str(run_dir), out=str(out), quant=mode, calibration_size=prof["calibration_size"],
-                       cache_dir=str(work / "cache"))
+    cfg = ExportConfig(str(run_dir), out=str(out), quant=mode.split("-")[0], calibration_size=prof["calibration_size"],
+                       cache_dir=str(work / "cache"), per_channel=not mode.endswith("per-tensor"))
     try:
         res = export(cfg, log=quiet)
         gate = "pass"
@@ -151,7 +153,7 @@ def run(prof: dict, name: str, work: Path) -> dict:
     models = work / "models"
     exports = {}
     log(f"exporting {DEFAULT_ARCH} in every mode ...")
-    for mode in MODES:
+    for mode in MODES + EXTRA_MODES:
         exports[(DEFAULT_ARCH, mode)] = export_mode(runs[DEFAULT_ARCH].run_dir, mode,
                                                     models / f"{DEFAULT_ARCH}_{mode}.tflite", prof, work)
     for arch in ARCHS:
@@ -220,7 +222,7 @@ def run(prof: dict, name: str, work: Path) -> dict:
     accuracy = {"arch": DEFAULT_ARCH, "test_images": int(len(x_test)),
                 "keras": {"size_bytes": keras_size, **{k: k_row[k] for k in ("map", "micro_f1", "macro_f1")}},
                 "modes": {}}
-    for mode in MODES:
+    for mode in MODES + EXTRA_MODES:
         res, gate = exports[(DEFAULT_ARCH, mode)]
         scores, clf = M.tflite_scores(Path(res.out), x_test)
         accuracy["modes"][mode] = {

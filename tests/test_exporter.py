@@ -196,3 +196,32 @@ def test_per_tensor_int8_is_smaller_and_recorded(trained_run, tmp_path):
     tensor = _export(trained_run, tmp_path / "t", "int8", per_channel=False)
     assert tensor.size_bytes < channel.size_bytes
     assert metadata.read(tensor.out)["per_channel"] is False and metadata.read(channel.out)["per_channel"] is True
+
+
+def test_training_and_device_see_the_same_pixels_end_to_end(trained_run, tmp_path):
+    """Train/serve skew check across packages: a file's scores on the device (float32 export,
+    `Classifier.predict(path)`) equal Keras's scores on the trainer's decoded array of that file.
+    Large JPEGs with EXIF rotation exercise reduced-scale decoding and orientation on both sides."""
+    from PIL import Image
+
+    from trainer.images import load_images
+
+    exported = _export(trained_run, tmp_path, "float32")
+    manifest = json.loads((Path(trained_run) / "manifest.json").read_text())
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(6):
+        img = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).resize((800, 600), Image.BICUBIC)
+        exif = Image.Exif()
+        exif[0x0112] = (1, 6, 8)[i % 3]
+        paths.append(tmp_path / f"photo{i}.jpg")
+        img.save(paths[-1], quality=90, exif=exif)
+    x, failures = load_images(paths, tuple(manifest["input_size"]))  # what training would feed
+    assert not failures
+    import keras
+
+    model = keras.models.load_model(Path(trained_run) / "model.keras", compile=False)
+    keras_scores = model.predict(x.astype(np.float32), verbose=0)
+    preds = Classifier.from_file(exported.out).predict([str(p) for p in paths])
+    device = np.array([[p.scores[label] for label in manifest["labels"]] for p in preds])
+    np.testing.assert_allclose(device, keras_scores, atol=1e-4)
