@@ -135,6 +135,8 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
                 raise
             attempts.append(Attempt(mode.value, False, str(exc), per_channel=per_channel))
             continue
+        # Judge a complete file (flatbuffer + metadata) loaded the way the device loads it; the
+        # thresholds in it are replaced below, once the exported model's own scores are known.
         data = metadata.embed(flat, _metadata(run, mode, per_channel, keras_thr, None, None))
         tfl_scores = _device_scores(data, val_x, config)
         # Quantization shifts scores, so the device gets thresholds fitted to its own outputs.
