@@ -323,7 +323,12 @@ def info(model, as_json, backend) -> None:
     click.echo(f"ops         {', '.join(sorted(set(ops))) + f' ({len(ops)} nodes)' if ops is not None else 'unavailable with this backend'}")
     for key in ("training", "parity"):
         if out[key]:
-            click.echo(f"{key:<11} " + ", ".join(f"{k}={v}" for k, v in out[key].items() if not isinstance(v, (dict, list))))
+            click.echo(f"{key:<11} " + ", ".join(f"{k}={_short_value(v)}" for k, v in out[key].items()
+                                                 if not isinstance(v, (dict, list))))
+
+
+def _short_value(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @main_group.command(name="eval", epilog="""\b
