@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import BackendError
+from .errors import BackendError, first_line
 
 BACKENDS: dict[str, str] = {
     "ai-edge-litert": "ai_edge_litert.interpreter",
@@ -28,7 +28,7 @@ def interpreter_class(backend: str | None = None) -> tuple[Any, str]:
         try:
             return _resolve(BACKENDS[name]).Interpreter, name
         except Exception as exc:  # ImportError, or a numpy ABI clash raising SystemError
-            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            errors.append(f"{name}: {type(exc).__name__}: {first_line(exc)}")
     hint = "pip install ai-edge-litert (or tflite-runtime with numpy<2 on 32-bit ARM)"
     raise BackendError(f"no TFLite interpreter available ({'; '.join(errors)}); {hint}")
 
@@ -49,15 +49,14 @@ def _resolve(dotted: str) -> Any:
     return obj
 
 
-def installed_backends() -> list[str]:
-    """Names of the interpreter packages installed here, found without importing them."""
-    import importlib.util
+def op_names(model: bytes, backend: str | None = None) -> list[str] | None:
+    """Operator names of a TFLite model in graph order; None if the package cannot list them.
 
-    found = []
-    for name, module in BACKENDS.items():
-        try:
-            if importlib.util.find_spec(module.split(".")[0]) is not None:
-                found.append(name)
-        except (ImportError, ValueError):
-            continue
-    return found
+    Uses a fresh interpreter on purpose: after `allocate_tensors` a delegate (XNNPACK) has
+    replaced most ops by one DELEGATE node.
+    """
+    cls, _ = interpreter_class(backend)
+    try:
+        return [op["op_name"] for op in cls(model_content=model)._get_ops_details()]
+    except (AttributeError, RuntimeError, ValueError, KeyError):
+        return None

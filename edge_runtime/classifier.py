@@ -19,8 +19,8 @@ import numpy as np
 
 from . import metadata as _metadata
 from .flatbuffer import check_structure
-from .backend import interpreter_class
-from .errors import LabelsError, ModelError
+from .backend import interpreter_class, op_names
+from .errors import LabelsError, ModelError, first_line
 from .preprocess import PREPROCESSING, ImageSource, load_image
 
 _QUANTIZED = (np.uint8, np.int8, np.int16)
@@ -36,11 +36,6 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return {"file": self.source, "scores": dict(self.scores), "labels": list(self.labels)}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _input_converter(detail: dict):
@@ -99,11 +94,14 @@ class Classifier:
             self._interp = cls(model_content=data, num_threads=threads)
             self._interp.allocate_tensors()
         except (RuntimeError, ValueError, TypeError) as exc:
-            raise ModelError(f"{name}: cannot load TFLite model ({_first_line(exc)})") from None
+            raise ModelError(f"{name}: cannot load TFLite model ({first_line(exc)})") from None
         self._name = name
         self._meta = meta or {}
-        self._setup_tensors(name)
-        self._setup_metadata(name)
+        try:
+            self._setup_tensors(name)
+            self._setup_metadata(name)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # well-formed JSON, wrong types
+            raise ModelError(f"{name}: unusable model metadata ({type(exc).__name__}: {first_line(exc)})") from None
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
@@ -154,6 +152,8 @@ class Classifier:
         self._n_labels = oshape[1]
         self._dynamic_batch = sig[0] == -1
         self._batch = shape[0]  # the batch size the tensors are allocated for
+        if not self._dynamic_batch and self._batch != 1:
+            raise ModelError(f"{name}: fixed batch size {self._batch} is not supported (export with batch 1 or -1)")
         self._to_input = _input_converter(inp)
         self._to_scores = _output_converter(out)
         # True when a uint8 frame can be handed to set_tensor as is (no conversion call).
@@ -176,8 +176,7 @@ class Classifier:
             warnings.warn(f"{name}: model was made with preprocessing version {version}, this runtime "
                           f"implements version {PREPROCESSING['version']}; scores may differ", stacklevel=3)
         self._labels = labels
-        self._thresholds = np.asarray(thresholds, dtype=np.float32)
-        self._thr_list = thresholds
+        self._thr_list = thresholds  # one copy: predict, eval and the property compare alike
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -186,7 +185,7 @@ class Classifier:
 
     @property
     def thresholds(self) -> np.ndarray:
-        return self._thresholds.copy()
+        return np.array(self._thr_list, dtype=np.float64)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -228,13 +227,7 @@ class Classifier:
 
     def op_names(self) -> list[str] | None:
         """Operator names in graph order, or None if this interpreter package cannot list them."""
-        cls, _ = interpreter_class(self._backend)
-        try:
-            # A fresh interpreter: after allocate_tensors a delegate (XNNPACK) has replaced the ops.
-            fresh = cls(model_content=self._model_bytes)
-            return [op["op_name"] for op in fresh._get_ops_details()]
-        except (AttributeError, RuntimeError, ValueError, KeyError):
-            return None
+        return op_names(self._model_bytes, self._backend)
 
     # ----------------------------------------------------------------------------- inference
     def scores(self, batch: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Iterator
 import click
 
 from . import atomic
-from .errors import EdgeError, ModelError
+from .errors import EdgeError, ModelError, first_line
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _PARTIAL = (".tmp", ".part", ".partial", ".crdownload", ".swp")
@@ -53,6 +53,16 @@ def _load(model: str, threads: int | None = None, backend: str | None = None):
     for w in caught:  # one line each, without the library's source location
         click.echo(f"Warning: {w.message}", err=True)
     return clf
+
+
+def _try_predict(clf, source, **kwargs):
+    """(Prediction, None), or (None, the problem) for an input that cannot be classified."""
+    try:
+        return clf.predict(source, **kwargs), None
+    except EdgeError as exc:
+        return None, getattr(exc, "problem", str(exc))
+    except (RuntimeError, ValueError, MemoryError) as exc:  # interpreter trouble on one input
+        return None, f"{type(exc).__name__}: {first_line(exc)}"
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -178,13 +188,10 @@ def predict(model, inputs, as_json, as_csv, threshold, threads, backend, no_draf
 
     def classify(path: str) -> str | None:
         """Classify and print one image; return the problem instead of raising."""
-        try:
-            writer.write(clf.predict(path, threshold=threshold, draft=not no_draft))
-            return None
-        except EdgeError as exc:
-            return getattr(exc, "problem", str(exc))
-        except (RuntimeError, ValueError, MemoryError) as exc:  # interpreter trouble on one input
-            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        pred, problem = _try_predict(clf, path, threshold=threshold, draft=not no_draft)
+        if pred is not None:
+            writer.write(pred)
+        return problem
 
     def run(path: str) -> None:
         problem = classify(path)
@@ -322,7 +329,7 @@ def info(model, as_json, backend) -> None:
     ops = out["ops"]
     click.echo(f"ops         {', '.join(sorted(set(ops))) + f' ({len(ops)} nodes)' if ops is not None else 'unavailable with this backend'}")
     for key in ("training", "parity"):
-        if out[key]:
+        if isinstance(out[key], dict):
             click.echo(f"{key:<11} " + ", ".join(f"{k}={_short_value(v)}" for k, v in out[key].items()
                                                  if not isinstance(v, (dict, list))))
 
@@ -350,8 +357,6 @@ def evaluate(model, labels_csv, as_json, threads, backend) -> None:
     from .metrics import format_report, multilabel_report
 
     clf = _load(model, threads, backend)
-    if not Path(labels_csv).is_file():
-        raise Fatal(f"{labels_csv}: labels CSV not found")
     try:
         table = read_labels_csv(labels_csv, labels=clf.labels, check_files=True)
     except EdgeError as exc:
@@ -361,11 +366,12 @@ def evaluate(model, labels_csv, as_json, threads, backend) -> None:
     failures = [(str(s.filename), s.reason) for s in table.skipped]
     rows, scores = [], []
     for i, path in enumerate(table.paths):
-        try:
-            scores.append(list(clf.predict(path).scores.values()))
+        pred, problem = _try_predict(clf, path)
+        if pred is None:
+            failures.append((str(path), problem))
+        else:
+            scores.append(list(pred.scores.values()))
             rows.append(i)
-        except EdgeError as exc:
-            failures.append((str(path), getattr(exc, "problem", str(exc))))
     if not rows:
         raise Fatal(f"{labels_csv}: no usable images")
     report = multilabel_report(table.y[rows], np.asarray(scores), clf.thresholds, clf.labels)

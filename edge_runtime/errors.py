@@ -29,3 +29,9 @@ class LabelsError(EdgeError):
 
 class BackendError(EdgeError):
     """No usable interpreter package, or the requested one is not installed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name: for one-line errors."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

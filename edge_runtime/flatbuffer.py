@@ -81,10 +81,11 @@ def check_structure(data: bytes, name: str = "<model>") -> None:
     r = _Reader(data)
     try:
         model = r.table(r.u32(0))
-        if not r.tables(model, _MODEL_SUBGRAPHS):
+        subgraphs = r.tables(model, _MODEL_SUBGRAPHS)
+        if not subgraphs:
             raise _Bad("no subgraph")
         r.tables(model, _MODEL_OPERATOR_CODES)
-        for sub in r.tables(model, _MODEL_SUBGRAPHS):
+        for sub in subgraphs:
             r.tables(sub, _SUBGRAPH_TENSORS)
             r.tables(sub, _SUBGRAPH_OPERATORS)
             r.vector(sub, _SUBGRAPH_INPUTS)

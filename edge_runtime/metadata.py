@@ -54,9 +54,12 @@ def read(source: bytes | str | Path) -> dict | None:
         return None
     try:
         with zipfile.ZipFile(io.BytesIO(data[start:])) as zf:
-            return json.loads(zf.read(MEMBER).decode("utf-8"))
+            meta = json.loads(zf.read(MEMBER).decode("utf-8"))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, zlib.error) as exc:
         raise ModelError(f"embedded metadata is corrupt: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"embedded metadata is corrupt: a JSON {type(meta).__name__}, not an object")
+    return meta
 
 
 def _archive_start(data: bytes) -> int | None:

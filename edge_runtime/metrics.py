@@ -76,7 +76,10 @@ def average_precisions(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 def mean_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Mean of per-label AP over labels that have at least one positive; nan if none has."""
-    ap = average_precisions(y_true, scores)
+    return _mean_defined(average_precisions(y_true, scores))
+
+
+def _mean_defined(ap: np.ndarray) -> float:
     ap = ap[~np.isnan(ap)]
     return float(ap.mean()) if ap.size else math.nan
 
@@ -122,7 +125,7 @@ def multilabel_report(
         "macro_precision": float(prec.mean()) if prec.size else math.nan,
         "macro_recall": float(rec.mean()) if rec.size else math.nan,
         "macro_f1": float(f1.mean()) if f1.size else math.nan,
-        "map": mean_average_precision(y, s) if n else math.nan,
+        "map": _mean_defined(ap) if n else math.nan,
         "subset_accuracy": float(np.mean(np.all(p == y, axis=1))) if n else math.nan,
         "hamming_loss": float(np.mean(p != y)) if n else math.nan,
         "binary_accuracy": float(np.mean(p == y)) if n else math.nan,

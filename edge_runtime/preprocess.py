@@ -27,7 +27,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, first_line
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -65,7 +65,7 @@ def load_image(source: ImageSource, size: tuple[int, int], *, draft: bool = True
     try:
         return _finish(img, width, height, name=name)
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(name, f"cannot decode image ({_short(exc)})") from None
+        raise ImageError(name, f"cannot decode image ({first_line(exc)})") from None
     finally:
         img.close()
 
@@ -91,7 +91,7 @@ def decode(source: str | os.PathLike | bytes, size: tuple[int, int], *, draft: b
         raise ImageError(name, f"image too large (decompression-bomb limit): {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or corrupt data as OSError/SyntaxError at load time.
-        raise ImageError(name, f"cannot decode image ({_short(exc)})") from None
+        raise ImageError(name, f"cannot decode image ({first_line(exc)})") from None
 
 
 def _name(source: object) -> str:
@@ -174,7 +174,3 @@ def _from_array(arr: np.ndarray, width: int, height: int) -> np.ndarray:
         return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
     return _finish(Image.fromarray(arr, "RGB"), width, height, name="<array>")
 
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -63,6 +63,8 @@ class ExportConfig:
         unknown = set(self.overrides) - set(Tolerances.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown tolerance(s): {sorted(unknown)}")
+        for mode, _ in self.candidates():
+            self.tolerances(mode)  # refuse impossible tolerances before any work
 
     def tolerances(self, mode: QuantMode) -> Tolerances:
         tol = replace(DEFAULT_TOLERANCES[mode], **{k: v for k, v in self.overrides.items() if v is not None})

@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from edge_runtime.errors import EdgeError
+from edge_runtime.errors import EdgeError, first_line
 
 
 class QuantMode(str, Enum):
@@ -74,8 +74,7 @@ def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[
         with _captured_output():
             data = conv.convert()
     except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"TFLite conversion ({mode.value}) failed: {first}") from exc
+        raise ConversionError(f"TFLite conversion ({mode.value}) failed: {first_line(exc)}") from exc
     bad = [op for op in op_names(data) if not _is_builtin(op)]
     if bad:
         raise ConversionError(f"converted model uses non-builtin ops the device cannot run: {sorted(set(bad))}")
@@ -109,13 +108,13 @@ def _captured_output() -> Iterator[None]:
 
 
 def op_names(model: bytes) -> list[str]:
-    """Operator names of a TFLite model, in graph order, before any delegate replaces them."""
-    from edge_runtime.backend import interpreter_class
+    """Operator names of a TFLite model in graph order (see `edge_runtime.backend.op_names`)."""
+    from edge_runtime.backend import op_names as listed
 
-    cls, _ = interpreter_class()
-    # Before allocate_tensors no delegate (XNNPACK) has rewritten the graph yet.
-    interp = cls(model_content=model)
-    return [op["op_name"] for op in interp._get_ops_details()]
+    names = listed(model)
+    if names is None:
+        raise ConversionError("cannot list the converted model's ops with this interpreter package")
+    return names
 
 
 def _is_builtin(op_name: str) -> bool:

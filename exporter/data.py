@@ -73,7 +73,8 @@ def representative_images(config: ExportConfig, run, log: Callable[[str], None],
         pos = np.flatnonzero(table.y[:, j])
         chosen += rng.permutation(pos)[:per_label].tolist()
     chosen = list(dict.fromkeys(chosen))  # drop duplicates, keep order
-    rest = [i for i in rng.permutation(len(table)).tolist() if i not in set(chosen)]
+    taken = set(chosen)
+    rest = [i for i in rng.permutation(len(table)).tolist() if i not in taken]
     chosen = (chosen + rest)[:n]
     x, _ = _load(table.subset(sorted(chosen)), run, config, "calibration")
     log(f"calibration: {len(x)} images from {csv}")

@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from edge_runtime import __version__, atomic, metadata
-from edge_runtime.errors import EdgeError
+from edge_runtime.errors import EdgeError, first_line
 from edge_runtime.metrics import calibrate_thresholds
 
 from .config import ExportConfig
@@ -63,7 +63,6 @@ class ExportResult:
     metadata: dict
     report_path: str
     seconds: float
-    tflite_scores: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -118,7 +117,9 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
     from .data import held_out_images, representative_images
 
     val_x, val_y, val_paths = held_out_images(config, run, log)
-    calib = representative_images(config, run, log, exclude=val_paths)
+    # Only full-integer conversion needs calibration images.
+    needs_calibration = any(mode is QuantMode.INT8 for mode, _ in config.candidates())
+    calib = representative_images(config, run, log, exclude=val_paths) if needs_calibration else []
     log(f"Keras reference on {len(val_x)} held-out images")
     keras_scores = run.model.predict(val_x.astype(np.float32), batch_size=64, verbose=0)
     keras_thr = np.asarray(run.manifest["thresholds"], dtype=np.float64)
@@ -143,19 +144,18 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
         tfl_thr = calibrate_thresholds(val_y, tfl_scores, prior=keras_thr)
         report = check_parity(mode.value, run.labels, val_y, keras_scores, tfl_scores, keras_thr, tfl_thr,
                               config.tolerances(mode))
-        data = metadata.embed(flat, _metadata(run, mode, per_channel, tfl_thr, report, len(calib)))
+        data = metadata.embed(flat, _metadata(run, mode, per_channel, tfl_thr, report,
+                                              len(calib) if mode is QuantMode.INT8 else None))
         reason = "; ".join(report.failures[:3]) + (" ..." if len(report.failures) > 3 else "")
         attempts.append(Attempt(mode.value, report.passed, reason, len(data), per_channel))
-        chosen = (mode, per_channel, data, report, tfl_scores)
+        chosen = (mode, per_channel, data, report)
         if report.passed:
             break
 
     if chosen is None:
         raise ConversionError("no mode could be converted: " + "; ".join(a.reason for a in attempts))
-    mode, per_channel, data, report, tfl_scores = chosen
+    mode, per_channel, data, report = chosen
     passed = report.passed
-    if passed:
-        atomic.write_bytes(config.out, data)
     result = ExportResult(
         out=str(config.out) if passed else None,
         mode=mode.value,
@@ -168,9 +168,13 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
         metadata=metadata.read(data) or {},
         report_path=str(config.report_path()),
         seconds=time.perf_counter() - t0,
-        tflite_scores=tfl_scores,
     )
-    result.save()  # written either way: a failed gate must say where it failed
+    try:
+        result.save()  # written either way, and first: a failed gate must say where it failed
+        if passed:
+            atomic.write_bytes(config.out, data)
+    except OSError as exc:
+        raise ExportError(f"cannot write {exc.filename or config.out}: {exc.strerror or exc}") from None
     if not passed:
         raise ParityError(f"{mode.value} export failed its parity gate: {attempts[-1].reason}", result)
     return result
@@ -197,18 +201,20 @@ def _load_run(config: ExportConfig) -> Run:
             raise ExportError(f"{p}: missing (is {run_dir} a finished edge-train run?)")
     try:
         manifest = json.loads(manifest_path.read_text())
-        labels = list(manifest["labels"])
-        w, h = manifest["input_size"]
-        thresholds = manifest["thresholds"]
+        labels = [str(label) for label in manifest["labels"]]
+        w, h = (int(v) for v in manifest["input_size"])
+        thresholds = [float(t) for t in manifest["thresholds"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise ExportError(f"{manifest_path}: corrupt manifest ({type(exc).__name__}: {exc})") from None
-    import keras
+    try:
+        import keras
+    except ImportError:
+        raise ExportError("edge-export needs TensorFlow: pip install 'edge-multilabel[train]'") from None
 
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{model_path}: cannot load Keras model ({first[:200]})") from None
+        raise ExportError(f"{model_path}: cannot load Keras model ({first_line(exc)[:200]})") from None
     act = getattr(model.layers[-1], "activation", None)
     act_name = getattr(act, "__name__", str(act))
     if act_name != "sigmoid":
@@ -221,7 +227,7 @@ def _load_run(config: ExportConfig) -> Run:
         raise ExportError(
             f"{manifest_path}: {len(labels)} labels and {len(thresholds)} thresholds, but the model has {n_out} outputs"
         )
-    return Run(run_dir, manifest, model, labels, (int(w), int(h)), model_path.stat().st_size)
+    return Run(run_dir, manifest, model, labels, (w, h), model_path.stat().st_size)
 
 
 def _device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.ndarray:

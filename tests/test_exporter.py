@@ -160,6 +160,15 @@ def test_clear_errors(trained_run, tmp_path):
     shutil.copytree(trained_run, nocal)
     (nocal / "train_split.csv").unlink()
     assert "calibration" in _one_line_error(run.invoke(export_cmd, [str(nocal), "--out", str(tmp_path / "x.tflite")]))
+    # ... which only int8 needs: float modes export without calibration images.
+    ok = run.invoke(export_cmd, [str(nocal), "--quant", "float32", "--out", str(tmp_path / "f.tflite")])
+    assert ok.exit_code == 0, ok.output
+    assert metadata.read(tmp_path / "f.tflite")["calibration_images"] is None
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = run.invoke(export_cmd, [str(trained_run), "--quant", "float32", "--out", str(blocker / "m.tflite")])
+    assert "cannot write" in _one_line_error(res)
 
     assert not (tmp_path / "x.tflite").exists()
 

@@ -264,3 +264,22 @@ def test_truncated_models_raise_not_crash(fixture_models):
             Classifier.from_bytes(data[:cut])
         except ModelError as exc:
             assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("meta", [
+    {"labels": ["a", "b", "c"], "thresholds": ["x", 0.5, 0.5]},
+    {"labels": ["a", "b", "c"], "input": "not a dict"},
+    ["a", "list", "not", "an", "object"],
+])
+def test_malformed_metadata_is_a_model_error(fixture_models, meta):
+    import json
+    import zipfile
+
+    from edge_runtime import metadata as md
+
+    flat = md.strip(fixture_models["float32"].read_bytes())
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(md.MEMBER, json.dumps(meta))
+    with pytest.raises(ModelError):
+        Classifier.from_bytes(flat + buf.getvalue())
