@@ -167,7 +167,13 @@ def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int,
 
 
 def load_split(table, size: tuple[int, int]) -> np.ndarray:
-    return np.stack([load_image(p, size) for p in table.paths])
+    """The split's images through the one preprocessing path (the trainer's parallel loader)."""
+    from trainer.images import load_images
+
+    x, failures = load_images(table.paths, size)
+    if failures:
+        raise RuntimeError(f"unreadable test images: {failures[:3]}")
+    return x
 
 
 def tflite_scores(path: Path, x: np.ndarray, chunk: int = 32) -> tuple[np.ndarray, Classifier]:

@@ -13,7 +13,6 @@ MODEL is e.g. a fixture model from `python tests/make_fixture_models.py DIR` (DI
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import sys

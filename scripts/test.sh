@@ -33,7 +33,7 @@ run_pytest .venv/bin/python -q -p no:cacheprovider "$@"
 [ "${SKIP_LEAN:-0}" = 1 ] && exit 0
 
 # Only the files that hold runtime tests: the others import TensorFlow or scikit-learn.
-RUNTIME_TESTS=$(grep -l "pytest.mark.runtime" tests/test_*.py)
+RUNTIME_TESTS=$(grep -l "pytest.mark.runtime" tests/test_*.py) || { echo "no runtime tests found" >&2; exit 1; }
 FIXTURES=$(mktemp -d)
 trap 'rm -rf "$FIXTURES"' EXIT
 echo "== fixture models for the runtime-only environments"
