@@ -20,6 +20,7 @@ dropped and a warning names the row, because the intent (`cat`, `dog`) is unambi
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import atomic
 from .errors import LabelsError
 
 FILENAME_COLUMN = "filename"
@@ -73,7 +75,7 @@ class LabelTable:
             csv_path=self.csv_path,
             paths=[self.paths[i] for i in idx],
             labels=list(self.labels),
-            y=self.y[idx] if idx else np.zeros((0, len(self.labels)), np.uint8),
+            y=self.y[idx],  # an empty idx gives (0, n_labels)
             rows=[self.rows[i] for i in idx] if self.rows else [],
             skipped=list(self.skipped) + list(extra_skipped),
             warnings=list(self.warnings),
@@ -153,15 +155,16 @@ def _read_joined(csv_path: Path, records: list[list[str]], fcol: int, lcol: int,
         if empty:
             warns.append(f"row {line} ({fname}): empty label name in {cell!r} ignored")
         pending.append((line, fname, names))
+    used = {n for _, _, ns in pending for n in ns}
     if labels is None:
-        order = sorted({n for _, _, ns in pending for n in ns})
+        order = sorted(used)
     else:
         order = list(labels)
-        unknown = sorted({n for _, _, ns in pending for n in ns} - set(order))
+        unknown = used.difference(order)
         if unknown:
-            first = next((ln, f) for ln, f, ns in pending if set(ns) & set(unknown))
+            first = next((ln, f) for ln, f, ns in pending if unknown.intersection(ns))
             raise LabelsError(
-                f"{csv_path}: label(s) {unknown} not known to the model (labels: {order}); "
+                f"{csv_path}: label(s) {sorted(unknown)} not known to the model (labels: {order}); "
                 f"first at row {first[0]} ({first[1]})"
             )
     index = {n: j for j, n in enumerate(order)}
@@ -249,11 +252,9 @@ def _finish(csv_path: Path, names: list[str], raw: list[_Row], skipped: list[Ski
 
 def write_labels_csv(path: str | Path, paths: Sequence[Path | str], y: np.ndarray, labels: Sequence[str]) -> None:
     """Write layout (b): `filename` (as given) plus one 0/1 column per label, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow([FILENAME_COLUMN, *labels])
-        for p, row in zip(paths, np.asarray(y)):
-            w.writerow([str(p), *(int(v) for v in row)])
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow([FILENAME_COLUMN, *labels])
+    for p, row in zip(paths, np.asarray(y)):
+        w.writerow([str(p), *(int(v) for v in row)])
+    atomic.write_text(path, buf.getvalue())

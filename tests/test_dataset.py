@@ -125,6 +125,18 @@ def test_write_then_read_roundtrip(folder):
     t = read_labels_csv(folder / "out.csv")
     assert t.labels == ["x", "y"] and t.paths == [p.resolve() for p in paths]
     assert t.y.tolist() == [[1, 0], [1, 1]]
+    write_labels_csv(folder / "out.csv", paths[:1], np.array([[0, 1]]), ["x", "y"])  # replaces it
+    assert read_labels_csv(folder / "out.csv").y.tolist() == [[0, 1]]
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
+
+
+@pytest.mark.runtime
+def test_subset_keeps_rows_and_handles_empty_index(folder):
+    t = read_labels_csv(write(folder, "filename,labels\na.png,cat\nb.png,dog\nc.png,cat dog\n"))
+    s = t.subset(np.array([2, 0]))
+    assert s.rows == [4, 2] and s.y.tolist() == [[1, 1], [1, 0]] and s.labels == t.labels
+    e = t.subset([])
+    assert len(e) == 0 and e.y.shape == (0, 2) and e.y.dtype == np.uint8
 
 
 @pytest.mark.runtime

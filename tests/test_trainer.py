@@ -15,6 +15,7 @@ import pytest
 from edge_runtime.dataset import read_labels_csv
 from edge_runtime.preprocess import load_image
 from trainer import Arch, Augment, TrainConfig
+from trainer.errors import ConfigError, DataError
 from trainer.images import load_images
 from trainer.losses import auto_pos_weights, resolve_pos_weights
 
@@ -56,6 +57,41 @@ def test_load_images_cache_hit_and_invalidation(demo_data, tmp_path):
     assert np.array_equal(x3[1:], x1[1:])
 
 
+@pytest.mark.parametrize("damage", ["empty_npy", "truncated_npy", "garbage_npy", "bad_meta", "list_meta"])
+def test_corrupt_cache_is_a_miss_and_is_rewritten(demo_data, tmp_path, damage):
+    paths = read_labels_csv(demo_data[0]).paths[:4]
+    cache = tmp_path / "cache"
+    x1, _ = load_images(paths, (24, 24), cache_dir=cache)
+    (npy,), (meta,) = list(cache.glob("*.npy")), list(cache.glob("*.json"))
+    good = npy.read_bytes()
+    if damage == "empty_npy":
+        npy.write_bytes(b"")
+    elif damage == "truncated_npy":
+        npy.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage_npy":
+        npy.write_bytes(b"\x93NUMPY garbage")
+    elif damage == "bad_meta":
+        meta.write_text("{not json")
+    else:
+        meta.write_text("[1, 2]")
+    x2, f2 = load_images(paths, (24, 24), cache_dir=cache)  # decodes again, no exception
+    assert np.array_equal(x1, x2) and f2 == []
+    assert npy.read_bytes() == good and json.loads(meta.read_text())["failures"] == []  # rewritten
+    assert sorted(p.name for p in cache.iterdir()) == sorted([npy.name, meta.name])  # no temporary files
+
+
+def test_cache_write_failure_leaves_no_temporary_file(demo_data, tmp_path, monkeypatch):
+    paths = read_labels_csv(demo_data[0]).paths[:2]
+    cache = tmp_path / "cache"
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", disk_full)
+    x, _ = load_images(paths, (24, 24), cache_dir=cache)  # caching failed quietly
+    assert x.shape == (2, 24, 24, 3) and list(cache.iterdir()) == []
+
+
 def test_unreadable_image_row_is_skipped_with_reason(demo_data, tmp_path):
     from trainer.data import prepare_data
 
@@ -71,6 +107,38 @@ def test_unreadable_image_row_is_skipped_with_reason(demo_data, tmp_path):
     assert len(data.train.x) + len(data.val.x) == 29
     (s,) = data.skipped
     assert s.row == 6 and s.filename.endswith(table.paths[4].name) and "unreadable image" in s.reason
+
+
+def test_csv_without_labels_is_a_data_error(demo_data, tmp_path):
+    from trainer.data import prepare_data
+
+    src = read_labels_csv(demo_data[0]).paths[0]
+    shutil.copy(src, tmp_path / src.name)
+    for name, text in (("joined.csv", f"filename,labels\n{src.name},\n"), ("columns.csv", f"filename\n{src.name}\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match="no labels"):
+            prepare_data(tiny_config(tmp_path / name, tmp_path / "run"))
+
+
+# --- config -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [
+    {"translate": 0.5}, {"translate": -0.1}, {"translate": float("nan")},
+    {"brightness": -0.1}, {"brightness": 1.5}, {"contrast": -0.2}, {"contrast": 2.0},
+])
+def test_bad_augment_values_raise_config_error(kw):
+    with pytest.raises(ConfigError, match=next(iter(kw))):
+        Augment(**kw)
+    with pytest.raises(ConfigError):
+        TrainConfig(data="d.csv", out="o", augment=kw)  # a dict, as read from JSON
+
+
+def test_config_to_dict_is_json_ready():
+    c = TrainConfig(data="d.csv", out="o", arch="seed", loss="focal", pos_weight=[1, 2], augment=NO_AUG)
+    d = c.to_dict()
+    assert d["arch"] == "seed" and d["loss"] == "focal" and d["pos_weight"] == [1.0, 2.0]
+    assert d["augment"] == {"flip": False, "vflip": False, "translate": 0.0, "brightness": 0.0, "contrast": 0.0}
+    assert json.loads(json.dumps(d)) == d
 
 
 # --- losses -------------------------------------------------------------------------------------
@@ -169,7 +237,7 @@ def test_train_writes_all_artifacts(run, demo_data):
     assert m["data"]["source_csv"] == str(Path(demo_data[0]).resolve())
     assert set(m["metrics"]) == {"at_0.5", "calibrated"}
     assert m["training"]["epochs_run"] == 2 and 1 <= m["training"]["best_epoch"] <= 2
-    assert set(m["training"]["history"]) >= {"loss", "val_loss", "val_map"}
+    assert set(m["training"]["history"]) >= {"loss", "val_loss", "val_map", "learning_rate"}
     assert set(m["versions"]) == {"python", "tensorflow", "keras", "numpy", "pillow", "toolkit"}
     tr = read_labels_csv(d / m["data"]["train_csv"])
     va = read_labels_csv(d / m["data"]["val_csv"])
@@ -266,6 +334,64 @@ def test_cli_bad_csv_is_one_line_exit_2(tmp_path, content, needle):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--pos-weight", "abc"], "--pos-weight"),
+    (["--pos-weight", "1,,2"], "--pos-weight"),
+    (["--translate", "0.7"], "translate must be in [0, 0.5)"),
+    (["--brightness", "-1"], "brightness must be in [0, 1]"),
+    (["--input-size", "8"], "input_size must be >= 32"),
+])
+def test_cli_bad_option_value_is_usage_error(tmp_path, args, needle):
+    from click.testing import CliRunner
+
+    from trainer.cli import cli
+
+    r = CliRunner().invoke(cli, [str(tmp_path / "data.csv"), "--out", str(tmp_path / "run"), *args])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.stderr and "training failed" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and needle in errors[0]
+    assert r.stderr.rstrip("\n").splitlines()[-1] == errors[0]  # the message is the last, single line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args", [["--size", "0"], ["--size", "8"], ["--n-train", "0"], ["--n-test", "-1"],
+                                  ["--seed", "-1"]])
+def test_cli_make_demo_bad_values_are_usage_errors(tmp_path, args):
+    from click.testing import CliRunner
+
+    from trainer.cli import cli
+
+    r = CliRunner().invoke(cli, ["make-demo", str(tmp_path / "d"), *args])
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert "Traceback" not in r.stderr and "Error:" in r.stderr and args[0] in r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_cli_make_demo_value_error_is_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from trainer import demo_data
+    from trainer.cli import cli
+
+    def bad(config):
+        raise ValueError("unknown shape 'blob'")
+
+    monkeypatch.setattr(demo_data, "make_demo_dataset", bad)
+    r = CliRunner().invoke(cli, ["make-demo", str(tmp_path / "d")])
+    assert r.exit_code == 2 and r.stderr == "Error: unknown shape 'blob'\n"
+
+
+def test_demo_config_rejects_unusable_values():
+    from trainer.demo_data import DemoConfig
+
+    with pytest.raises(ValueError, match="size"):
+        DemoConfig("d", image_size=0)
+    with pytest.raises(ValueError, match="counts"):
+        DemoConfig("d", n_train=-1)
+
+
 def test_cli_subprocess_bad_input_and_help(tmp_path):
     r = subprocess.run([str(EDGE_TRAIN), str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)
@@ -310,7 +436,12 @@ def test_epoch_log_draws_a_batch_bar_only_on_a_terminal():
         cb.on_epoch_begin(0)
         for b in range(3):
             cb.on_train_batch_end(b, {"loss": 0.5})
-        cb.on_epoch_end(0, {"loss": 0.4, "val_map": 0.9})
+        logs = {"loss": 0.4, "val_map": 0.9}
+        cb.on_epoch_end(0, logs)
+        assert logs == {"loss": 0.4, "val_map": 0.9}  # prints only: history is the same with --quiet
         out = stream.getvalue()
         assert ("3/3" in out and CLEAR_LINE in out) is live
         assert out.rstrip().endswith("s") and "epoch 1/2  loss 0.4000" in out and "val_mAP 0.9000" in out
+        assert "lr 1.0e-03" in out  # the optimizer's rate when the logs hold none
+        cb.on_epoch_end(1, {"loss": 0.3, "val_map": 0.9, "learning_rate": 0.003})
+        assert "lr 3.0e-03" in stream.getvalue()  # the epoch's rate, as logged by ReduceLROnPlateau

@@ -16,7 +16,6 @@ from typing import Iterator
 
 import numpy as np
 
-from edge_runtime.atomic import write_json  # noqa: F401  (re-exported for train.py)
 from edge_runtime.dataset import write_labels_csv
 from edge_runtime.metrics import binarize, precision_recall_f1
 

@@ -21,7 +21,7 @@ class ValidationMetrics(keras.callbacks.Callback):
 
     def __init__(self, x_val: np.ndarray, y_val: np.ndarray, loss_fn, batch_size: int = 64) -> None:
         super().__init__()
-        self.x_val = x_val
+        self.x_val = np.asarray(x_val, dtype=np.float32)  # once, not every epoch
         self.y_val = y_val.astype(np.float32)
         self.loss_fn = loss_fn
         self.batch_size = batch_size
@@ -29,7 +29,7 @@ class ValidationMetrics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is None:
             return
-        scores = self.model.predict(self.x_val.astype(np.float32), batch_size=self.batch_size, verbose=0)
+        scores = self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0)
         logs["val_loss"] = float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_val, scores))))
         m = mean_average_precision(self.y_val, scores)
         logs["val_map"] = 0.0 if math.isnan(m) else m
@@ -43,7 +43,9 @@ class EpochLog(keras.callbacks.Callback):
 
     Keras's own progress bar is off: stdout is reserved for results (`--json`). On a terminal a
     bar of the batches redraws in place during each epoch; in a log file only the epoch lines
-    appear.
+    appear. Only prints: it never adds to the logs, so the history is the same with and without
+    progress output. The rate shown is the epoch's (`learning_rate`, logged by ReduceLROnPlateau
+    before it reduces), else the optimizer's current one.
     """
 
     def __init__(self, epochs: int, steps: int | None = None, stream=None) -> None:
@@ -70,8 +72,9 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        logs.setdefault("lr", lr)
+        lr = logs.get("learning_rate")
+        if lr is None:
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         print(
             f"{CLEAR_LINE if self.live else ''}epoch {epoch + 1}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
             f"val_loss {logs.get('val_loss', float('nan')):.4f}  val_mAP {logs.get('val_map', float('nan')):.4f}  "

@@ -9,10 +9,11 @@ from edge_runtime import atomic
 from edge_runtime.cli import DefaultGroup
 from edge_runtime.errors import EdgeError
 
-from .config import Arch, Augment, Loss, TrainConfig
+from .config import NO_AUGMENT, Arch, Augment, Loss, TrainConfig
 
 EXIT_USAGE = 2  # bad options or bad input data (click's own usage errors use 2 as well)
 EXIT_FAILURE = 1  # anything else that went wrong during training
+DEMO_MIN_SIZE = 16  # = trainer.demo_data.MIN_IMAGE_SIZE (not imported here: it loads PIL)
 
 EPILOG = """\b
 Examples:
@@ -53,6 +54,7 @@ def cli() -> None:
 @click.option("--val-fraction", type=float, default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--pos-weight", default="auto", show_default=True,
+              callback=lambda _ctx, _param, value: _parse_pos_weight(value),
               help="'auto' (clip(neg/pos, 1, 10) per label), 'none', or comma-separated floats, one per label.")
 @click.option("--loss", type=click.Choice([l.value for l in Loss]), default=Loss.BCE.value, show_default=True)
 @click.option("--focal-gamma", type=float, default=2.0, show_default=True)
@@ -72,16 +74,19 @@ def train_cmd(data, out, val_data, arch, input_size, epochs, batch_size, learnin
               seed, pos_weight, loss, focal_gamma, no_augment, no_flip, vflip, translate, brightness, contrast,
               weights, width, workers, cache_dir, as_json, quiet) -> None:
     """Train on DATA (a labels CSV) and write the run directory OUT."""
-    try:
-        augment = Augment(flip=not no_flip, vflip=vflip, translate=translate, brightness=brightness,
-                          contrast=contrast) if not no_augment else Augment(False, False, 0.0, 0.0, 0.0)
+    try:  # an invalid option value is a usage error, not a training failure
+        augment = NO_AUGMENT if no_augment else Augment(flip=not no_flip, vflip=vflip, translate=translate,
+                                                        brightness=brightness, contrast=contrast)
         config = TrainConfig(
             data=data, out=out, val_data=val_data, arch=arch, input_size=input_size, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate, patience=patience, val_fraction=val_fraction,
-            seed=seed, pos_weight=_parse_pos_weight(pos_weight), loss=loss, focal_gamma=focal_gamma,
+            seed=seed, pos_weight=pos_weight, loss=loss, focal_gamma=focal_gamma,
             augment=augment, weights=weights, workers=workers, cache_dir=cache_dir, width=width,
             verbose=not quiet,
         )
+    except (EdgeError, ValueError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    try:
         from .train import train  # TensorFlow loads here, not for --help
 
         result = train(config)
@@ -100,10 +105,11 @@ def train_cmd(data, out, val_data, arch, input_size, epochs, batch_size, learnin
 
 @cli.command("make-demo", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--n-train", type=int, default=1500, show_default=True)
-@click.option("--n-test", type=int, default=300, show_default=True)
-@click.option("--size", type=int, default=96, show_default=True, help="Image side in pixels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-train", type=click.IntRange(min=1), default=1500, show_default=True)
+@click.option("--n-test", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--size", type=click.IntRange(min=DEMO_MIN_SIZE), default=96, show_default=True,
+              help="Image side in pixels.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def make_demo_cmd(out_dir, n_train, n_test, size, seed) -> None:
     """Write a seeded demo data set of shapes: OUT_DIR/train.csv and OUT_DIR/test.csv."""
     from .demo_data import DemoConfig, make_demo_dataset
@@ -112,10 +118,13 @@ def make_demo_cmd(out_dir, n_train, n_test, size, seed) -> None:
         train_csv, test_csv = make_demo_dataset(DemoConfig(out_dir, n_train, n_test, size, seed))
     except OSError as exc:
         _fail(f"{out_dir}: {exc.strerror or exc}", EXIT_USAGE)
+    except (EdgeError, ValueError) as exc:
+        _fail(str(exc), EXIT_USAGE)
     click.echo(f"{train_csv}\n{test_csv}")
 
 
 def _parse_pos_weight(text: str) -> str | tuple[float, ...]:
+    """The --pos-weight value; click.BadParameter (a usage error, exit 2) if it is not one."""
     if text in ("auto", "none"):
         return text
     try:

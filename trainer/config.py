@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Union
 
+from edge_runtime.atomic import to_jsonable
+
 from .errors import ConfigError
 
 
@@ -38,6 +40,15 @@ class Augment:
     translate: float = 0.1  # max shift as a fraction of the side; 0 = off
     brightness: float = 0.15  # max brightness delta in [0, 1] units; 0 = off
     contrast: float = 0.15  # contrast factor drawn from [1-c, 1+c]; 0 = off
+
+    def __post_init__(self) -> None:
+        # `not (lo <= v < hi)` also rejects NaN.
+        if not 0.0 <= self.translate < 0.5:
+            raise ConfigError(f"augment translate must be in [0, 0.5), got {self.translate}")
+        for name in ("brightness", "contrast"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"augment {name} must be in [0, 1], got {value}")
 
     @property
     def enabled(self) -> bool:
@@ -93,10 +104,5 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1")
 
     def to_dict(self) -> dict:
-        """JSON-ready (enums as their values)."""
-        d = asdict(self)
-        d["arch"] = self.arch.value
-        d["loss"] = self.loss.value
-        if isinstance(self.pos_weight, tuple):
-            d["pos_weight"] = list(self.pos_weight)
-        return d
+        """JSON-ready (enums as their values, tuples as lists)."""
+        return to_jsonable(asdict(self))

@@ -45,25 +45,28 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     table, x = _read_decoded(config.data, None, size, config)
     if config.val_data:
         val_table, x_val = _read_decoded(config.val_data, table.labels, size, config)
-        train = Split(table, x)
-        val = Split(val_table, x_val)
+        train, val = Split(table, x), Split(val_table, x_val)
+        sources = [table, val_table]
     else:
         if len(table) < 4:
             raise DataError(f"{table.csv_path}: only {len(table)} usable images; need at least 4 to split")
         tr, va = iterative_split(table.y, config.val_fraction, config.seed)
-        train = Split(table.subset(tr), x[tr])
-        val = Split(table.subset(va), x[va])
-    warnings = list(train.table.warnings) + ([w for w in val.table.warnings] if config.val_data else [])
+        train, val = Split(table.subset(tr), x[tr]), Split(table.subset(va), x[va])
+        sources = [table]  # both subsets carry the whole CSV's warnings and skipped rows
+    warnings = [w for t in sources for w in t.warnings]
     for j, name in enumerate(train.table.labels):
         if train.y[:, j].any() and not val.y[:, j].any():
             warnings.append(f"label {name!r} has no positive in the validation set: its threshold stays 0.5")
-    skipped = list(train.table.skipped) + (list(val.table.skipped) if config.val_data else [])
+    skipped = [s for t in sources for s in t.skipped]
     return PreparedData(list(train.table.labels), train, val, warnings, skipped)
 
 
 def _read_decoded(csv_path: str, labels: list[str] | None, size: tuple[int, int],
                   config: TrainConfig) -> tuple[LabelTable, np.ndarray]:
     table = read_labels_csv(csv_path, labels=labels)
+    if not table.labels:
+        raise DataError(f"{table.csv_path}: no labels (no label columns, or every 'labels' cell is empty); "
+                        "a model needs at least one label")
     x, failures = load_images(table.paths, size, cache_dir=config.cache_dir, workers=config.workers)
     if failures:
         bad = {i for i, _, _ in failures}

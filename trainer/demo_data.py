@@ -8,6 +8,7 @@ Written as PNG files plus a `filename,labels` CSV (labels joined by spaces) per 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from edge_runtime import atomic
+
+MIN_IMAGE_SIZE = 16  # smaller images cannot hold a 3x3 grid of visible shapes
 SHAPES = ("circle", "square", "triangle", "star", "cross")
 
 
@@ -27,6 +31,12 @@ class DemoConfig:
     seed: int = 0
     p_present: float = 0.4
     labels: tuple[str, ...] = SHAPES
+
+    def __post_init__(self) -> None:
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise ValueError(f"demo image size must be >= {MIN_IMAGE_SIZE}, got {self.image_size}")
+        if self.n_train < 0 or self.n_test < 0:
+            raise ValueError(f"demo image counts must be >= 0, got {self.n_train} and {self.n_test}")
 
 
 def make_demo_dataset(config: DemoConfig) -> tuple[Path, Path]:
@@ -44,14 +54,11 @@ def make_demo_dataset(config: DemoConfig) -> tuple[Path, Path]:
             name = f"{split}/{i:05d}.png"
             img.save(out / name)
             rows.append((name, " ".join(present)))
-        csv_path = out / f"{split}.csv"
-        tmp = csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["filename", "labels"])
-            w.writerows(rows)
-        tmp.replace(csv_path)
-        csvs.append(csv_path)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(["filename", "labels"])
+        w.writerows(rows)
+        csvs.append(atomic.write_text(out / f"{split}.csv", buf.getvalue()))
     return csvs[0], csvs[1]
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from edge_runtime import atomic
 from edge_runtime.errors import ImageError
 from edge_runtime.preprocess import PREPROCESSING, load_image
 
@@ -83,27 +85,38 @@ def load_images(
 def _read_cache(npy: Path, meta: Path, n: int, hw: tuple[int, int]) -> tuple[np.ndarray, list[Failure]] | None:
     if not (npy.is_file() and meta.is_file()):
         return None
+    # A corrupt cache (empty, truncated, not an array, malformed meta) is just a miss.
     try:
         info = json.loads(meta.read_text())
         arr = np.load(npy, allow_pickle=False)
-    except (OSError, ValueError):
-        return None  # a corrupt cache is just a miss
-    if arr.shape != (n, *hw, 3) or arr.dtype != np.uint8:
+        if not (isinstance(info, dict) and isinstance(arr, np.ndarray)):
+            return None
+        if arr.shape != (n, *hw, 3) or arr.dtype != np.uint8:
+            return None
+        failures = [(int(i), Path(p), str(r)) for i, p, r in info.get("failures", [])]
+    except (EOFError, ValueError, TypeError, OSError):
         return None
-    return arr, [(int(i), Path(p), str(r)) for i, p, r in info.get("failures", [])]
+    return arr, failures
 
 
 def _write_cache(npy: Path, meta: Path, arr: np.ndarray, failures: list[Failure]) -> None:
-    """Write atomically (tmp + os.replace): a killed run never leaves a truncated cache."""
+    """Write atomically (tmp + os.replace): a killed run never leaves a truncated cache.
+
+    The array first, then the meta file that makes it a hit; a temporary file is removed on any
+    failure.
+    """
     try:
         npy.parent.mkdir(parents=True, exist_ok=True)
-        tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, npy)
-        tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"failures": [[i, str(p), r] for i, p, r in failures],
-                                   "preprocessing": PREPROCESSING}))
-        os.replace(tmp, meta)
+        fd, tmp = tempfile.mkstemp(prefix=f".{npy.name}.", suffix=".tmp", dir=npy.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600
+            os.replace(tmp, npy)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        atomic.write_json(meta, {"failures": [[i, str(p), r] for i, p, r in failures],
+                                 "preprocessing": PREPROCESSING})
     except OSError:
         pass  # caching is an optimisation; a read-only cache dir must not fail training

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.atomic import to_jsonable
+from edge_runtime.atomic import to_jsonable, write_json
 from edge_runtime.metrics import calibrate_thresholds, format_report, multilabel_report
 from edge_runtime.preprocess import PREPROCESSING
 
@@ -93,8 +93,8 @@ def train(config: TrainConfig) -> TrainResult:
     with art.atomic_dir(out) as tmp:
         _save_uncompiled(model, config, len(data.labels), tmp / art.MODEL_FILE)
         art.write_split_csvs(tmp, data.train.table.paths, data.train.y, data.val.table.paths, y_val, data.labels)
-        art.write_json(tmp / art.MANIFEST_FILE, manifest)
-        art.write_json(tmp / art.METRICS_FILE, {"at_0.5": report_05, "calibrated": report_cal})
+        write_json(tmp / art.MANIFEST_FILE, manifest)
+        write_json(tmp / art.METRICS_FILE, {"at_0.5": report_05, "calibrated": report_cal})
         art.plot_curves(tmp / "curves.png", history)
         art.plot_pr_curves(tmp / "pr_curves.png", y_val, scores, data.labels, thresholds)
     manifest = to_jsonable(manifest)
