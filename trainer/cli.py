@@ -7,7 +7,7 @@ import click
 
 from edge_runtime import atomic
 from edge_runtime.cli import DefaultGroup
-from edge_runtime.errors import EdgeError
+from edge_runtime.errors import EdgeError, first_line
 
 from .config import NO_AUGMENT, Arch, Augment, Loss, TrainConfig
 
@@ -95,8 +95,7 @@ def train_cmd(data, out, val_data, arch, input_size, epochs, batch_size, learnin
     except KeyboardInterrupt:
         _fail("interrupted; no run directory was written", 130)
     except Exception as exc:  # keep the promise of no tracebacks, but say what broke
-        _fail(f"training failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
-              EXIT_FAILURE)
+        _fail(f"training failed: {type(exc).__name__}: {first_line(exc)}", EXIT_FAILURE)
     if as_json:
         click.echo(atomic.dumps(result.to_dict()))
     else:

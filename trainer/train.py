@@ -1,6 +1,7 @@
 """`train(config)`: labelled images in, a calibrated multi-label model run directory out."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from edge_runtime.preprocess import PREPROCESSING
 
 from . import artifacts as art
 from .config import Loss, TrainConfig
+from .errors import ConfigError
 from .data import PreparedData, prepare_data
 
 
@@ -46,6 +48,8 @@ class TrainResult:
 def train(config: TrainConfig) -> TrainResult:
     """Train, select by validation mAP, calibrate per-label thresholds, write the run dir."""
     t0 = time.perf_counter()
+    if importlib.util.find_spec("keras") is None:  # the device-only install has no TensorFlow
+        raise ConfigError("edge-train needs TensorFlow: pip install 'edge-multilabel[train]'")
     out = art.check_out_dir(config.out)  # fail before minutes of training, not after
     _quiet_tf()
     data = prepare_data(config)
