@@ -106,3 +106,18 @@ def test_f1_ties_go_to_the_prior_when_given():
     assert M.best_f1_threshold(y, s) == pytest.approx(0.85)
     assert M.best_f1_threshold(y, s, prior=0.4) == pytest.approx(0.2995)
     assert M.calibrate_thresholds(y[:, None], s[:, None], prior=[0.4])[0] == pytest.approx(0.2995)
+
+
+def test_slack_keeps_the_prior_unless_the_gain_is_real():
+    # 10 positives: cutting after rank 9 gives F1 18/19 = 0.947 (threshold ~0.55), after rank 11
+    # F1 20/21 = 0.952 (threshold ~0.45): a gain of one image, within a slack of 0.05.
+    y = np.array([1] * 9 + [0] + [1] + [0] * 9)
+    s = np.linspace(0.95, 0.05, y.size)
+    best = M.best_f1_threshold(y, s)
+    kept = M.best_f1_threshold(y, s, prior=0.56, slack=0.05)
+    assert best == pytest.approx(0.4525, abs=1e-3) and kept == pytest.approx(0.5475, abs=1e-3)
+    assert M.best_f1_threshold(y, s, prior=0.56, slack=0.0) == best  # no slack: the optimum
+    # Without a prior the slack does nothing: the exact optimum is returned.
+    assert M.best_f1_threshold(y, s, slack=0.05) == best
+    f1 = lambda t: skm.f1_score(y, (s >= t).astype(int))  # noqa: E731
+    assert f1(kept) >= f1(best) - 0.05
