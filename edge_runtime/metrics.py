@@ -45,11 +45,23 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
 
 
+def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _div(tp, tp + fp), _div(tp, tp + fn), _div(2 * tp, 2 * tp + fp + fn)
+
+
 def precision_recall_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-label precision, recall and F1 of 0/1 predictions."""
     y, p = _check(y_true, y_pred)
-    tp, fp, fn = _counts(y, p.astype(np.int64))
-    return _div(tp, tp + fp), _div(tp, tp + fn), _div(2 * tp, 2 * tp + fp + fn)
+    return _prf(*_counts(y, p.astype(np.int64)))
+
+
+def _ranked(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores sorted high to low; for each distinct score, the index of its last sample and the
+    true positives up to there. Only those indices are cuts: tied scores are all-or-nothing."""
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
+    return s, last, np.cumsum(y)[last]
 
 
 def average_precision(y_true_col: np.ndarray, scores_col: np.ndarray) -> float:
@@ -59,11 +71,7 @@ def average_precision(y_true_col: np.ndarray, scores_col: np.ndarray) -> float:
     n_pos = int(y.sum())
     if n_pos == 0:
         return math.nan
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    # Only the last index of each run of tied scores is a threshold (ties are all-or-nothing).
-    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
-    tps = np.cumsum(y)[last]
+    _, last, tps = _ranked(y, s)
     precision = tps / (last + 1)
     recall = tps / n_pos
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
@@ -102,7 +110,7 @@ def multilabel_report(
     thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (y.shape[1],))
     p = binarize(s, thr)
     tp, fp, fn = _counts(y, p)
-    prec, rec, f1 = _div(tp, tp + fp), _div(tp, tp + fn), _div(2 * tp, 2 * tp + fp + fn)
+    prec, rec, f1 = _prf(tp, fp, fn)
     ap = average_precisions(y, s)
     per_label = {
         name: {
@@ -150,10 +158,7 @@ def best_f1_threshold(y_true_col: np.ndarray, scores_col: np.ndarray, default: f
     n_pos = int(y.sum())
     if n_pos == 0 or s.size == 0:
         return float(default if prior is None else prior)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]  # cut after these indices
-    tp = np.cumsum(y)[last]
+    s, last, tp = _ranked(y, s)  # cut after each index in `last`
     k = last + 1  # predicted positives at each cut
     f1 = 2 * tp / (k + n_pos)
     # Midpoint of each gap; past the lowest score, go just under it (everything positive).
