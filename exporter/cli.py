@@ -33,7 +33,9 @@ Exit codes: 0 exported and passed the parity gate; 1 the gate failed (nothing is
 @click.option("--data", type=click.Path(dir_okay=False), help="Labels CSV of calibration images (default: the run's training split).")
 @click.option("--val-data", type=click.Path(dir_okay=False), help="Labels CSV of held-out images for the gate (default: the run's validation split).")
 @click.option("--calibration-size", default=300, show_default=True, type=click.IntRange(1), help="Images for int8 calibration.")
-@click.option("--per-tensor", is_flag=True, help="int8: one weight scale per tensor, not per channel (smaller file; check the gate).")
+@click.option("--per-tensor/--per-channel", "per_tensor", default=None,
+              help="int8 weight scales: force one per tensor (smaller) or one per output channel. "
+                   "Default: per tensor if that passes the gate, else per channel.")
 @click.option("--max-abs", type=float, help="Gate: per-label max |p_tflite - p_keras|.")
 @click.option("--mean-abs", type=float, help="Gate: per-label mean |p_tflite - p_keras|.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), help="Gate: per-label fraction of equal yes/no decisions.")
@@ -52,7 +54,7 @@ def export_cmd(run_dir, quant, out, data, val_data, calibration_size, per_tensor
     try:
         config = ExportConfig(
             run_dir=run_dir, out=out, quant=QuantMode(quant), data=data, val_data=val_data,
-            calibration_size=calibration_size, per_channel=not per_tensor,
+            calibration_size=calibration_size, per_channel=None if per_tensor is None else not per_tensor,
             overrides={"max_abs": max_abs, "mean_abs": mean_abs, "min_agreement": min_agreement,
                        "max_map_drop": max_map_drop},
             report=report, threads=threads, backend=backend, cache_dir=cache_dir,

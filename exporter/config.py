@@ -50,7 +50,9 @@ class ExportConfig:
     data: str | None = None  # CSV of calibration images (default: the run's training split)
     val_data: str | None = None  # CSV of held-out images for the gate (default: the run's val split)
     calibration_size: int = 300
-    per_channel: bool = True  # int8 weights: one scale per output channel (False: per tensor)
+    # int8 weight scales: True per output channel, False per tensor, None (default) per tensor if
+    # that passes the gate, else per channel - the smaller file whenever the model tolerates it.
+    per_channel: bool | None = None
     overrides: dict = field(default_factory=dict)  # Tolerances fields to override, any mode
     report: str | None = None  # parity JSON (default: beside `out`, `<stem>.parity.json`)
     threads: int | None = None
@@ -76,8 +78,12 @@ class ExportConfig:
         return tol
 
     def candidates(self) -> tuple[tuple[QuantMode, bool], ...]:
-        """(mode, per_channel) pairs to try, in order."""
-        return AUTO_ORDER if self.quant is QuantMode.AUTO else ((self.quant, self.per_channel),)
+        """(mode, per_channel) pairs to try, in order (per_channel only matters for int8)."""
+        if self.quant is QuantMode.AUTO:
+            return AUTO_ORDER
+        if self.quant is QuantMode.INT8 and self.per_channel is None:
+            return ((QuantMode.INT8, False), (QuantMode.INT8, True))
+        return ((self.quant, self.per_channel is not False),)
 
     def report_path(self) -> Path:
         if self.report:

@@ -138,7 +138,7 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
         try:
             flat = convert(run.model, mode, lambda: iter(calib), per_channel=per_channel is not False)
         except ConversionError as exc:
-            if config.quant is not QuantMode.AUTO:
+            if len(config.candidates()) == 1:
                 raise
             attempts.append(Attempt(mode.value, False, str(exc), per_channel=per_channel))
             continue

@@ -75,7 +75,7 @@ def test_quick_run_writes_complete_report(tmp_path):
         assert r["max_abs_score_diff"] >= 0
 
     acc = report["accuracy"]
-    assert set(acc["modes"]) == modes | {"int8-per-tensor"} and acc["keras"]["size_bytes"] > 0
+    assert set(acc["modes"]) == modes | {"int8-per-channel"} and acc["keras"]["size_bytes"] > 0
     for r in acc["modes"].values():
         for k in ("size_bytes", "map", "micro_f1", "macro_f1", "test_agreement_with_keras", "parity_min_agreement"):
             assert isinstance(r[k], numbers.Number) and math.isfinite(r[k]), k

@@ -201,7 +201,7 @@ def test_cli_as_a_real_subprocess(trained_run, tmp_path):
 
 
 def test_per_tensor_int8_is_smaller_and_recorded(trained_run, tmp_path):
-    channel = _export(trained_run, tmp_path / "c", "int8")
+    channel = _export(trained_run, tmp_path / "c", "int8", per_channel=True)
     tensor = _export(trained_run, tmp_path / "t", "int8", per_channel=False)
     assert tensor.size_bytes < channel.size_bytes
     assert metadata.read(tensor.out)["per_channel"] is False and metadata.read(channel.out)["per_channel"] is True
@@ -234,3 +234,25 @@ def test_training_and_device_see_the_same_pixels_end_to_end(trained_run, tmp_pat
     preds = Classifier.from_file(exported.out).predict([str(p) for p in paths])
     device = np.array([[p.scores[label] for label in manifest["labels"]] for p in preds])
     np.testing.assert_allclose(device, keras_scores, atol=1e-4)
+
+
+def test_int8_tries_per_tensor_first_and_falls_back_to_per_channel(trained_run, tmp_path, monkeypatch):
+    """Default int8: the smaller per-tensor file if it passes the gate, else per-channel."""
+    res = _export(trained_run, tmp_path / "a", "int8")
+    assert [(a.mode, a.per_channel) for a in res.attempts][0] == ("int8", False)
+    from dataclasses import replace
+
+    real = export_module.check_parity
+    calls: list[str] = []
+
+    def per_tensor_fails(*args):
+        report = real(*args)
+        calls.append(report.mode)
+        if len(calls) == 1:  # the first candidate (per-tensor) is made to fail its gate
+            return replace(report, failures=["forced failure for the test"])
+        return report
+
+    monkeypatch.setattr(export_module, "check_parity", per_tensor_fails)
+    res = _export(trained_run, tmp_path / "b", "int8")
+    assert [(a.mode, a.per_channel, a.passed) for a in res.attempts] == [("int8", False, False), ("int8", True, True)]
+    assert res.per_channel is True and metadata.read(res.out)["per_channel"] is True
