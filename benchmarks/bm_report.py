@@ -224,7 +224,7 @@ def markdown(report: dict) -> str:
     ]
     for mode in acc["modes"]:
         r = acc["modes"][mode]
-        scales = {True: " (per-channel)", False: " (per-tensor)"}.get(r.get("per_channel"), "")
+        scales = {True: " (per-channel)", False: " (per-tensor)"}.get(r.get("per_channel"), "") if mode == "int8" else ""
         L.append(f"| {mode}{scales} | {_f(r['size_bytes'] / 1024, 1)} | {_f(r['size_bytes'] / acc['keras']['size_bytes'])} | "
                  f"{_f(r['map'])} | {_f(r['micro_f1'])} | {_f(r['macro_f1'])} | {_f(r['test_agreement_with_keras'])} | "
                  f"{_f(r.get('test_agreement_at_keras_thresholds'))} | {_f(r.get('max_threshold_shift'))} | "
