@@ -49,6 +49,11 @@ class Attempt:
     def label(self) -> str:
         return mode_label(self.mode, self.per_channel)
 
+    def line(self) -> str:
+        size = f" {self.size_bytes / 1024:.1f} KiB" if self.size_bytes else ""
+        reason = f" - {self.reason}" if self.reason else ""
+        return f"tried {self.label}:{size} {'pass' if self.passed else 'fail'}{reason}"
+
 
 def mode_label(mode: str, per_channel: bool | None) -> str:
     return mode + (" per-tensor" if per_channel is False else "")
@@ -95,7 +100,7 @@ class ExportResult:
         return atomic.write_json(path or self.report_path, self.to_dict())
 
     def summary(self) -> str:
-        lines = [a_line(a) for a in self.attempts]
+        lines = [a.line() for a in self.attempts]
         if self.parity:
             lines.append(self.parity.table())
         verdict = f"wrote {self.out}" if self.passed else "NOT written: no mode passed its parity gate"
@@ -104,11 +109,6 @@ class ExportResult:
             f"{len(self.ops)} ops [{', '.join(sorted(set(self.ops)))}]; {verdict}; report {self.report_path}"
         )
         return "\n".join(lines)
-
-
-def a_line(a: Attempt) -> str:
-    size = f" {a.size_bytes / 1024:.1f} KiB" if a.size_bytes else ""
-    return f"tried {a.label}:{size} {'pass' if a.passed else 'fail'}{' - ' + a.reason if a.reason else ''}"
 
 
 def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> ExportResult:
