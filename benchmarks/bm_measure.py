@@ -168,7 +168,7 @@ def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int,
 
 def load_split(table, size: tuple[int, int]) -> np.ndarray:
     """The split's images through the one preprocessing path (the trainer's parallel loader)."""
-    from trainer.images import load_images
+    from edge_common.images import load_images
 
     x, failures = load_images(table.paths, size)
     if failures:

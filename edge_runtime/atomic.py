@@ -10,17 +10,24 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Yield a binary file that atomically replaces `path` when the block ends without error.
+
+    On an error the temporary file is removed and `path` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         # mkstemp creates 0600; give the file the mode a plain open() would have.
@@ -29,7 +36,12 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with replacing(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .classifier import Classifier
 from .errors import ImageError
-from .preprocess import _finish, decode, load_image
+from .preprocess import decode, finish, load_image
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def benchmark(model: str | Path, image: str | Path | None = None, *, runs: int =
     if image is not None:
         stages["decode"] = _median_ms(lambda: decode(Path(image), size, draft=draft), n)
         decoded = decode(Path(image), size, draft=draft)
-        stages["resize"] = _median_ms(lambda: _finish(decoded, size[0], size[1], name=label), n)
+        stages["resize"] = _median_ms(lambda: finish(decoded, size[0], size[1], name=label), n)
         frame = load_image(source, size, draft=draft)
     else:
         frame = source  # type: ignore[assignment]
@@ -138,7 +138,7 @@ def benchmark(model: str | Path, image: str | Path | None = None, *, runs: int =
     stages["invoke"] = _median_ms(lambda: clf.scores(batch), n)
     row = clf.scores(batch)[0].tolist()
     thr = clf.thresholds.tolist()
-    stages["postprocess"] = _median_ms(lambda: clf._prediction(None, row, thr), n)
+    stages["postprocess"] = _median_ms(lambda: clf.prediction(row, thr), n)
     return BenchResult(str(model), clf.backend, threads, label, init_ms, warmup, latency,
                        {k: round(v, 4) for k, v in stages.items()}, peak_rss_mb())
 

@@ -268,8 +268,11 @@ class Classifier:
                 thr[self._labels.index(label)] = float(value)
         return thr
 
-    def _prediction(self, source: str | None, row: list[float], thr: Sequence[float]) -> Prediction:
+    def prediction(self, row: Sequence[float], thr: Sequence[float] | None = None,
+                   source: str | None = None) -> Prediction:
+        """A `Prediction` from one row of scores (model label order) at `thr` (default: embedded)."""
         labels = self._labels
+        thr = self._thr_list if thr is None else thr
         scores = dict(zip(labels, row))
         present = [label for label, s, t in zip(labels, row, thr) if s >= t]
         if len(present) > 1:
@@ -293,16 +296,37 @@ class Classifier:
             interp = self._interp
             interp.set_tensor(self._in_index, x[None])
             interp.invoke()
-            return self._prediction(None, self._to_scores(interp.get_tensor(self._out_index)).tolist()[0], thr)
+            return self.prediction(self._to_scores(interp.get_tensor(self._out_index)).tolist()[0], thr)
         if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim == 4):
             if not len(x):
                 return []
             frames = [load_image(item, self.input_size, draft=draft) for item in x]
             rows = self.scores(np.stack(frames)).tolist()
-            return [self._prediction(_source_name(item), row, thr) for item, row in zip(x, rows)]
+            return [self.prediction(row, thr, _source_name(item)) for item, row in zip(x, rows)]
         frame = load_image(x, self.input_size, draft=draft)
         row = self.scores(frame[None])[0].tolist()
-        return self._prediction(_source_name(x), row, thr)
+        return self.prediction(row, thr, _source_name(x))
+
+    def raw_invoker(self, batch: np.ndarray):
+        """A callable doing only `set_tensor + invoke + get_tensor` on this model's interpreter for
+        `batch`, already converted to the input dtype: the floor that benchmarks compare
+        `predict` with. It shares the interpreter: do not interleave it with `predict` on
+        another batch size."""
+        interp, i_in, i_out = self._interp, self._in_index, self._out_index
+        x = np.ascontiguousarray(self._to_input(np.asarray(batch, dtype=np.uint8)))
+        if x.shape[0] != self._batch:
+            if not self._dynamic_batch:
+                raise ValueError(f"this model takes batches of {self._batch}, got {x.shape[0]}")
+            interp.resize_tensor_input(i_in, list(x.shape))
+            interp.allocate_tensors()
+            self._batch = x.shape[0]
+
+        def call() -> np.ndarray:
+            interp.set_tensor(i_in, x)
+            interp.invoke()
+            return interp.get_tensor(i_out)
+
+        return call
 
     def __repr__(self) -> str:
         return (f"Classifier({self._name!r}, labels={self._labels}, input={self._width}x{self._height} "

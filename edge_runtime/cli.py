@@ -18,27 +18,11 @@ from typing import Iterator
 import click
 
 from . import atomic
-from .errors import EdgeError, ModelError, first_line
+from .clikit import DefaultGroup, Fatal
+from .errors import EdgeError, first_line
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _PARTIAL = (".tmp", ".part", ".partial", ".crdownload", ".swp")
-
-
-class Fatal(click.ClickException):
-    """A usage or model error: `Error: <message>` and exit code 2."""
-
-    exit_code = 2
-
-
-class DefaultGroup(click.Group):
-    """A group that runs `predict` when the first argument is not a subcommand name."""
-
-    default_command = "predict"
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
-            args = [self.default_command, *args]
-        return super().parse_args(ctx, args)
 
 
 def _load(model: str, threads: int | None = None, backend: str | None = None):

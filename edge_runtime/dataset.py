@@ -20,7 +20,6 @@ dropped and a warning names the row, because the intent (`cat`, `dog`) is unambi
 from __future__ import annotations
 
 import csv
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,6 @@ from typing import Sequence
 
 import numpy as np
 
-from . import atomic
 from .errors import LabelsError
 
 FILENAME_COLUMN = "filename"
@@ -248,13 +246,3 @@ def _finish(csv_path: Path, names: list[str], raw: list[_Row], skipped: list[Ski
             warns.append(f"label {n!r} has no positive example")
     skipped.sort(key=lambda s: s.row)
     return LabelTable(csv_path, paths, list(names), y, used_rows, skipped, warns)
-
-
-def write_labels_csv(path: str | Path, paths: Sequence[Path | str], y: np.ndarray, labels: Sequence[str]) -> None:
-    """Write layout (b): `filename` (as given) plus one 0/1 column per label, atomically."""
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf)
-    w.writerow([FILENAME_COLUMN, *labels])
-    for p, row in zip(paths, np.asarray(y)):
-        w.writerow([str(p), *(int(v) for v in row)])
-    atomic.write_text(path, buf.getvalue())

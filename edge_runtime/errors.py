@@ -27,6 +27,10 @@ class LabelsError(EdgeError):
     """A labels CSV is malformed or does not match the model."""
 
 
+class DataError(EdgeError):
+    """A data set cannot be used: too few or no readable images, a missing calibration CSV, ..."""
+
+
 class BackendError(EdgeError):
     """No usable interpreter package, or the requested one is not installed."""
 

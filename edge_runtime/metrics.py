@@ -1,7 +1,8 @@
 """Multi-label metrics and per-label threshold calibration, in plain numpy.
 
 The trainer, the exporter's parity gate and `edge-infer eval` on the device all use these, so a
-metric means the same thing everywhere. Conventions (checked against scikit-learn in the tests):
+metric means the same thing everywhere (threshold calibration, which only training and export do,
+is in `edge_common.calibration`). Conventions (checked against scikit-learn in the tests):
 
 - `y_true` is an (n_samples, n_labels) 0/1 array, `scores` the sigmoid probabilities, and a
   label is predicted present when `score >= threshold`.
@@ -19,7 +20,8 @@ from typing import Sequence
 import numpy as np
 
 
-def _check(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_pair(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(0/1 int64 truth, float64 scores), checked to be the same 2-D shape."""
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype=np.float64)
     if y.ndim != 2 or s.shape != y.shape:
@@ -51,11 +53,11 @@ def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np
 
 def precision_recall_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-label precision, recall and F1 of 0/1 predictions."""
-    y, p = _check(y_true, y_pred)
+    y, p = check_pair(y_true, y_pred)
     return _prf(*_counts(y, p.astype(np.int64)))
 
 
-def _ranked(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ranked_cuts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores sorted high to low; for each distinct score, the index of its last sample and the
     true positives up to there. Only those indices are cuts: tied scores are all-or-nothing."""
     order = np.argsort(-s, kind="mergesort")
@@ -71,14 +73,14 @@ def average_precision(y_true_col: np.ndarray, scores_col: np.ndarray) -> float:
     n_pos = int(y.sum())
     if n_pos == 0:
         return math.nan
-    _, last, tps = _ranked(y, s)
+    _, last, tps = ranked_cuts(y, s)
     precision = tps / (last + 1)
     recall = tps / n_pos
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def average_precisions(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    y, s = _check(y_true, scores)
+    y, s = check_pair(y_true, scores)
     return np.array([average_precision(y[:, j], s[:, j]) for j in range(y.shape[1])])
 
 
@@ -104,7 +106,7 @@ def multilabel_report(
     micro/macro precision, recall and F1, mAP, subset accuracy, Hamming loss and element-wise
     binary accuracy (reported, never used to select a model: it rewards predicting "absent").
     """
-    y, s = _check(y_true, scores)
+    y, s = check_pair(y_true, scores)
     if len(labels) != y.shape[1]:
         raise ValueError(f"{len(labels)} label names for {y.shape[1]} columns")
     thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (y.shape[1],))
@@ -139,42 +141,6 @@ def multilabel_report(
         "binary_accuracy": float(np.mean(p == y)) if n else math.nan,
         "per_label": per_label,
     }
-
-
-def best_f1_threshold(y_true_col: np.ndarray, scores_col: np.ndarray, default: float = 0.5,
-                      prior: float | None = None, slack: float = 0.0) -> float:
-    """The threshold that maximises F1 of one label; `default` if it has no positive.
-
-    Candidates are the gaps between consecutive distinct scores; the threshold is put at the
-    midpoint of the best gap, which keeps it away from both neighbouring scores (robust to the
-    small score shifts of quantization). Ties in F1 go to the candidate nearest `prior` when one
-    is given (re-calibrating an exported model should not move a threshold across a flat stretch
-    of the F1 curve for nothing), else to the higher threshold (fewer false alarms). With a
-    `prior`, candidates within `slack` of the best F1 count as ties: a threshold then moves only
-    for a real gain, not to chase one or two validation images.
-    """
-    y = (np.asarray(y_true_col).ravel() > 0.5).astype(np.int64)
-    s = np.asarray(scores_col, dtype=np.float64).ravel()
-    n_pos = int(y.sum())
-    if n_pos == 0 or s.size == 0:
-        return float(default if prior is None else prior)
-    s, last, tp = _ranked(y, s)  # cut after each index in `last`
-    k = last + 1  # predicted positives at each cut
-    f1 = 2 * tp / (k + n_pos)
-    # Midpoint of each gap; past the lowest score, go just under it (everything positive).
-    below = np.r_[s[last[:-1] + 1], max(s[-1] - 1e-3, 0.0)]
-    candidates = (s[last] + below) / 2.0
-    ties = np.flatnonzero(f1 >= f1.max() - (slack if prior is not None else 0.0))  # decreasing threshold
-    best = ties[0] if prior is None else ties[np.argmin(np.abs(candidates[ties] - prior))]
-    return float(candidates[best])
-
-
-def calibrate_thresholds(y_true: np.ndarray, scores: np.ndarray, default: float = 0.5,
-                         prior: Sequence[float] | np.ndarray | None = None, slack: float = 0.0) -> np.ndarray:
-    """Per-label F1-maximising thresholds (see `best_f1_threshold`; `prior`: one per label)."""
-    y, s = _check(y_true, scores)
-    pri = [None] * y.shape[1] if prior is None else [float(p) for p in prior]
-    return np.array([best_f1_threshold(y[:, j], s[:, j], default, pri[j], slack) for j in range(y.shape[1])])
 
 
 def format_report(report: dict, title: str = "") -> str:

@@ -59,11 +59,11 @@ def load_image(source: ImageSource, size: tuple[int, int], *, draft: bool = True
     if isinstance(source, np.ndarray):
         return _from_array(source, width, height)
     if isinstance(source, Image.Image):
-        return _finish(source, width, height, name="<PIL image>")
+        return finish(source, width, height, name="<PIL image>")
     name = _name(source)
     img = decode(source, (width, height), draft=draft)
     try:
-        return _finish(img, width, height, name=name)
+        return finish(img, width, height, name=name)
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(name, f"cannot decode image ({first_line(exc)})") from None
     finally:
@@ -123,7 +123,8 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
         raise ImageError(name, "not an image file (unrecognised format)") from None
 
 
-def _finish(img: Image.Image, width: int, height: int, *, name: str) -> np.ndarray:
+def finish(img: Image.Image, width: int, height: int, *, name: str = "<image>") -> np.ndarray:
+    """Steps 2-5 of `load_image` on a decoded image: orientation, RGB, resize, uint8 array."""
     img.load()
     img = ImageOps.exif_transpose(img)
     img = to_rgb(img)
@@ -169,8 +170,8 @@ def _from_array(arr: np.ndarray, width: int, height: int) -> np.ndarray:
     if arr.dtype != np.uint8:
         raise ImageError("<array>", f"expected a uint8 image array, got dtype {arr.dtype}")
     if arr.shape[2] == 4:
-        return _finish(Image.fromarray(arr, "RGBA"), width, height, name="<array>")
+        return finish(Image.fromarray(arr, "RGBA"), width, height, name="<array>")
     if arr.shape[:2] == (height, width):
         return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
-    return _finish(Image.fromarray(arr, "RGB"), width, height, name="<array>")
+    return finish(Image.fromarray(arr, "RGB"), width, height, name="<array>")
 

@@ -6,14 +6,11 @@ from typing import Callable
 
 import numpy as np
 
+from edge_common.images import load_table
 from edge_runtime.dataset import LabelTable, read_labels_csv
-from edge_runtime.errors import EdgeError, LabelsError
+from edge_runtime.errors import DataError, LabelsError
 
 from .config import ExportConfig
-
-
-class DataError(EdgeError):
-    """Calibration or validation images are missing or unusable."""
 
 
 def _table(csv: str | Path, run, what: str) -> LabelTable:
@@ -37,17 +34,7 @@ def _csv_from_manifest(run, key: str, what: str) -> Path:
 
 
 def _load(table: LabelTable, run, config: ExportConfig, what: str) -> tuple[np.ndarray, np.ndarray]:
-    from trainer.images import load_images
-
-    x, failures = load_images(table.paths, run.input_size, cache_dir=config.cache_dir)
-    if failures:
-        bad = {i for i, _, _ in failures}
-        if len(bad) == len(table):
-            i, path, reason = failures[0]
-            raise DataError(f"no readable {what} images (first: {path}: {reason})")
-        keep = [i for i in range(len(table)) if i not in bad]
-        x, y = x[keep], table.y[keep]
-        return x, y
+    table, x = load_table(table, run.input_size, what, cache_dir=config.cache_dir)
     return x, table.y
 
 

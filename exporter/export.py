@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_runtime import __version__, atomic, metadata
 from edge_runtime.errors import EdgeError, first_line
-from edge_runtime.metrics import calibrate_thresholds
+from edge_common.calibration import calibrate_thresholds
 
 from .config import ExportConfig
 from .convert import ConversionError, QuantMode, convert, op_names

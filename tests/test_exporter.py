@@ -213,7 +213,7 @@ def test_training_and_device_see_the_same_pixels_end_to_end(trained_run, tmp_pat
     Large JPEGs with EXIF rotation exercise reduced-scale decoding and orientation on both sides."""
     from PIL import Image
 
-    from trainer.images import load_images
+    from edge_common.images import load_images
 
     exported = _export(trained_run, tmp_path, "float32")
     manifest = json.loads((Path(trained_run) / "manifest.json").read_text())

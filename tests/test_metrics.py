@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from edge_common import calibration as C
 from edge_runtime import metrics as M
 
 
@@ -73,7 +74,7 @@ def _best_f1_bruteforce(y, s):
 @pytest.mark.parametrize("seed", range(5))
 def test_calibrated_thresholds_reach_the_best_f1(seed):
     y, s = _data(seed, n=120)
-    thr = M.calibrate_thresholds(y, s)
+    thr = C.calibrate_thresholds(y, s)
     for j in range(y.shape[1]):
         got = skm.f1_score(y[:, j], (s[:, j] >= thr[j]).astype(int), zero_division=0)
         assert got == pytest.approx(_best_f1_bruteforce(y[:, j], s[:, j]))
@@ -82,18 +83,18 @@ def test_calibrated_thresholds_reach_the_best_f1(seed):
 
 
 def test_threshold_defaults_without_positives_and_handles_all_positive():
-    assert M.best_f1_threshold(np.zeros(5), np.linspace(0, 1, 5)) == 0.5
+    assert C.best_f1_threshold(np.zeros(5), np.linspace(0, 1, 5)) == 0.5
     y = np.ones(4)
-    t = M.best_f1_threshold(y, np.array([0.2, 0.4, 0.6, 0.8]))
+    t = C.best_f1_threshold(y, np.array([0.2, 0.4, 0.6, 0.8]))
     assert t <= 0.2
-    assert M.best_f1_threshold(np.array([]), np.array([])) == 0.5
+    assert C.best_f1_threshold(np.array([]), np.array([])) == 0.5
 
 
 def test_calibration_beats_fixed_half_on_shifted_scores():
     rng = np.random.default_rng(7)
     y = (rng.random((300, 1)) < 0.3).astype(int)
     s = np.clip(0.1 + 0.25 * y + rng.normal(0, 0.05, y.shape), 0, 1)  # all below 0.5
-    thr = M.calibrate_thresholds(y, s)
+    thr = C.calibrate_thresholds(y, s)
     f_cal = M.multilabel_report(y, s, thr, ["x"])["macro_f1"]
     f_half = M.multilabel_report(y, s, 0.5, ["x"])["macro_f1"]
     assert f_half == 0.0 and f_cal > 0.9
@@ -103,9 +104,9 @@ def test_f1_ties_go_to_the_prior_when_given():
     # Cutting after the 1st sample or after all 4 gives the same F1 (2/3 either way).
     y = np.array([1, 0, 0, 1])
     s = np.array([0.9, 0.8, 0.7, 0.3])
-    assert M.best_f1_threshold(y, s) == pytest.approx(0.85)
-    assert M.best_f1_threshold(y, s, prior=0.4) == pytest.approx(0.2995)
-    assert M.calibrate_thresholds(y[:, None], s[:, None], prior=[0.4])[0] == pytest.approx(0.2995)
+    assert C.best_f1_threshold(y, s) == pytest.approx(0.85)
+    assert C.best_f1_threshold(y, s, prior=0.4) == pytest.approx(0.2995)
+    assert C.calibrate_thresholds(y[:, None], s[:, None], prior=[0.4])[0] == pytest.approx(0.2995)
 
 
 def test_slack_keeps_the_prior_unless_the_gain_is_real():
@@ -113,11 +114,11 @@ def test_slack_keeps_the_prior_unless_the_gain_is_real():
     # F1 20/21 = 0.952 (threshold ~0.45): a gain of one image, within a slack of 0.05.
     y = np.array([1] * 9 + [0] + [1] + [0] * 9)
     s = np.linspace(0.95, 0.05, y.size)
-    best = M.best_f1_threshold(y, s)
-    kept = M.best_f1_threshold(y, s, prior=0.56, slack=0.05)
+    best = C.best_f1_threshold(y, s)
+    kept = C.best_f1_threshold(y, s, prior=0.56, slack=0.05)
     assert best == pytest.approx(0.4525, abs=1e-3) and kept == pytest.approx(0.5475, abs=1e-3)
-    assert M.best_f1_threshold(y, s, prior=0.56, slack=0.0) == best  # no slack: the optimum
+    assert C.best_f1_threshold(y, s, prior=0.56, slack=0.0) == best  # no slack: the optimum
     # Without a prior the slack does nothing: the exact optimum is returned.
-    assert M.best_f1_threshold(y, s, slack=0.05) == best
+    assert C.best_f1_threshold(y, s, slack=0.05) == best
     f1 = lambda t: skm.f1_score(y, (s >= t).astype(int))  # noqa: E731
     assert f1(kept) >= f1(best) - 0.05

@@ -16,7 +16,7 @@ from edge_runtime.dataset import read_labels_csv
 from edge_runtime.preprocess import load_image
 from trainer import Arch, Augment, TrainConfig
 from trainer.errors import ConfigError, DataError
-from trainer.images import load_images
+from edge_common.images import load_images
 from trainer.losses import auto_pos_weights, resolve_pos_weights
 
 NO_AUG = Augment(False, False, 0.0, 0.0, 0.0)

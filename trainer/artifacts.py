@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from edge_runtime.dataset import write_labels_csv
+from edge_common.labels_csv import write_labels_csv
 from edge_runtime.metrics import binarize, precision_recall_f1
 
 from .errors import ConfigError

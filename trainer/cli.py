@@ -6,7 +6,7 @@ import sys
 import click
 
 from edge_runtime import atomic
-from edge_runtime.cli import DefaultGroup
+from edge_runtime.clikit import DefaultGroup
 from edge_runtime.errors import EdgeError, first_line
 
 from .config import NO_AUGMENT, Arch, Augment, Loss, TrainConfig

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_common.images import load_table
 from edge_runtime.dataset import LabelTable, SkippedRow, read_labels_csv
 
 from .config import TrainConfig
 from .errors import DataError
-from .images import load_images
 from .split import iterative_split
 
 
@@ -67,15 +67,7 @@ def _read_decoded(csv_path: str, labels: list[str] | None, size: tuple[int, int]
     if not table.labels:
         raise DataError(f"{table.csv_path}: no labels (no label columns, or every 'labels' cell is empty); "
                         "a model needs at least one label")
-    x, failures = load_images(table.paths, size, cache_dir=config.cache_dir, workers=config.workers)
-    if failures:
-        bad = {i for i, _, _ in failures}
-        keep = [i for i in range(len(table)) if i not in bad]
-        extra = [SkippedRow(table.rows[i], str(p), f"unreadable image: {reason}") for i, p, reason in failures]
-        if not keep:
-            raise DataError(f"{table.csv_path}: no readable image; first problem: {extra[0]}")
-        table = table.subset(keep, extra_skipped=extra)
-        x = x[keep]
+    table, x = load_table(table, size, "training", cache_dir=config.cache_dir, workers=config.workers)
     if config.verbose:
         print(f"{table.csv_path.name}: {table.summary()}", file=sys.stderr)
         for s in table.skipped[:20]:

@@ -1,11 +1,9 @@
 """Trainer-specific error types (all `EdgeError`, so the CLI reports them in one line)."""
 from __future__ import annotations
 
-from edge_runtime.errors import EdgeError
+from edge_runtime.errors import DataError, EdgeError
 
-
-class DataError(EdgeError):
-    """The training data cannot be used (too few images, every image unreadable, ...)."""
+__all__ = ["ConfigError", "DataError"]
 
 
 class ConfigError(EdgeError, ValueError):

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.atomic import to_jsonable, write_json
-from edge_runtime.metrics import calibrate_thresholds, format_report, multilabel_report
+from edge_common.calibration import calibrate_thresholds
+from edge_runtime.metrics import format_report, multilabel_report
 from edge_runtime.preprocess import PREPROCESSING
 
 from . import artifacts as art

@@ -1,25 +1,26 @@
-"""Parallel image decoding through the one preprocessing path, with an on-disk cache.
+"""Decoding a data set through the one preprocessing path, with an on-disk cache.
 
-Decoding a few thousand photos with Pillow takes longer than a small model's epoch, and it is
-the same work every run, so the decoded uint8 array is cached. The cache key hashes everything
-the pixels depend on: absolute paths, file sizes and mtimes, the input size and the
-preprocessing description; any change makes a new key, so a stale cache is never read.
+Decoding a few thousand photos takes longer than a small model's epoch, and it is the same work
+every run, so the decoded uint8 array is cached. The cache key hashes everything the pixels
+depend on: absolute paths, file sizes and mtimes, the input size and the preprocessing
+description; any change makes a new key, so a stale cache is never read. The decoding itself is
+the runtime's parallel decoder (`edge_runtime.decode`), so a data set's pixels are exactly the
+device's.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from edge_runtime import atomic
-from edge_runtime.errors import ImageError
-from edge_runtime.preprocess import PREPROCESSING, load_image
+from edge_runtime.dataset import LabelTable, SkippedRow
+from edge_runtime.decode import decode_many
+from edge_runtime.errors import DataError
+from edge_runtime.preprocess import PREPROCESSING
 
 Failure = tuple[int, Path, str]  # (index in `paths`, path, reason)
 
@@ -63,23 +64,33 @@ def load_images(
             return hit
     out = np.zeros((len(paths), h, w, 3), dtype=np.uint8)
     failures: list[Failure] = []
-
-    def work(i: int) -> tuple[int, str | None]:
-        try:
-            out[i] = load_image(paths[i], (w, h))
-            return i, None
-        except ImageError as exc:
-            return i, exc.problem
-
-    n_workers = workers or min(8, os.cpu_count() or 1)
-    # Threads, not processes: Pillow releases the GIL while decoding and resizing.
-    with ThreadPoolExecutor(max_workers=max(1, n_workers)) as pool:
-        for i, reason in pool.map(work, range(len(paths))):
-            if reason is not None:
-                failures.append((i, paths[i], reason))
+    for d in decode_many(paths, (w, h), workers=workers):
+        if d.error is None:
+            out[d.index] = d.frame
+        else:
+            failures.append((d.index, paths[d.index], d.error.problem))
     if npy is not None and meta is not None:
         _write_cache(npy, meta, out, failures)
     return out, failures
+
+
+def load_table(table: LabelTable, size: tuple[int, int], what: str, cache_dir: str | Path | None = None,
+               workers: int | None = None) -> tuple[LabelTable, np.ndarray]:
+    """Decode a label table's images; drop the unreadable rows (recorded as skipped rows).
+
+    Raises `DataError` when no image is readable. The returned table and array line up row for
+    row, so `table.y` labels `x`.
+    """
+    x, failures = load_images(table.paths, size, cache_dir=cache_dir, workers=workers)
+    if not failures:
+        return table, x
+    bad = {i for i, _, _ in failures}
+    extra = [SkippedRow(table.rows[i] if table.rows else 0, str(p), f"unreadable image: {reason}")
+             for i, p, reason in failures]
+    keep = [i for i in range(len(table)) if i not in bad]
+    if not keep:
+        raise DataError(f"{table.csv_path}: no readable {what} image; first problem: {extra[0]}")
+    return table.subset(keep, extra_skipped=extra), x[keep]
 
 
 def _read_cache(npy: Path, meta: Path, n: int, hw: tuple[int, int]) -> tuple[np.ndarray, list[Failure]] | None:
@@ -100,22 +111,10 @@ def _read_cache(npy: Path, meta: Path, n: int, hw: tuple[int, int]) -> tuple[np.
 
 
 def _write_cache(npy: Path, meta: Path, arr: np.ndarray, failures: list[Failure]) -> None:
-    """Write atomically (tmp + os.replace): a killed run never leaves a truncated cache.
-
-    The array first, then the meta file that makes it a hit; a temporary file is removed on any
-    failure.
-    """
+    """The array first, then the meta file that makes it a hit; each written atomically."""
     try:
-        npy.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{npy.name}.", suffix=".tmp", dir=npy.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, arr, allow_pickle=False)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600
-            os.replace(tmp, npy)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic.replacing(npy) as fh:
+            np.save(fh, arr, allow_pickle=False)
         atomic.write_json(meta, {"failures": [[i, str(p), r] for i, p, r in failures],
                                  "preprocessing": PREPROCESSING})
     except OSError:

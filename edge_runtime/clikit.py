@@ -1,0 +1,21 @@
+"""Small click pieces every CLI of the toolkit shares (no TensorFlow, no model code)."""
+from __future__ import annotations
+
+import click
+
+
+class Fatal(click.ClickException):
+    """A usage or model error: `Error: <message>` and exit code 2."""
+
+    exit_code = 2
+
+
+class DefaultGroup(click.Group):
+    """A group that runs `default_command` when the first argument is not a subcommand name."""
+
+    default_command = "predict"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
