@@ -86,7 +86,7 @@ class Classifier:
                  backend: str | None = None) -> None:
         _metadata.check_tflite(data, name)
         check_structure(data, name)  # tflite-runtime segfaults on truncated models instead of raising
-        meta = _metadata.read(data)
+        meta = _metadata.read(data, name)  # bounded and shape-checked: model files travel
         cls, self._backend = interpreter_class(backend)
         self._model_bytes = data  # the interpreter reads model_content in place: keep it alive
         self._threads = threads

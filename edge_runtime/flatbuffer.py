@@ -21,6 +21,12 @@ from .errors import ModelError
 _MODEL_OPERATOR_CODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS = 1, 2, 4
 _SUBGRAPH_TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS, _SUBGRAPH_OPERATORS = 0, 1, 2, 3
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
+_TENSOR_SHAPE, _TENSOR_SHAPE_SIGNATURE = 0, 7
+
+# A tensor of more elements than this is refused before any interpreter allocates it: 2**28
+# float32 values are 1 GiB, more than a Raspberry Pi has to spare (a 60000x60000 input was seen).
+MAX_TENSOR_ELEMENTS = 2**28
+MAX_RANK = 8
 
 
 class _Bad(Exception):
@@ -68,6 +74,14 @@ class _Reader:
             raise _Bad(f"vector of {n} elements beyond the end")
         return start + 4, n
 
+    def ints(self, table: tuple[int, int], index: int) -> list[int] | None:
+        """An int32 vector field as a list, or None when absent."""
+        vec = self.vector(table, index)
+        if vec is None:
+            return None
+        first, n = vec
+        return list(struct.unpack_from(f"<{n}i", self.data, first))
+
     def tables(self, table: tuple[int, int], index: int) -> list[tuple[int, int]]:
         vec = self.vector(table, index)
         if vec is None:
@@ -86,7 +100,8 @@ def check_structure(data: bytes, name: str = "<model>") -> None:
             raise _Bad("no subgraph")
         r.tables(model, _MODEL_OPERATOR_CODES)
         for sub in subgraphs:
-            r.tables(sub, _SUBGRAPH_TENSORS)
+            for tensor in r.tables(sub, _SUBGRAPH_TENSORS):
+                _check_shape(r, tensor)
             r.tables(sub, _SUBGRAPH_OPERATORS)
             r.vector(sub, _SUBGRAPH_INPUTS)
             r.vector(sub, _SUBGRAPH_OUTPUTS)
@@ -100,3 +115,18 @@ def check_structure(data: bytes, name: str = "<model>") -> None:
                     raise _Bad("tensor data beyond the end")
     except (_Bad, struct.error) as exc:
         raise ModelError(f"{name}: corrupt or truncated TFLite model ({exc})") from None
+
+
+def _check_shape(r: _Reader, tensor: tuple[int, int]) -> None:
+    for index in (_TENSOR_SHAPE, _TENSOR_SHAPE_SIGNATURE):
+        shape = r.ints(tensor, index)
+        if shape is None:
+            continue
+        if len(shape) > MAX_RANK or any(d < -1 for d in shape):
+            raise _Bad(f"impossible tensor shape {tuple(shape)}")
+        elements = 1
+        for d in shape:
+            elements *= max(d, 1)
+        if elements > MAX_TENSOR_ELEMENTS:
+            raise _Bad(f"tensor shape {tuple(shape)} is absurdly large ({elements:,} elements, limit "
+                       f"{MAX_TENSOR_ELEMENTS:,})")

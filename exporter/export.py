@@ -197,6 +197,15 @@ class Run:
     keras_size: int
 
 
+# Run directories travel too (a colleague's bucket): nothing in one is read without a bound.
+# A manifest is ~5 KB for 3 labels and grows ~500 bytes a label (metrics per label, twice):
+# 16 MiB holds tens of thousands of labels. A .keras file is a ZIP: its directory's sizes are
+# checked before Keras inflates anything (Python's zipfile never inflates past them).
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_KERAS_MEMBERS = 64
+MAX_KERAS_BYTES = 4 << 30
+
+
 def _load_run(config: ExportConfig) -> Run:
     run_dir = Path(config.run_dir)
     manifest_path = run_dir / "manifest.json"
@@ -206,13 +215,18 @@ def _load_run(config: ExportConfig) -> Run:
     for p in (manifest_path, model_path):
         if not p.is_file():
             raise ExportError(f"{p}: missing (is {run_dir} a finished edge-train run?)")
+    manifest = _read_manifest(manifest_path)
     try:
-        manifest = json.loads(manifest_path.read_text())
-        labels = [str(label) for label in manifest["labels"]]
+        labels = manifest["labels"]
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise TypeError("'labels' is not a list of strings")
         w, h = (int(v) for v in manifest["input_size"])
+        if not (0 < w <= 4096 and 0 < h <= 4096):
+            raise ValueError(f"input size {w}x{h} is outside 1..4096")
         thresholds = [float(t) for t in manifest["thresholds"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise ExportError(f"{manifest_path}: corrupt manifest ({type(exc).__name__}: {exc})") from None
+    _check_keras_archive(model_path)
     try:
         import keras
     except ImportError:
@@ -235,6 +249,39 @@ def _load_run(config: ExportConfig) -> Run:
             f"{manifest_path}: {len(labels)} labels and {len(thresholds)} thresholds, but the model has {n_out} outputs"
         )
     return Run(run_dir, manifest, model, labels, (w, h), model_path.stat().st_size)
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ExportError(f"{path}: over {MAX_MANIFEST_BYTES >> 20} MiB, not a manifest edge-train wrote")
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ExportError(f"{path}: corrupt manifest (nested too deeply)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path}: corrupt manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ExportError(f"{path}: corrupt manifest (a JSON {type(manifest).__name__}, not an object)")
+    return manifest
+
+
+def _check_keras_archive(path: Path) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ExportError(f"{path}: cannot load Keras model (not a .keras archive: {exc})") from None
+    total = sum(i.file_size for i in infos)
+    if len(infos) > MAX_KERAS_MEMBERS or total > MAX_KERAS_BYTES:
+        raise ExportError(f"{path}: {len(infos)} members inflating to {total:,} bytes, over the limits "
+                          f"({MAX_KERAS_MEMBERS}, {MAX_KERAS_BYTES:,}): not a model edge-train wrote")
 
 
 def _device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.ndarray:
