@@ -95,6 +95,8 @@ class Classifier:
             self._interp.allocate_tensors()
         except (RuntimeError, ValueError, TypeError) as exc:
             raise ModelError(f"{name}: cannot load TFLite model ({first_line(exc)})") from None
+        except MemoryError:  # a (damaged) shape asking for more than this device has
+            raise ModelError(f"{name}: cannot load TFLite model (its tensors do not fit in memory)") from None
         self._name = name
         self._meta = meta or {}
         try:
