@@ -17,7 +17,10 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from edge_runtime.bench import Latency
+
 _T0 = time.perf_counter()
+MODES = ("float32", "float16", "dynamic", "int8")  # every export mode, in the report's order
 
 
 def log(msg: str) -> None:
@@ -26,22 +29,21 @@ def log(msg: str) -> None:
 
 
 def stats(ns: list[int] | np.ndarray, batch: int = 1) -> dict:
-    """Percentiles of per-call times (ms) and throughput in images/s at the median."""
-    ms = np.asarray(ns, dtype=np.float64) / 1e6
-    if ms.size == 0:
-        nan = float("nan")
-        return {"runs": 0, "batch": batch, "p50_ms": nan, "p90_ms": nan, "p99_ms": nan, "mean_ms": nan,
-                "min_ms": nan, "images_per_s": nan}
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    """Percentiles of per-call times (ms) and throughput in images/s at the median.
+
+    The statistics are the runtime's own (`edge_runtime.bench.Latency`), so a benchmark figure and
+    an `edge-infer bench` figure mean the same thing.
+    """
+    lat = Latency.of(np.asarray(ns, dtype=np.float64) / 1e9)
     return {
-        "runs": int(ms.size),
+        "runs": lat.runs,
         "batch": int(batch),
-        "p50_ms": float(p50),
-        "p90_ms": float(p90),
-        "p99_ms": float(p99),
-        "mean_ms": float(ms.mean()),
-        "min_ms": float(ms.min()),
-        "images_per_s": float(batch * 1e3 / p50) if p50 > 0 else float("nan"),
+        "p50_ms": lat.p50,
+        "p90_ms": lat.p90,
+        "p99_ms": lat.p99,
+        "mean_ms": lat.mean,
+        "min_ms": lat.min,
+        "images_per_s": float(batch * 1e3 / lat.p50) if lat.p50 > 0 else float("nan"),
     }
 
 

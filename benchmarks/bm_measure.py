@@ -12,41 +12,18 @@ import numpy as np
 from PIL import Image
 
 from bm_common import log, stats, time_interleaved
-from edge_runtime.backend import interpreter_class
 from edge_runtime.classifier import Classifier
 from edge_runtime.metrics import binarize, multilabel_report
 from edge_runtime.preprocess import load_image
 
 
-def _bare(data: bytes, threads: int, batch: np.ndarray):
-    """A bare interpreter for `batch` and the callable set_tensor + invoke + get_tensor.
+def bare(data: bytes, threads: int, batch: np.ndarray):
+    """The floor: set_tensor + invoke + get_tensor on a fresh interpreter of `data` for `batch`.
 
-    The input is converted to the tensor's dtype once, outside the timed call: the floor is
-    the interpreter alone, so anything the runtime adds shows in the ratio.
+    The input is converted to the tensor's dtype once, outside the timed call, so anything the
+    runtime adds shows in the ratio.
     """
-    cls, _ = interpreter_class(None)
-    interp = cls(model_content=data, num_threads=threads)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
-    if tuple(inp["shape"]) != batch.shape:
-        interp.resize_tensor_input(inp["index"], list(batch.shape))
-        interp.allocate_tensors()
-        inp = interp.get_input_details()[0]
-    dtype = np.dtype(inp["dtype"])
-    scale, zero = inp["quantization"]
-    if dtype == np.uint8 and scale not in (0.0, 1.0):
-        x = np.clip(np.round(batch / scale + zero), 0, 255).astype(np.uint8)
-    else:
-        x = np.ascontiguousarray(batch.astype(dtype))
-    i_in, i_out = inp["index"], out["index"]
-
-    def call():
-        interp.set_tensor(i_in, x)
-        interp.invoke()
-        return interp.get_tensor(i_out)
-
-    return call
+    return Classifier.from_bytes(data, threads=threads).raw_invoker(batch)
 
 
 def keras_latency(model, frames: np.ndarray, batches: Sequence[int], warmup: int, runs: int) -> list[dict]:
@@ -82,9 +59,9 @@ def tflite_latency(path: Path, mode: str, frames: np.ndarray, threads: Sequence[
         clf8.scores(big)  # resize once, outside the timing
         fns = {
             ("predict", 1): lambda: clf1.predict(frame),
-            ("bare", 1): _bare(data, t, frame[None]),
+            ("bare", 1): bare(data, t, frame[None]),
             ("scores", batch): lambda: clf8.scores(big),
-            ("bare", batch): _bare(data, t, big),
+            ("bare", batch): bare(data, t, big),
         }
         times = time_interleaved({f"{k[0]}@{k[1]}": f for k, f in fns.items()}, warmup=warmup, runs=runs)
         by = {}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from edge_runtime import atomic
 
-MODES = ("float32", "float16", "dynamic", "int8")
+from bm_common import MODES
+
 CHARTS = ("latency_by_mode.png", "size_vs_map.png", "arch_comparison.png", "end_to_end.png")
 
 
@@ -41,11 +42,14 @@ def charts(report: dict, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    lat = report["latency"]
-    threads = lat["threads"]
-    batch = lat["batch"]
+    for chart in (_chart_latency, _chart_size_vs_map, _chart_architectures, _chart_end_to_end):
+        chart(report, out, plt, ticker)
+    return list(CHARTS)
 
-    # 1. latency by mode and threads, batch 1 (predict) and batch N (scores, per image)
+
+def _chart_latency(report: dict, out: Path, plt, ticker) -> None:
+    """Latency by mode and threads: batch 1 (predict) and batch N (scores, per image)."""
+    threads, batch = report["latency"]["threads"], report["latency"]["batch"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, (impl, b) in zip(axes, (("predict", 1), ("scores", batch))):
         width = 0.8 / (len(threads) + 1)
@@ -69,7 +73,9 @@ def charts(report: dict, out: Path) -> list[str]:
     _save_png(fig, out / CHARTS[0])
     plt.close(fig)
 
-    # 2. size vs mAP
+
+def _chart_size_vs_map(report: dict, out: Path, plt, ticker) -> None:
+    """Size vs mAP per export mode."""
     acc = report["accuracy"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for i, m in enumerate(acc["modes"]):
@@ -97,7 +103,9 @@ def charts(report: dict, out: Path) -> list[str]:
     _save_png(fig, out / CHARTS[1])
     plt.close(fig)
 
-    # 3. architecture comparison
+
+def _chart_architectures(report: dict, out: Path, plt, ticker) -> None:
+    """Architectures side by side."""
     archs = report["architectures"]
     names = list(archs)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
@@ -110,7 +118,9 @@ def charts(report: dict, out: Path) -> list[str]:
     _save_png(fig, out / CHARTS[2])
     plt.close(fig)
 
-    # 4. end to end
+
+def _chart_end_to_end(report: dict, out: Path, plt, ticker) -> None:
+    """End to end from camera JPEGs."""
     e2e = report["end_to_end"]["results"]
     fig, ax = plt.subplots(figsize=(7, 4))
     keys = ("predict_draft", "predict_full", "decode_draft", "decode_full")
@@ -123,14 +133,13 @@ def charts(report: dict, out: Path) -> list[str]:
     ax.legend(fontsize=8)
     _save_png(fig, out / CHARTS[3])
     plt.close(fig)
-    return list(CHARTS)
 
 
-def markdown(report: dict) -> str:
+def _md_header(report: dict) -> list[str]:
+    """Title, machine and method."""
     m = report["machine"]
     v = m["versions"]
     lat = report["latency"]
-    threads, batch = lat["threads"], lat["batch"]
     L = [
         "# Benchmark report",
         "",
@@ -158,6 +167,14 @@ def markdown(report: dict) -> str:
         "`ratio` = runtime p50 / bare p50 (the runtime's overhead). Numbers from a shared or busy machine are noisy; "
         "ratios taken within one run are more stable than absolute times.",
         "",
+    ]
+    return L
+
+
+def _md_latency(report: dict) -> list[str]:
+    lat = report["latency"]
+    threads, batch = lat["threads"], lat["batch"]
+    L = [
         "## 1. Latency",
         "",
         "| implementation | threads | batch | p50 ms | p90 ms | p99 ms | images/s | bare p50 ms | ratio |",
@@ -180,9 +197,13 @@ def markdown(report: dict) -> str:
                          f"{_f(r['p99_ms'])} | {_f(r['images_per_s'], 1)} | {_f(bare.get('p50_ms'))} | "
                          f"{_f(ratio.get('ratio_p50'), 2)} |")
     L += ["", "![latency](latency_by_mode.png)", ""]
+    return L
+
+
+def _md_end_to_end(report: dict) -> list[str]:
 
     e2e = report["end_to_end"]
-    L += [
+    L = [
         "## 2. End to end from camera-size JPEG",
         "",
         f"{e2e['model']}, {e2e['threads']} thread(s); demo test images upscaled (bicubic) to camera size and "
@@ -205,9 +226,13 @@ def markdown(report: dict) -> str:
                  f"{r['max_abs_pixel_diff']} / {_f(r['mean_abs_pixel_diff'], 2)} | "
                  f"{r['images_with_different_labels']} |")
     L += ["", "![end to end](end_to_end.png)", ""]
+    return L
+
+
+def _md_accuracy(report: dict) -> list[str]:
 
     acc = report["accuracy"]
-    L += [
+    L = [
         "## 3. Size and accuracy per export mode",
         "",
         f"Demo test split ({acc['test_images']} images, never seen in training or threshold calibration), "
@@ -224,16 +249,20 @@ def markdown(report: dict) -> str:
     ]
     for mode in acc["modes"]:
         r = acc["modes"][mode]
-        scales = {True: " (per-channel)", False: " (per-tensor)"}.get(r.get("per_channel"), "") if mode == "int8" else ""
+        scales = f" ({r['weight_scales']})" if r.get("weight_scales") else ""
         L.append(f"| {mode}{scales} | {_f(r['size_bytes'] / 1024, 1)} | {_f(r['size_bytes'] / acc['keras']['size_bytes'])} | "
                  f"{_f(r['map'])} | {_f(r['micro_f1'])} | {_f(r['macro_f1'])} | {_f(r['test_agreement_with_keras'])} | "
                  f"{_f(r.get('test_agreement_at_keras_thresholds'))} | {_f(r.get('max_threshold_shift'))} | "
                  f"{_f(r['test_max_abs_diff_vs_keras'], 4)} | {_f(r['parity_min_agreement'])} | "
                  f"{_f(r['parity_max_abs'], 4)} | {_f(r['parity_map_drop'], 4)} | {r['gate']} |")
     L += ["", "![size vs mAP](size_vs_map.png)", ""]
+    return L
+
+
+def _md_architectures(report: dict) -> list[str]:
 
     archs = report["architectures"]
-    L += [
+    L = [
         "## 4. Architectures",
         "",
         f"Each trained with the same configuration ({report['profile']['train']}); mobilenetv3 from scratch "
@@ -250,7 +279,12 @@ def markdown(report: dict) -> str:
                  f"{a['epochs_run']} | {_f(a['train_seconds'], 0)} | {_f(a['keras_test_map'])} | "
                  f"{_f(a['int8_test_map'])} | {a['int8_gate']} |")
     L += ["", "![architectures](arch_comparison.png)", ""]
-    return "\n".join(L) + "\n"
+    return L
+
+
+def markdown(report: dict) -> str:
+    sections = (_md_header, _md_latency, _md_end_to_end, _md_accuracy, _md_architectures)
+    return "\n".join(line for section in sections for line in section(report)) + "\n"
 
 
 def write(report: dict, out: Path) -> None:

@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -26,11 +26,10 @@ sys.path.insert(0, str(HERE))  # the bm_* helpers beside this file
 
 import numpy as np  # noqa: E402
 
-from bm_common import log, machine_info, stats, time_interleaved  # noqa: E402
+from bm_common import MODES, log, machine_info, stats, time_interleaved  # noqa: E402
 
 ARCHS = ("seed", "compact", "mobilenetv3")
 DEFAULT_ARCH = "compact"
-MODES = ("float32", "float16", "dynamic", "int8")
 # Size/accuracy only: int8 forced to one weight scale per output channel (`--per-channel`); the
 # `int8` row is the default (per tensor when that passes the gate, else per channel).
 EXTRA_MODES = ("int8-per-channel",)
@@ -84,7 +83,7 @@ def export_mode(run_dir: Path, mode: str, out: Path, prof: dict, work: Path) -> 
 
     quiet = lambda msg: None  # noqa: E731
     cfg = ExportConfig(str(run_dir), out=str(out), quant=mode.split("-")[0], calibration_size=prof["calibration_size"],
-                       cache_dir=str(work / "cache"), per_channel=True if mode.endswith("per-channel") else None)
+                       cache_dir=str(work / "cache"), weight_scales="per-channel" if mode.endswith("per-channel") else "auto")
     try:
         res = export(cfg, log=quiet)
         gate = "pass"
@@ -149,8 +148,26 @@ def run(prof: dict, name: str, work: Path) -> dict:
     demo = DemoConfig(out_dir=str(work / "data"), **prof["demo"])
     log(f"demo data: {demo.n_train} train / {demo.n_test} test images of {demo.image_size}px ...")
     train_csv, test_csv = make_demo_dataset(demo)
-
     runs = train_archs(prof, train_csv, work)
+    exports = export_all(runs, prof, work)
+    test = TestSet.load(runs, test_csv)
+    train_cfg = runs[DEFAULT_ARCH].manifest["training"]["config"]
+    profile = {
+        "name": name,
+        "demo": {k: getattr(demo, k) for k in ("n_train", "n_test", "image_size", "seed")},
+        "train": ", ".join(f"{k}={train_cfg[k]}" for k in ("input_size", "epochs", "patience", "batch_size",
+                                                             "learning_rate", "seed")),
+        "calibration_size": prof["calibration_size"],
+    }
+    return {"profile": profile, "machine": machine,
+            "latency": measure_latency(test, exports, prof),
+            "end_to_end": measure_end_to_end(test, exports, prof, work),
+            "accuracy": measure_accuracy(test, runs, exports),
+            "architectures": measure_architectures(test, runs, exports, prof)}
+
+
+def export_all(runs: dict, prof: dict, work: Path) -> dict:
+    """The default arch in every mode (plus int8 forced per-channel), the others in int8."""
     models = work / "models"
     exports = {}
     log(f"exporting {DEFAULT_ARCH} in every mode ...")
@@ -160,37 +177,54 @@ def run(prof: dict, name: str, work: Path) -> dict:
     for arch in ARCHS:
         if arch != DEFAULT_ARCH:
             exports[(arch, "int8")] = export_mode(runs[arch].run_dir, "int8", models / f"{arch}_int8.tflite", prof, work)
+    return exports
 
-    import keras
+
+@dataclass(frozen=True)
+class TestSet:
+    """The demo test split at the default arch's input size, and each arch's Keras model."""
+
+    table: object  # edge_runtime.dataset.LabelTable
+    x: np.ndarray
+    keras_models: dict
+
+    @classmethod
+    def load(cls, runs: dict, test_csv: Path) -> "TestSet":
+        import keras
+
+        import bm_measure as M
+        from edge_runtime.dataset import read_labels_csv
+
+        w, h = runs[DEFAULT_ARCH].manifest["input_size"]
+        table = read_labels_csv(test_csv, labels=runs[DEFAULT_ARCH].labels)
+        x = M.load_split(table, (w, h))
+        log(f"test split: {len(x)} images at {w}x{h}")
+        models = {a: keras.models.load_model(runs[a].run_dir / "model.keras", compile=False, safe_mode=True)
+                  for a in ARCHS}
+        return cls(table, x, models)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.table.y
+
+
+def measure_latency(test: TestSet, exports: dict, prof: dict) -> dict:
+    """Section 1: Keras and every export mode through the runtime, against the bare interpreter."""
     import tensorflow as tf
 
-    import bm_macs
     import bm_measure as M
     from edge_runtime.backend import interpreter_class
-    from edge_runtime.dataset import read_labels_csv
-    from edge_runtime.metrics import mean_average_precision
 
-    labels = runs[DEFAULT_ARCH].labels
-    w, h = runs[DEFAULT_ARCH].manifest["input_size"]
-    table = read_labels_csv(test_csv, labels=labels)
-    x_test = M.load_split(table, (w, h))
-    y_test = table.y
-    log(f"test split: {len(x_test)} images at {w}x{h}")
-    keras_models = {a: keras.models.load_model(runs[a].run_dir / "model.keras", compile=False, safe_mode=True)
-                    for a in ARCHS}
-    kmodel = keras_models[DEFAULT_ARCH]
-
-    # 1. latency
     batch, threads = prof["batch"], list(prof["threads"])
-    frames = x_test[:batch]
+    frames = test.x[:batch]
     log("latency: Keras ...")
-    rows = M.keras_latency(kmodel, frames, (1, batch), prof["keras_warmup"], prof["keras_runs"])
+    rows = M.keras_latency(test.keras_models[DEFAULT_ARCH], frames, (1, batch), prof["keras_warmup"], prof["keras_runs"])
     for mode in MODES:
         log(f"latency: {DEFAULT_ARCH} {mode} ...")
         path = Path(exports[(DEFAULT_ARCH, mode)][0].out)
         rows += M.tflite_latency(path, mode, frames, threads, batch, prof["warmup"], prof["runs"])
-    latency = {
-        "arch": DEFAULT_ARCH, "input_size": [w, h], "threads": threads, "batch": batch,
+    return {
+        "arch": DEFAULT_ARCH, "input_size": list(test.x.shape[2:0:-1]), "threads": threads, "batch": batch,
         "warmup": prof["warmup"], "runs": prof["runs"], "keras_runs": prof["keras_runs"],
         "backend": interpreter_class(None)[1],
         "keras_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -198,55 +232,71 @@ def run(prof: dict, name: str, work: Path) -> dict:
         "rows": rows,
     }
 
-    # 2. end to end from camera-size JPEG files
+
+def measure_end_to_end(test: TestSet, exports: dict, prof: dict, work: Path) -> dict:
+    """Section 2: camera-size JPEG files to scores, with and without reduced-scale decoding."""
+    import bm_measure as M
     from edge_runtime.classifier import Classifier
 
-    int8_path = Path(exports[(DEFAULT_ARCH, "int8")][0].out)
-    e2e_clf = Classifier.from_file(int8_path, threads=1)
-    f32_clf = Classifier.from_file(Path(exports[(DEFAULT_ARCH, "float32")][0].out), threads=1)
+    clf = Classifier.from_file(Path(exports[(DEFAULT_ARCH, "int8")][0].out), threads=1)
+    f32 = Classifier.from_file(Path(exports[(DEFAULT_ARCH, "float32")][0].out), threads=1)
     e2e = {"model": f"{DEFAULT_ARCH} int8", "threads": 1, "results": []}
     for size in ((1920, 1080), (4000, 3000)):
-        files = M.make_camera_jpegs(table.paths[: prof["e2e_files"]], work / "jpeg", size)
+        files = M.make_camera_jpegs(test.table.paths[: prof["e2e_files"]], work / "jpeg", size)
         log(f"end to end: {size[0]}x{size[1]} JPEG x{len(files)} ...")
-        r = M.end_to_end(e2e_clf, files, warmup=1, runs=prof["e2e_runs"], float_clf=f32_clf)
+        r = M.end_to_end(clf, files, warmup=1, runs=prof["e2e_runs"], float_clf=f32)
         log(f"  predict draft {r['predict_draft']['images_per_s']:.1f} img/s, full "
             f"{r['predict_full']['images_per_s']:.1f} img/s, max score diff {r['max_abs_score_diff']:.4f} "
             f"(float32 model {r['float32_max_abs_score_diff']:.2e}), max pixel diff {r['max_abs_pixel_diff']}")
         e2e["results"].append(r)
+    return e2e
 
-    # 3. size and accuracy per mode
+
+def measure_accuracy(test: TestSet, runs: dict, exports: dict) -> dict:
+    """Section 3: size and held-out test accuracy per export mode, with agreement with Keras."""
+    import bm_measure as M
+
     log("accuracy on the test split ...")
-    keras_scores = kmodel.predict(x_test.astype(np.float32), batch_size=64, verbose=0)
+    labels = runs[DEFAULT_ARCH].labels
+    keras_scores = test.keras_models[DEFAULT_ARCH].predict(test.x.astype(np.float32), batch_size=64, verbose=0)
     keras_thr = np.asarray(runs[DEFAULT_ARCH].thresholds, dtype=np.float64)
     keras_size = (runs[DEFAULT_ARCH].run_dir / "model.keras").stat().st_size
-    k_row = M.accuracy_row(y_test, keras_scores, keras_thr, labels, keras_scores, keras_thr)
-    accuracy = {"arch": DEFAULT_ARCH, "test_images": int(len(x_test)),
+    k_row = M.accuracy_row(test.y, keras_scores, keras_thr, labels, keras_scores, keras_thr)
+    accuracy = {"arch": DEFAULT_ARCH, "test_images": int(len(test.x)),
                 "keras": {"size_bytes": keras_size, **{k: k_row[k] for k in ("map", "micro_f1", "macro_f1")}},
                 "modes": {}}
     for mode in MODES + EXTRA_MODES:
         res, gate = exports[(DEFAULT_ARCH, mode)]
-        scores, clf = M.tflite_scores(Path(res.out), x_test)
+        scores, clf = M.tflite_scores(Path(res.out), test.x)
         accuracy["modes"][mode] = {
             "size_bytes": int(res.size_bytes), "keras_size_bytes": int(res.keras_size_bytes), "gate": gate,
-            "per_channel": res.per_channel,
-            **M.accuracy_row(y_test, scores, clf.thresholds, labels, keras_scores, keras_thr),
+            "weight_scales": res.weight_scales.value if res.weight_scales else None,
+            **M.accuracy_row(test.y, scores, clf.thresholds, labels, keras_scores, keras_thr),
             **parity_summary(res),
         }
         log(f"  {mode}: mAP {accuracy['modes'][mode]['map']:.4f} (Keras {k_row['map']:.4f})")
+    return json.loads(json.dumps(accuracy, default=float))
 
-    # 4. architectures
+
+def measure_architectures(test: TestSet, runs: dict, exports: dict, prof: dict) -> dict:
+    """Section 4: parameters, MACs, int8 latency and test mAP of each architecture."""
+    import bm_macs
+    import bm_measure as M
+    from edge_runtime.classifier import Classifier
+    from edge_runtime.metrics import mean_average_precision
+
     log("architectures ...")
     archs = {}
+    frame = test.x[0]
     for arch in ARCHS:
         res, gate = exports[(arch, "int8")]
-        counts = bm_macs.count(keras_models[arch])
+        counts = bm_macs.count(test.keras_models[arch])
         data = Path(res.out).read_bytes()
         clf = Classifier.from_bytes(data, name=arch, threads=1)
-        frame = frames[0]
-        t = time_interleaved({"predict": lambda: clf.predict(frame), "bare": M._bare(data, 1, frame[None])},
+        t = time_interleaved({"predict": lambda: clf.predict(frame), "bare": M.bare(data, 1, frame[None])},
                              warmup=prof["warmup"], runs=prof["runs"])
-        ks = keras_models[arch].predict(x_test.astype(np.float32), batch_size=64, verbose=0)
-        i8, _ = M.tflite_scores(Path(res.out), x_test)
+        ks = test.keras_models[arch].predict(test.x.astype(np.float32), batch_size=64, verbose=0)
+        i8, _ = M.tflite_scores(Path(res.out), test.x)
         tr = runs[arch]
         archs[arch] = {
             **counts,
@@ -259,23 +309,13 @@ def run(prof: dict, name: str, work: Path) -> dict:
             "best_epoch": int(tr.manifest["training"]["best_epoch"]),
             "train_seconds": float(tr.seconds),
             "val_map": float(tr.metrics["map"]),
-            "keras_test_map": mean_average_precision(y_test, ks),
-            "int8_test_map": mean_average_precision(y_test, i8),
+            "keras_test_map": mean_average_precision(test.y, ks),
+            "int8_test_map": mean_average_precision(test.y, i8),
             "int8_gate": gate,
         }
         log(f"  {arch}: {counts['params']:,} params, {counts['macs'] / 1e6:.1f} M MACs, int8 p50 "
             f"{archs[arch]['int8_predict_p50_ms']:.3f} ms, test mAP {archs[arch]['keras_test_map']:.3f}")
-
-    train_cfg = runs[DEFAULT_ARCH].manifest["training"]["config"]
-    profile = {
-        "name": name,
-        "demo": {k: getattr(demo, k) for k in ("n_train", "n_test", "image_size", "seed")},
-        "train": ", ".join(f"{k}={train_cfg[k]}" for k in ("input_size", "epochs", "patience", "batch_size",
-                                                             "learning_rate", "seed")),
-        "calibration_size": prof["calibration_size"],
-    }
-    return {"profile": profile, "machine": machine, "latency": latency, "end_to_end": e2e,
-            "accuracy": json.loads(json.dumps(accuracy, default=float)), "architectures": archs}
+    return archs
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bm_common import time_interleaved
 from edge_runtime import Classifier
 from edge_runtime.bench import draft_comparison
 
@@ -35,17 +34,10 @@ def overhead(clf: Classifier, rounds: int, per_round: int) -> dict:
     def predict():
         return clf.predict(frame)
 
-    times: dict[str, list[float]] = {"bare": [], "predict": []}
-    for fn in (bare, predict):  # warm-up
-        for _ in range(per_round):
-            fn()
-    for _ in range(rounds):  # interleaved, so drifts in clock or load hit both alike
-        for name, fn in (("bare", bare), ("predict", predict)):
-            t0 = time.perf_counter()
-            for _ in range(per_round):
-                fn()
-            times[name].append((time.perf_counter() - t0) / per_round * 1e6)
-    b, p = statistics.median(times["bare"]), statistics.median(times["predict"])
+    # Interleaved blocks, so drifts in clock or load hit both alike; medians per call.
+    times = time_interleaved({"bare": bare, "predict": predict}, warmup=per_round, runs=rounds * per_round,
+                             block=per_round)
+    b, p = (float(np.median(times[k])) / 1e3 for k in ("bare", "predict"))
     return {"input_dtype": clf.input_dtype.name, "bare_us": round(b, 3), "predict_us": round(p, 3),
             "overhead_us": round(p - b, 3), "ratio": round(p / b, 4)}
 

@@ -4,11 +4,12 @@
     result = export(ExportConfig("runs/shapes", out="shapes.tflite", quant=QuantMode.INT8))
 """
 from .config import DEFAULT_TOLERANCES, ExportConfig, Tolerances
-from .convert import ConversionError, QuantMode, convert
+from .convert import ConversionError, convert
 from .export import ExportError, ExportResult, ParityError, export
 from .gate import ParityReport
+from .modes import QuantMode, WeightScales
 
 __all__ = [
     "ConversionError", "DEFAULT_TOLERANCES", "ExportConfig", "ExportError", "ExportResult",
-    "ParityError", "ParityReport", "QuantMode", "Tolerances", "convert", "export",
+    "ParityError", "ParityReport", "QuantMode", "Tolerances", "WeightScales", "convert", "export",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .convert import QuantMode
+from .modes import AUTO_ORDER, INT8_PER_CHANNEL, INT8_PER_TENSOR, Candidate, QuantMode, WeightScales
 from .parity import INT8_OUTPUT_STEP
 
 
@@ -16,6 +16,9 @@ class Tolerances:
     mean_abs: float | None = None  # per label, mean |p_tflite - p_keras|
     min_agreement: float = 0.98  # per label, fraction of equal yes/no decisions
     max_map_drop: float = 0.02  # mAP(Keras) - mAP(TFLite) against ground truth
+    # Absolute quality: the exported model's mAP on the held-out truth must reach this. Parity
+    # alone passes a model that learned nothing (its TFLite twin agrees with it perfectly).
+    min_map: float | None = None
 
 
 # float32 should be the same network up to summation order; float16 weights move scores a little;
@@ -28,18 +31,6 @@ DEFAULT_TOLERANCES: dict[QuantMode, Tolerances] = {
     QuantMode.INT8: Tolerances(min_agreement=0.98, max_map_drop=0.02),
 }
 
-# `auto` tries these (mode, int8 per-channel weights), smallest file first, and keeps the first
-# that passes its gate. Per-tensor int8 saves the per-channel scales (a fifth of a small model's
-# file) when the model tolerates it.
-AUTO_ORDER = (
-    (QuantMode.INT8, False),
-    (QuantMode.INT8, True),
-    (QuantMode.DYNAMIC, True),
-    (QuantMode.FLOAT16, True),
-    (QuantMode.FLOAT32, True),
-)
-
-
 @dataclass(frozen=True)
 class ExportConfig:
     """Everything `export()` needs; the CLI builds one of these from its options."""
@@ -50,9 +41,7 @@ class ExportConfig:
     data: str | None = None  # CSV of calibration images (default: the run's training split)
     val_data: str | None = None  # CSV of held-out images for the gate (default: the run's val split)
     calibration_size: int = 300
-    # int8 weight scales: True per output channel, False per tensor, None (default) per tensor if
-    # that passes the gate, else per channel - the smaller file whenever the model tolerates it.
-    per_channel: bool | None = None
+    weight_scales: WeightScales = WeightScales.AUTO  # int8 only
     overrides: dict = field(default_factory=dict)  # Tolerances fields to override, any mode
     report: str | None = None  # parity JSON (default: beside `out`, `<stem>.parity.json`)
     threads: int | None = None
@@ -62,11 +51,12 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quant", QuantMode(self.quant))
+        object.__setattr__(self, "weight_scales", WeightScales(self.weight_scales))
         unknown = set(self.overrides) - set(Tolerances.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown tolerance(s): {sorted(unknown)}")
-        for mode, _ in self.candidates():
-            self.tolerances(mode)  # refuse impossible tolerances before any work
+        for cand in self.candidates():
+            self.tolerances(cand.mode)  # refuse impossible tolerances before any work
 
     def tolerances(self, mode: QuantMode) -> Tolerances:
         tol = replace(DEFAULT_TOLERANCES[mode], **{k: v for k, v in self.overrides.items() if v is not None})
@@ -77,13 +67,19 @@ class ExportConfig:
             )
         return tol
 
-    def candidates(self) -> tuple[tuple[QuantMode, bool], ...]:
-        """(mode, per_channel) pairs to try, in order (per_channel only matters for int8)."""
+    def candidates(self) -> tuple[Candidate, ...]:
+        """The conversions to try, in order; the first that passes its gate is kept."""
+        forced = {WeightScales.PER_TENSOR: INT8_PER_TENSOR, WeightScales.PER_CHANNEL: INT8_PER_CHANNEL}
         if self.quant is QuantMode.AUTO:
-            return AUTO_ORDER
-        if self.quant is QuantMode.INT8 and self.per_channel is None:
-            return ((QuantMode.INT8, False), (QuantMode.INT8, True))
-        return ((self.quant, self.per_channel is not False),)
+            order = AUTO_ORDER
+        elif self.quant is QuantMode.INT8:
+            order = (INT8_PER_TENSOR, INT8_PER_CHANNEL)
+        else:
+            return (Candidate(self.quant),)
+        if self.weight_scales in forced:
+            keep = forced[self.weight_scales]
+            order = tuple(c for c in order if c.mode is not QuantMode.INT8 or c == keep)
+        return order
 
     def report_path(self) -> Path:
         if self.report:

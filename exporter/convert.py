@@ -5,22 +5,13 @@ import contextlib
 import os
 import sys
 import tempfile
-from enum import Enum
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from edge_runtime.errors import EdgeError, first_line
 
-
-class QuantMode(str, Enum):
-    """How the exported model stores weights and computes."""
-
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"  # weights stored as float16, computed in float32 on CPU
-    DYNAMIC = "dynamic"  # int8 weights, float activations (dynamic-range quantization)
-    INT8 = "int8"  # full integer: int8 weights and activations, uint8 input
-    AUTO = "auto"  # smallest mode that passes the parity gate
+from .modes import QuantMode, WeightScales
 
 
 class ConversionError(EdgeError):
@@ -28,13 +19,13 @@ class ConversionError(EdgeError):
 
 
 def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[np.ndarray]] | None = None,
-            per_channel: bool = True) -> bytes:
+            scales: WeightScales | str | None = None) -> bytes:
     """Convert a Keras model to TFLite bytes (no metadata).
 
     `representative` (int8 only) yields uint8 HxWx3 images from the one preprocessing path; the
     converter sees them as float32 0-255, exactly what the model's Rescaling layer expects.
-    `per_channel=False` (int8 only) gives each weight tensor one scale instead of one per output
-    channel: every per-channel scale costs 12 bytes (float32 scale + int64 zero point), which on
+    `scales=WeightScales.PER_TENSOR` (int8 only) gives each weight tensor one scale instead of one
+    per output channel (the converter's default): every per-channel scale costs 12 bytes (float32 scale + int64 zero point), which on
     a small model is a fifth of the file, but folded batch norm can leave channels with very
     different ranges, so per-tensor is riskier (the parity gate will say).
     Only TFLite builtin ops are allowed: select-TF (Flex) ops need a runtime the device lacks.
@@ -66,7 +57,7 @@ def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[
         # consumer reads probabilities without knowing quantization parameters.
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.float32
-        if not per_channel:
+        if scales is not None and WeightScales(scales) is WeightScales.PER_TENSOR:
             conv._experimental_disable_per_channel = True  # no public switch exists for this
     elif mode is not QuantMode.FLOAT32:
         raise ConversionError(f"cannot convert with mode {mode.value!r}; pick a concrete mode")

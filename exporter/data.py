@@ -33,14 +33,27 @@ def _csv_from_manifest(run, key: str, what: str) -> Path:
     return path
 
 
-def _load(table: LabelTable, run, config: ExportConfig, what: str) -> tuple[np.ndarray, np.ndarray]:
-    table, x = load_table(table, run.input_size, what, cache_dir=config.cache_dir)
-    return x, table.y
+def pick_calibration(y: np.ndarray, n: int, seed: int) -> list[int]:
+    """Indices of `n` rows of a multi-hot `y` in which every label with a positive is represented.
+
+    About half the budget goes to positives of each label in turn (an equal share per label), the
+    rest is drawn at random from the remaining rows, so calibration also sees typical images.
+    """
+    rng = np.random.default_rng(seed)
+    n = min(n, len(y))
+    per_label = max(1, n // (2 * max(1, y.shape[1])))
+    chosen: list[int] = []
+    for j in range(y.shape[1]):
+        chosen += rng.permutation(np.flatnonzero(y[:, j]))[:per_label].tolist()
+    chosen = list(dict.fromkeys(chosen))  # drop duplicates, keep order
+    taken = set(chosen)
+    rest = [i for i in rng.permutation(len(y)).tolist() if i not in taken]
+    return sorted((chosen + rest)[:n])
 
 
 def representative_images(config: ExportConfig, run, log: Callable[[str], None],
-                          exclude: frozenset[Path] = frozenset()) -> list[np.ndarray]:
-    """Up to `calibration_size` training images in which every label is represented.
+                          exclude: frozenset[Path] = frozenset()) -> tuple[list[np.ndarray], LabelTable]:
+    """Up to `calibration_size` training images in which every label is represented, and their rows.
 
     int8 calibration sets each tensor's range from these images; a label whose positives never
     appear would get activation ranges fitted to its absence. Images in `exclude` (the parity
@@ -52,20 +65,10 @@ def representative_images(config: ExportConfig, run, log: Callable[[str], None],
         table = table.subset([i for i, p in enumerate(table.paths) if p not in exclude])
         if len(table) == 0:
             raise DataError(f"{csv}: every calibration image is also a held-out image")
-    rng = np.random.default_rng(config.seed)
-    n = min(config.calibration_size, len(table))
-    per_label = max(1, n // (2 * max(1, len(run.labels))))
-    chosen: list[int] = []
-    for j in range(len(run.labels)):
-        pos = np.flatnonzero(table.y[:, j])
-        chosen += rng.permutation(pos)[:per_label].tolist()
-    chosen = list(dict.fromkeys(chosen))  # drop duplicates, keep order
-    taken = set(chosen)
-    rest = [i for i in rng.permutation(len(table)).tolist() if i not in taken]
-    chosen = (chosen + rest)[:n]
-    x, _ = _load(table.subset(sorted(chosen)), run, config, "calibration")
+    table = table.subset(pick_calibration(table.y, config.calibration_size, config.seed))
+    table, x = load_table(table, run.input_size, "calibration", cache_dir=config.cache_dir)
     log(f"calibration: {len(x)} images from {csv}")
-    return list(x)
+    return list(x), table
 
 
 def held_out_images(config: ExportConfig, run, log: Callable[[str], None]
@@ -73,6 +76,7 @@ def held_out_images(config: ExportConfig, run, log: Callable[[str], None]
     """The validation images, their 0/1 labels, and their paths (kept out of calibration)."""
     csv = config.val_data or _csv_from_manifest(run, "val_csv", "validation")
     table = _table(csv, run, "validation")
-    x, y = _load(table, run, config, "validation")
+    table, x = load_table(table, run.input_size, "validation", cache_dir=config.cache_dir)
+    y = table.y
     log(f"parity set: {len(x)} held-out images from {csv}")
     return x, y, frozenset(table.paths)

@@ -1,4 +1,8 @@
-"""Export a trained run to one self-describing, parity-checked `.tflite` file."""
+"""Export a trained run to one self-describing, parity-checked `.tflite` file.
+
+`export()` reads as its four steps: load the run, compute the Keras reference on held-out
+images, try each candidate conversion until one passes its gate, write the result.
+"""
 from __future__ import annotations
 
 import json
@@ -10,14 +14,14 @@ from typing import Callable
 
 import numpy as np
 
+from edge_common.calibration import calibrate_thresholds
 from edge_runtime import __version__, atomic, metadata
 from edge_runtime.errors import EdgeError, first_line
-from edge_common.calibration import calibrate_thresholds
 
 from .config import ExportConfig
-from .convert import ConversionError, QuantMode, convert, op_names
+from .convert import ConversionError, convert, op_names
 from .gate import ParityReport, check_parity
-
+from .modes import Candidate, QuantMode, WeightScales
 
 # F1 a re-calibrated threshold must gain on the held-out images before it moves away from the
 # Keras threshold: on a plateau of the F1 curve, a move chases one or two images and generalises
@@ -39,15 +43,17 @@ class ParityError(EdgeError):
 
 @dataclass(frozen=True)
 class Attempt:
-    mode: str
+    """One candidate conversion and its verdict."""
+
+    mode: QuantMode
     passed: bool
     reason: str
     size_bytes: int | None = None
-    per_channel: bool | None = None  # int8 only
+    scales: WeightScales | None = None  # int8 only
 
     @property
     def label(self) -> str:
-        return mode_label(self.mode, self.per_channel)
+        return Candidate(self.mode, self.scales).label
 
     def line(self) -> str:
         size = f" {self.size_bytes / 1024:.1f} KiB" if self.size_bytes else ""
@@ -55,17 +61,13 @@ class Attempt:
         return f"tried {self.label}:{size} {'pass' if self.passed else 'fail'}{reason}"
 
 
-def mode_label(mode: str, per_channel: bool | None) -> str:
-    return mode + (" per-tensor" if per_channel is False else "")
-
-
 @dataclass(frozen=True)
 class ExportResult:
     """What an export produced; `out` is None when no mode passed its gate."""
 
     out: str | None
-    mode: str
-    per_channel: bool | None  # int8 only: per-channel (True) or per-tensor (False) weight scales
+    mode: QuantMode
+    weight_scales: WeightScales | None  # int8 only: per-tensor or per-channel weight scales
     size_bytes: int
     keras_size_bytes: int
     ops: list[str]
@@ -80,11 +82,11 @@ class ExportResult:
         return self.out is not None
 
     def to_dict(self) -> dict:
-        return {
+        return atomic.to_jsonable({
             "passed": self.passed,
             "out": self.out,
             "mode": self.mode,
-            "per_channel": self.per_channel,
+            "weight_scales": self.weight_scales,
             "size_bytes": self.size_bytes,
             "keras_size_bytes": self.keras_size_bytes,
             "size_ratio": self.size_bytes / self.keras_size_bytes if self.keras_size_bytes else None,
@@ -94,7 +96,7 @@ class ExportResult:
             "metadata": self.metadata,
             "report_path": self.report_path,
             "seconds": self.seconds,
-        }
+        })
 
     def save(self, path: str | Path | None = None) -> Path:
         return atomic.write_json(path or self.report_path, self.to_dict())
@@ -105,10 +107,31 @@ class ExportResult:
             lines.append(self.parity.table())
         verdict = f"wrote {self.out}" if self.passed else "NOT written: no mode passed its parity gate"
         lines.append(
-            f"{mode_label(self.mode, self.per_channel)}: {self.size_bytes / 1024:.1f} KiB (Keras file {self.keras_size_bytes / 1024:.1f} KiB), "
-            f"{len(self.ops)} ops [{', '.join(sorted(set(self.ops)))}]; {verdict}; report {self.report_path}"
+            f"{Candidate(self.mode, self.weight_scales).label}: {self.size_bytes / 1024:.1f} KiB (Keras file "
+            f"{self.keras_size_bytes / 1024:.1f} KiB), {len(self.ops)} ops [{', '.join(sorted(set(self.ops)))}]; "
+            f"{verdict}; report {self.report_path}"
         )
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What every candidate is judged against: held-out images, their truth and Keras's view."""
+
+    x: np.ndarray  # uint8 held-out images through the one preprocessing path
+    y: np.ndarray
+    keras_scores: np.ndarray
+    keras_thresholds: np.ndarray
+    calibration: list[np.ndarray]  # int8 representative images (never held-out ones)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """One candidate's complete file (flatbuffer + metadata) and its verdict."""
+
+    candidate: Candidate
+    data: bytes
+    report: ParityReport
 
 
 def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> ExportResult:
@@ -120,70 +143,81 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
     run = _load_run(config)
-    from .data import held_out_images, representative_images
-
-    val_x, val_y, val_paths = held_out_images(config, run, log)
-    # Only full-integer conversion needs calibration images.
-    needs_calibration = any(mode is QuantMode.INT8 for mode, _ in config.candidates())
-    calib = representative_images(config, run, log, exclude=val_paths) if needs_calibration else []
-    log(f"Keras reference on {len(val_x)} held-out images")
-    keras_scores = run.model.predict(val_x.astype(np.float32), batch_size=64, verbose=0)
-    keras_thr = np.asarray(run.manifest["thresholds"], dtype=np.float64)
-
+    ref = reference(run, config, log)
     attempts: list[Attempt] = []
-    chosen = None
-    for mode, per_channel in config.candidates():
-        per_channel = per_channel if mode is QuantMode.INT8 else None
-        log(f"converting {mode_label(mode.value, per_channel)} ...")
+    chosen: Converted | None = None
+    for cand in config.candidates():
+        log(f"converting {cand.label} ...")
         try:
-            flat = convert(run.model, mode, lambda: iter(calib), per_channel=per_channel is not False)
+            chosen = try_candidate(run, ref, cand, config)
         except ConversionError as exc:
             if len(config.candidates()) == 1:
                 raise
-            attempts.append(Attempt(mode.value, False, str(exc), per_channel=per_channel))
+            attempts.append(Attempt(cand.mode, False, str(exc), scales=cand.scales))
             continue
-        # Judge a complete file (flatbuffer + metadata) loaded the way the device loads it; the
-        # thresholds in it are replaced below, once the exported model's own scores are known.
-        data = metadata.embed(flat, _metadata(run, mode, per_channel, keras_thr, None, None))
-        tfl_scores = _device_scores(data, val_x, config)
-        # Quantization shifts scores, so the device gets thresholds fitted to its own outputs;
-        # a threshold leaves the Keras one only for a real F1 gain (RECALIBRATION_SLACK).
-        tfl_thr = calibrate_thresholds(val_y, tfl_scores, prior=keras_thr, slack=RECALIBRATION_SLACK)
-        report = check_parity(mode.value, run.labels, val_y, keras_scores, tfl_scores, keras_thr, tfl_thr,
-                              config.tolerances(mode))
-        data = metadata.embed(flat, _metadata(run, mode, per_channel, tfl_thr, report,
-                                              len(calib) if mode is QuantMode.INT8 else None))
-        reason = "; ".join(report.failures[:3]) + (" ..." if len(report.failures) > 3 else "")
-        attempts.append(Attempt(mode.value, report.passed, reason, len(data), per_channel))
-        chosen = (mode, per_channel, data, report)
-        if report.passed:
+        rep = chosen.report
+        reason = "; ".join(rep.failures[:3]) + (" ..." if len(rep.failures) > 3 else "")
+        attempts.append(Attempt(cand.mode, rep.passed, reason, len(chosen.data), cand.scales))
+        if rep.passed:
             break
-
     if chosen is None:
         raise ConversionError("no mode could be converted: " + "; ".join(a.reason for a in attempts))
-    mode, per_channel, data, report = chosen
-    passed = report.passed
+    return write(run, chosen, attempts, config, time.perf_counter() - t0)
+
+
+def reference(run: "Run", config: ExportConfig, log: Callable[[str], None]) -> Reference:
+    """Held-out images and Keras's scores on them; int8 calibration images when a candidate needs them."""
+    from .data import held_out_images, representative_images
+
+    x, y, paths = held_out_images(config, run, log)
+    needs_calibration = any(c.mode is QuantMode.INT8 for c in config.candidates())
+    calib = representative_images(config, run, log, exclude=paths)[0] if needs_calibration else []
+    log(f"Keras reference on {len(x)} held-out images")
+    scores = run.model.predict(x.astype(np.float32), batch_size=64, verbose=0)
+    return Reference(x, y, scores, np.asarray(run.manifest["thresholds"], dtype=np.float64), calib)
+
+
+def try_candidate(run: "Run", ref: Reference, cand: Candidate, config: ExportConfig) -> Converted:
+    """Convert one candidate, run it the way the device does, judge it, embed the final metadata."""
+    flat = convert(run.model, cand.mode, lambda: iter(ref.calibration), scales=cand.scales)
+    # Judge a complete file (flatbuffer + metadata) loaded the way the device loads it; the
+    # thresholds in it are replaced below, once the exported model's own scores are known.
+    data = metadata.embed(flat, _metadata(run, cand, ref.keras_thresholds, None, None))
+    tfl_scores = _device_scores(data, ref.x, config)
+    # Quantization shifts scores, so the device gets thresholds fitted to its own outputs;
+    # a threshold leaves the Keras one only for a real F1 gain (RECALIBRATION_SLACK).
+    tfl_thr = calibrate_thresholds(ref.y, tfl_scores, prior=ref.keras_thresholds, slack=RECALIBRATION_SLACK)
+    report = check_parity(cand.mode.value, run.labels, ref.y, ref.keras_scores, tfl_scores, ref.keras_thresholds,
+                          tfl_thr, config.tolerances(cand.mode))
+    n_calib = len(ref.calibration) if cand.mode is QuantMode.INT8 else None
+    return Converted(cand, metadata.embed(flat, _metadata(run, cand, tfl_thr, report, n_calib)), report)
+
+
+def write(run: "Run", chosen: Converted, attempts: list[Attempt], config: ExportConfig,
+          seconds: float) -> ExportResult:
+    """Write the JSON report (always, first: a failed gate must say where) and, on a pass, the model."""
+    passed = chosen.report.passed
     result = ExportResult(
         out=str(config.out) if passed else None,
-        mode=mode.value,
-        per_channel=per_channel,
-        size_bytes=len(data),
+        mode=chosen.candidate.mode,
+        weight_scales=chosen.candidate.scales,
+        size_bytes=len(chosen.data),
         keras_size_bytes=run.keras_size,
-        ops=op_names(metadata.strip(data)),
-        parity=report,
+        ops=op_names(metadata.strip(chosen.data)),
+        parity=chosen.report,
         attempts=attempts,
-        metadata=metadata.read(data) or {},
+        metadata=metadata.read(chosen.data) or {},
         report_path=str(config.report_path()),
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
     )
     try:
-        result.save()  # written either way, and first: a failed gate must say where it failed
+        result.save()
         if passed:
-            atomic.write_bytes(config.out, data)
+            atomic.write_bytes(config.out, chosen.data)
     except OSError as exc:
         raise ExportError(f"cannot write {exc.filename or config.out}: {exc.strerror or exc}") from None
     if not passed:
-        raise ParityError(f"{mode.value} export failed its parity gate: {attempts[-1].reason}", result)
+        raise ParityError(f"{chosen.candidate.label} export failed its parity gate: {attempts[-1].reason}", result)
     return result
 
 
@@ -292,7 +326,7 @@ def _device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.
     return np.asarray(clf.scores(images), dtype=np.float64)
 
 
-def _metadata(run: Run, mode: QuantMode, per_channel: bool | None, thresholds: np.ndarray,
+def _metadata(run: Run, cand: Candidate, thresholds: np.ndarray,
               report: ParityReport | None, n_calibration: int | None) -> dict:
     m = run.manifest
     metrics = m.get("metrics", {}).get("calibrated", {})
@@ -303,11 +337,11 @@ def _metadata(run: Run, mode: QuantMode, per_channel: bool | None, thresholds: n
         "thresholds_source": f"re-calibrated (max F1; moved from the Keras threshold only for an F1 gain "
                              f"over {RECALIBRATION_SLACK}) on the exported model's outputs on held-out images"
         if report else "trainer",
-        "input": {"width": w, "height": h, "channels": 3, "dtype": "uint8" if mode is QuantMode.INT8 else "float32"},
+        "input": {"width": w, "height": h, "channels": 3, "dtype": "uint8" if cand.mode is QuantMode.INT8 else "float32"},
         "preprocessing": m.get("preprocessing"),
         "arch": m.get("arch"),
-        "quantization": mode.value,
-        "per_channel": per_channel,
+        "quantization": cand.mode.value,
+        "weight_scales": cand.scales.value if cand.scales else None,
         "training": {
             "map": metrics.get("map"),
             "macro_f1": metrics.get("macro_f1"),

@@ -106,7 +106,11 @@ def check_parity(
         for j, name in enumerate(labels)
     ]
     failures = []
-    if not drop <= tol.max_map_drop:  # the overall verdict first: it leads the one-line reason
+    tflite_overall = _overall(y_true, tflite_scores, tflite_thresholds, labels)
+    # The overall verdicts first: they lead the one-line reason. NaN never passes.
+    if tol.min_map is not None and not tflite_overall["map"] >= tol.min_map:
+        failures.append(f"mAP {tflite_overall['map']:.4f} on the held-out truth < required {tol.min_map}")
+    if not drop <= tol.max_map_drop:
         failures.append(f"mAP drop {drop:.4f} > {tol.max_map_drop}")
     for r in per_label:
         if tol.max_abs is not None and not r["max_abs"] <= tol.max_abs:
@@ -116,20 +120,22 @@ def check_parity(
         if not r["agreement"] >= tol.min_agreement:
             failures.append(f"{r['label']}: decision agreement {r['agreement']:.3f} < {tol.min_agreement}")
 
-    def overall(scores: np.ndarray, thr: np.ndarray) -> dict:
-        if np.isnan(scores).any():
-            return {"map": math.nan, "micro_f1": math.nan, "macro_f1": math.nan}
-        rep = multilabel_report(y_true, scores, thr, list(labels))
-        return {k: rep[k] for k in ("map", "micro_f1", "macro_f1")}
-
     return ParityReport(
         mode=mode,
         n_samples=int(keras_scores.shape[0]),
         labels=list(labels),
         per_label=per_label,
-        keras=overall(keras_scores, keras_thresholds),
-        tflite=overall(tflite_scores, tflite_thresholds),
+        keras=_overall(y_true, keras_scores, keras_thresholds, labels),
+        tflite=tflite_overall,
         map_drop=float(drop),
         tolerances=asdict(tol),
         failures=failures,
     )
+
+
+def _overall(y_true: np.ndarray, scores: np.ndarray, thr: np.ndarray, labels: Sequence[str]) -> dict:
+    """mAP, micro and macro F1 against the ground truth (NaN for outputs holding NaN)."""
+    if np.isnan(scores).any():
+        return {"map": math.nan, "micro_f1": math.nan, "macro_f1": math.nan}
+    rep = multilabel_report(y_true, scores, thr, list(labels))
+    return {k: rep[k] for k in ("map", "micro_f1", "macro_f1")}

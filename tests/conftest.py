@@ -13,20 +13,52 @@ def demo_data(tmp_path_factory):
     return make_demo_dataset(DemoConfig(str(out), n_train=160, n_test=48, image_size=64, seed=0))
 
 
+def write_colour_squares(folder, n: int, seed: int):
+    """An easy labelled set on disk: bright squares in the red, green or blue channel (any subset).
+
+    A small model learns it well in seconds, so its scores sit far from the thresholds and the
+    exporter's default gates can judge the conversion rather than the model's doubts."""
+    import csv
+
+    from PIL import Image
+
+    from make_fixture_models import LABELS, synthetic_images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y = synthetic_images(n, seed=seed)
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["filename", *LABELS])
+        for i, (img, row) in enumerate(zip(x, y)):
+            Image.fromarray(img).save(folder / f"{i:04d}.png")
+            w.writerow([f"{i:04d}.png", *(int(v) for v in row)])
+    return folder / "labels.csv"
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """A tiny `compact` model trained for seconds on its own demo data: the run directory.
+    """A tiny `compact` model trained for seconds on the colour-squares task: the run directory.
 
-    640 images, so the exporter tests judge parity on 128 held-out ones: with fewer, one or two
-    near-threshold flips of this weak model decide a default gate by chance."""
+    640 images, so the exporter judges parity on 128 held-out ones at its default tolerances."""
     pytest.importorskip("tensorflow")
     from trainer import TrainConfig, train
 
     root = tmp_path_factory.mktemp("run")
-    train_csv, _ = make_demo_dataset(DemoConfig(str(root / "data"), n_train=640, n_test=8, image_size=32, seed=1))
-    result = train(TrainConfig(data=str(train_csv), out=str(root / "run"), arch="compact", input_size=32,
-                               epochs=12, patience=12, batch_size=32, seed=0, verbose=False))
+    labels_csv = write_colour_squares(root / "data", 640, seed=1)
+    result = train(TrainConfig(data=str(labels_csv), out=str(root / "run"), arch="compact", input_size=32,
+                               epochs=10, patience=10, batch_size=32, seed=0, verbose=False))
     return result.run_dir
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory):
+    """{mode: ExportResult} of `trained_run` exported once per mode at the default gates."""
+    from exporter import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("exported")
+    return {mode: export(ExportConfig(run_dir=str(trained_run), out=str(out / f"{mode}.tflite"), quant=mode,
+                                      calibration_size=64), log=lambda m: None)
+            for mode in ("float32", "float16", "dynamic", "int8")}
 
 
 @pytest.fixture(scope="session")

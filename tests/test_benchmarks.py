@@ -28,12 +28,12 @@ def _numbers(obj) -> list[float]:
 
 
 @pytest.mark.slow
-def test_quick_run_writes_complete_report(tmp_path):
+def test_smoke_run_writes_complete_report(tmp_path):
     pytest.importorskip("tensorflow")
     pytest.importorskip("matplotlib")
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -42,7 +42,7 @@ def test_quick_run_writes_complete_report(tmp_path):
     md = (out / "report.md").read_text()
     for heading in ("## Machine", "## 1. Latency", "## 2. End to end", "## 3. Size and accuracy", "## 4. Architectures"):
         assert heading in md
-    assert "benchmarks/run.py --quick" in md  # the exact command
+    assert "benchmarks/run.py --smoke" in md  # the exact command
     for name in CHARTS:
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000

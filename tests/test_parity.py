@@ -99,7 +99,37 @@ def test_tolerance_overrides_and_int8_step_floor():
         ExportConfig(run_dir="r", overrides={"max_abs": 0.001}).tolerances(QuantMode.INT8)
     with pytest.raises(ValueError, match="unknown"):
         ExportConfig(run_dir="r", overrides={"max_ab": 0.1})
-    assert isinstance(DEFAULT_TOLERANCES[QuantMode.INT8], Tolerances)
+
+
+@pytest.mark.parametrize("flipped, passes", [(1, True), (2, True), (3, False)])
+def test_int8_default_judges_decisions_not_raw_differences(flipped, passes):
+    """int8's defaults: raw differences are shown, not judged; 98% decision agreement is."""
+    y, s = _scores(4, n=100)
+    thr = np.full(3, 0.5)
+    q = s.copy()
+    q[:, 2] = np.clip(s[:, 2] + 0.3, 0, 1)  # large raw shifts that change no decision ...
+    q[:, 2] = np.where(s[:, 2] >= 0.5, q[:, 2], np.minimum(q[:, 2], 0.49))
+    order = np.argsort(np.abs(s[:, 0] - 0.5))[:flipped]
+    q[order, 0] = 1 - s[order, 0]  # ... and `flipped` decisions of label a turned over
+    rep = check_parity("int8", list("abc"), y, s, q, thr, thr, DEFAULT_TOLERANCES[QuantMode.INT8])
+    assert max(r["max_abs"] for r in rep.per_label) > 0.25
+    assert rep.per_label[0]["agreement"] == pytest.approx(1 - flipped / 100)
+    assert rep.passed is passes, rep.failures
+    if not passes:
+        assert rep.failures == [f"a: decision agreement {1 - flipped / 100:.3f} < 0.98"]
+
+
+def test_min_map_judges_the_exported_model_against_the_truth():
+    y, s = _scores(5)
+    thr = np.full(3, 0.5)
+    useless = np.full_like(s, 0.5)  # agrees with itself perfectly, knows nothing
+    tol = Tolerances(min_map=0.8)
+    assert check_parity("float32", list("abc"), y, s, s, thr, thr, tol).passed
+    rep = check_parity("float32", list("abc"), y, useless, useless, thr, thr, tol)
+    assert not rep.passed and rep.failures[0].startswith("mAP ") and "required 0.8" in rep.failures[0]
+    nan = s.copy()
+    nan[0, 0] = np.nan
+    assert "required 0.8" in check_parity("float32", list("abc"), y, s, nan, thr, thr, tol).failures[0]
 
 
 def test_report_saves_json(tmp_path):
