@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import metadata as _metadata
+from . import standard_metadata as _standard
 from .flatbuffer import check_structure
 from .backend import interpreter_class, op_names
 from .errors import LabelsError, ModelError, first_line
@@ -87,6 +88,10 @@ class Classifier:
         _metadata.check_tflite(data, name)
         check_structure(data, name)  # tflite-runtime segfaults on truncated models instead of raising
         meta = _metadata.read(data, name)  # bounded and shape-checked: model files travel
+        self._std = _standard.read(data, name)
+        if not (meta or {}).get("labels"):
+            # A model from elsewhere (TFLite Support, MediaPipe Model Maker): its label file.
+            meta = dict(meta or {}, **_standard_labels(data, self._std, name))
         cls, self._backend = interpreter_class(backend)
         self._model_bytes = data  # the interpreter reads model_content in place: keep it alive
         self._threads = threads
@@ -211,6 +216,17 @@ class Classifier:
         return dict(self._meta)
 
     @property
+    def standard_metadata(self) -> dict | None:
+        """The standard TFLite Model Metadata (what MediaPipe reads), or None."""
+        return None if self._std is None else dict(self._std)
+
+    def integrity(self):
+        """An `IntegrityReport`: does the model still match the SHA-256 recorded at export?"""
+        from .integrity import check
+
+        return check(self._model_bytes, self._name)
+
+    @property
     def backend(self) -> str:
         return self._backend
 
@@ -333,6 +349,17 @@ class Classifier:
     def __repr__(self) -> str:
         return (f"Classifier({self._name!r}, labels={self._labels}, input={self._width}x{self._height} "
                 f"{self.input_dtype.name}, backend={self._backend!r})")
+
+
+def _standard_labels(data: bytes, std: dict | None, name: str) -> dict:
+    """{"labels": [...]} from the standard metadata's label file, or {} when there is none."""
+    file = _standard.labels_file(std)
+    arc = _metadata.archive(data, name) if file else None
+    raw = arc.read(file) if arc is not None else None
+    if raw is None:
+        return {}
+    labels = [line.strip() for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
+    return {"labels": labels} if labels and len(labels) <= _metadata.MAX_LABELS else {}
 
 
 def _source_name(x: Any) -> str | None:

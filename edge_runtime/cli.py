@@ -130,6 +130,7 @@ Examples:
   edge-infer model.tflite photo.jpg            classify one image (same as `predict`)
   edge-infer model.tflite photos/ --json       every image under photos/, JSON lines
   edge-infer info model.tflite                 labels, thresholds, tensors, ops
+  edge-infer verify model.tflite               changed since export? (exit 1 if so)
   edge-infer eval model.tflite test.csv        metrics on a labelled set
   edge-infer bench model.tflite --runs 100     latency and memory
 """)
@@ -265,14 +266,21 @@ def _watch(folder: Path, classify, interval: float, settle: float, timeout: floa
 Examples:
   edge-infer info model.tflite
   edge-infer info model.tflite --json | jq .labels
+Exit code 1 when the model was changed after export (see `edge-infer verify`).
 """)
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tensorflow"]), help="Interpreter package.")
 def info(model, as_json, backend) -> None:
-    """Labels, thresholds, tensors, quantization, size, ops and embedded summaries of MODEL."""
+    """Labels, thresholds, tensors, quantization, size, ops, standard metadata, integrity and
+    embedded summaries of MODEL."""
     clf = _load(model, backend=backend)
     meta = clf.metadata
+    std = clf.standard_metadata
+    try:
+        integrity = clf.integrity()
+    except EdgeError as exc:
+        raise Fatal(str(exc)) from None
 
     def tensor(d: dict) -> dict:
         scale, zp = d["quantization"]
@@ -295,11 +303,19 @@ def info(model, as_json, backend) -> None:
         "training": meta.get("training"),
         "parity": meta.get("parity"),
         "toolkit_version": meta.get("toolkit_version"),
+        "standard_metadata": std,
+        "integrity": integrity.to_dict(),
     }
     if as_json:
         click.echo(atomic.dumps(out))
-        return
-    click.echo(f"model       {model} ({clf.model_size / 1024:.1f} KiB, backend {clf.backend})")
+    else:
+        _print_info(out, meta, std, integrity)
+    if integrity.status.value == "modified":
+        sys.exit(1)
+
+
+def _print_info(out: dict, meta: dict, std: dict | None, integrity) -> None:
+    click.echo(f"model       {out['model']} ({out['size_bytes'] / 1024:.1f} KiB, backend {out['backend']})")
     if not meta:
         click.echo("metadata    none (plain .tflite): generic labels, thresholds 0.5, raw 0-255 input assumed")
     for key in ("input", "output"):
@@ -316,6 +332,26 @@ def info(model, as_json, backend) -> None:
         if isinstance(out[key], dict):
             click.echo(f"{key:<11} " + ", ".join(f"{k}={_short_value(v)}" for k, v in out[key].items()
                                                  if not isinstance(v, (dict, list))))
+    if std is None:
+        click.echo("standard    none (MediaPipe and the TFLite Task Library see no label names)")
+    else:
+        fields = [f"{k}={std[k]}" for k in ("name", "version", "author", "license") if std.get(k)]
+        click.echo(f"standard    TFLite Model Metadata: {', '.join(fields) or '(no name)'}")
+        for sub in std["subgraphs"][:1]:
+            for role, items in (("input", sub["inputs"]), ("output", sub["outputs"])):
+                for t in items:
+                    content = t["content"] or {}
+                    desc = [content.get("type") or "-"]
+                    if content.get("color_space"):
+                        desc.append(content["color_space"])
+                    if content.get("default_size"):
+                        desc.append("x".join(str(v) for v in content["default_size"]))
+                    for u in t["process_units"]:
+                        if u["type"] == "normalization":
+                            desc.append(f"mean {u['mean']} std {u['std']}")
+                    files = [f"{f['name']} ({f['type']})" for f in t["associated_files"]]
+                    click.echo(f"  {role:<9} {t['name']}: {', '.join(desc)}" + (f"; files {', '.join(files)}" if files else ""))
+    click.echo(f"integrity   {integrity.line()}")
 
 
 def _short_value(value: object) -> str:
@@ -412,6 +448,34 @@ def bench(model, image, runs, warmup, threads, threads_sweep, backend, as_json) 
         click.echo("  stages (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in r.stages.items()))
         if r.peak_rss_mb is not None:
             click.echo(f"  peak memory {r.peak_rss_mb:.1f} MiB")
+
+
+@main_group.command(epilog="""\b
+Examples:
+  edge-infer verify model.tflite
+  edge-infer verify model.tflite --json
+  edge-infer verify new.tflite && cp new.tflite /opt/app/model.tflite   # refuse a damaged copy
+\b
+Exit codes: 0 intact; 1 changed after export, or nothing recorded to check against
+(a model exported before integrity records, or a plain .tflite); 2 not a readable model.
+It detects damage and swapped parts, not an attacker who rewrites the record too: for that,
+compare `sha256sum` of the whole file with a value published elsewhere.""")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def verify(model, as_json) -> None:
+    """Check MODEL's flatbuffer and label file against the SHA-256 recorded at export."""
+    from .integrity import verify as verify_file
+
+    try:
+        report = verify_file(model)
+    except EdgeError as exc:
+        raise Fatal(str(exc)) from None
+    if as_json:
+        click.echo(atomic.dumps({"model": model, **report.to_dict()}))
+    else:
+        click.echo(f"{model}: {report.line()}")
+    if not report.intact:
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

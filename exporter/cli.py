@@ -12,6 +12,7 @@ from edge_runtime.clikit import config_default
 from edge_runtime.errors import EdgeError
 
 from .config import ExportConfig
+from .model_metadata import ModelInfo
 from .modes import QuantMode, WeightScales
 
 
@@ -55,8 +56,14 @@ Exit codes: 0 exported and passed the parity gate; 1 the gate failed (nothing is
 @click.option("--backend", type=click.Choice(list(BACKENDS)), help="Interpreter package for the parity run.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache decoded images here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
+@click.option("--name", "info_name", help="Model name in the standard metadata (default: the run folder's name).")
+@click.option("--description", "info_description", help="Model description in the standard metadata.")
+@click.option("--model-version", "info_version", help="Model version in the standard metadata (default: the export time).")
+@click.option("--author", "info_author", help="Author in the standard metadata.")
+@click.option("--license", "info_license", help="Licence in the standard metadata.")
 def export_cmd(run_dir, quant, out, data, val_data, calibration_size, weight_scales, max_abs, mean_abs, min_agreement,
-               max_map_drop, min_map, report, threads, backend, cache_dir, as_json):
+               max_map_drop, min_map, report, threads, backend, cache_dir, as_json,
+               info_name, info_description, info_version, info_author, info_license):
     """Convert the Keras model in RUN_DIR (made by edge-train) to TFLite, embed labels,
     thresholds and preprocessing in the file, and prove its outputs match Keras."""
     from .export import ParityError, export
@@ -68,6 +75,8 @@ def export_cmd(run_dir, quant, out, data, val_data, calibration_size, weight_sca
             overrides={"max_abs": max_abs, "mean_abs": mean_abs, "min_agreement": min_agreement,
                        "max_map_drop": max_map_drop, "min_map": min_map},
             report=report, threads=threads, backend=backend, cache_dir=cache_dir,
+            model_info=ModelInfo(info_name or "", info_description or "", info_version or "", info_author or "",
+                                 info_license or ""),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

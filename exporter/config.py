@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .model_metadata import ModelInfo
 from .modes import AUTO_ORDER, INT8_PER_CHANNEL, INT8_PER_TENSOR, Candidate, QuantMode, WeightScales
 from .parity import INT8_OUTPUT_STEP
 
@@ -48,6 +49,8 @@ class ExportConfig:
     backend: str | None = None
     seed: int = 0
     cache_dir: str | None = None
+    # Descriptive fields of the standard TFLite metadata (name, description, version, author, license).
+    model_info: ModelInfo = field(default_factory=ModelInfo)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quant", QuantMode(self.quant))

@@ -21,6 +21,7 @@ from edge_runtime.errors import EdgeError, first_line
 from .config import ExportConfig
 from .convert import ConversionError, convert, op_names
 from .gate import ParityReport, check_parity
+from .model_metadata import ModelInfo, write_model
 from .modes import Candidate, QuantMode, WeightScales
 
 # F1 a re-calibrated threshold must gain on the held-out images before it moves away from the
@@ -182,7 +183,7 @@ def try_candidate(run: "Run", ref: Reference, cand: Candidate, config: ExportCon
     flat = convert(run.model, cand.mode, lambda: iter(ref.calibration), scales=cand.scales)
     # Judge a complete file (flatbuffer + metadata) loaded the way the device loads it; the
     # thresholds in it are replaced below, once the exported model's own scores are known.
-    data = metadata.embed(flat, _metadata(run, cand, ref.keras_thresholds, None, None))
+    data = write_model(flat, _metadata(run, cand, ref.keras_thresholds, None, None), _model_info(run, config))
     tfl_scores = _device_scores(data, ref.x, config)
     # Quantization shifts scores, so the device gets thresholds fitted to its own outputs;
     # a threshold leaves the Keras one only for a real F1 gain (RECALIBRATION_SLACK).
@@ -190,7 +191,8 @@ def try_candidate(run: "Run", ref: Reference, cand: Candidate, config: ExportCon
     report = check_parity(cand.mode.value, run.labels, ref.y, ref.keras_scores, tfl_scores, ref.keras_thresholds,
                           tfl_thr, config.tolerances(cand.mode))
     n_calib = len(ref.calibration) if cand.mode is QuantMode.INT8 else None
-    return Converted(cand, metadata.embed(flat, _metadata(run, cand, tfl_thr, report, n_calib)), report)
+    return Converted(cand, write_model(flat, _metadata(run, cand, tfl_thr, report, n_calib), _model_info(run, config)),
+                     report)
 
 
 def write(run: "Run", chosen: Converted, attempts: list[Attempt], config: ExportConfig,
@@ -348,7 +350,8 @@ def _metadata(run: Run, cand: Candidate, thresholds: np.ndarray,
             "micro_f1": metrics.get("micro_f1"),
             "n_val": metrics.get("n_samples"),
             "epochs": (m.get("training") or {}).get("epochs_run"),
-            "source_csv": (m.get("data") or {}).get("source_csv"),
+            # By file name only: the training machine's paths are nobody else's business.
+            "source_csv": _file_name((m.get("data") or {}).get("source_csv")),
         },
         "parity": report.summary() if report else None,
         "calibration_images": n_calibration,
@@ -356,3 +359,21 @@ def _metadata(run: Run, cand: Candidate, thresholds: np.ndarray,
         "versions": m.get("versions"),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _file_name(path: object) -> str | None:
+    return Path(str(path)).name if path else None
+
+
+def _model_info(run: Run, config: ExportConfig) -> ModelInfo:
+    """The standard metadata's descriptive fields: the user's, else defaults without paths."""
+    given = config.model_info
+    labels = ", ".join(run.labels[:10]) + (f", ... ({len(run.labels)} in all)" if len(run.labels) > 10 else "")
+    return ModelInfo(
+        name=given.name or run.run_dir.resolve().name,
+        description=given.description or f"Multi-label image classifier ({run.manifest.get('arch') or 'model'}): "
+                                         f"one independent probability per label ({labels}).",
+        version=given.version or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        author=given.author,
+        license=given.license,
+    )

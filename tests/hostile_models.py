@@ -99,7 +99,17 @@ def with_input_shape(good: bytes, dims: list[int]) -> bytes:
     return bytes(data) + tail
 
 
-def cases(good: bytes, seed: int = 0, n_mutations: int = 24) -> dict[str, tuple[bytes, str]]:
+def std_metadata_span(flat: bytes) -> tuple[int, int] | None:
+    """(first byte, length) of the TFLITE_METADATA buffer's data, or None."""
+    r = _Reader(flat)
+    model = r.table(r.u32(0))
+    for entry in r.tables(model, 6):
+        if r.string(entry, 0) == b"TFLITE_METADATA":
+            return r.vector(r.tables(model, 4)[r.scalar(entry, 1)], 0, elem=1)
+    return None
+
+
+def cases(good: bytes, seed: int = 0, n_mutations: int = 18) -> dict[str, tuple[bytes, str]]:
     """{case name: (file bytes, expectation)}: "refuse" (must be a one-line error) or "either"
     (a one-line error or a correct result)."""
     rng = random.Random(seed)
@@ -144,6 +154,17 @@ def cases(good: bytes, seed: int = 0, n_mutations: int = 24) -> dict[str, tuple[
             for _ in range(rng.randrange(1, 16)):
                 data[rng.randrange(0, len(flat))] = rng.randrange(256)
         out[f"mutated_{i}"] = (bytes(data), "either")
+    span = std_metadata_span(flat)
+    if span is not None:  # the standard metadata is parsed by the runtime too: damage it
+        first, n = span
+        for i in range(6):
+            data = bytearray(good)
+            for _ in range(rng.randrange(1, 6)):
+                data[first + rng.randrange(n)] = rng.randrange(256)
+            out[f"stdmeta_mutated_{i}"] = (bytes(data), "either")
+        data = bytearray(good)
+        struct.pack_into("<I", data, first, 0x7FFFFFF0)  # its root offset far past its end
+        out["stdmeta_bad_root"] = (bytes(data), "refuse")
     return out
 
 

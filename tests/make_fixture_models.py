@@ -7,7 +7,8 @@ the runtime tests can run in lean environments that have only an interpreter pac
 
 Files written to OUT_DIR:
 - `float32.tflite`, `float16.tflite`, `dynamic.tflite`, `int8.tflite`: a 3-label classifier
-  (32x32 RGB input) with embedded metadata;
+  (32x32 RGB input) with metadata embedded the way the exporter does it (standard TFLite Model
+  Metadata in the flatbuffer, `labels.txt` and our JSON in the appended archive);
 - `plain.tflite`: the float32 model without metadata (a model from elsewhere);
 - `vector.tflite`: a model whose input is a (1, 10) vector, not an image;
 - `reference_frames.npy` / `keras_scores.npy`: a few uint8 frames and the Keras scores on them.
@@ -43,9 +44,9 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
     """Write the fixture models into `out_dir`; return {name: path} (modes, "plain", "vector")."""
     import tensorflow as tf
 
-    from edge_runtime.metadata import embed
     from edge_runtime.preprocess import PREPROCESSING
     from exporter.convert import convert
+    from exporter.model_metadata import ModelInfo, write_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,6 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
     for mode in MODES:
         data = convert(model, mode, representative=representative if mode == "int8" else None)
         meta = {
-            "schema_version": 1,
             "labels": LABELS,
             "thresholds": THRESHOLDS,
             "input": {"width": SIZE, "height": SIZE, "dtype": "uint8" if mode == "int8" else "float32"},
@@ -86,7 +86,9 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
             "toolkit_version": "0.1.0",
         }
         paths[mode] = out / f"{mode}.tflite"
-        paths[mode].write_bytes(embed(data, meta))
+        info = ModelInfo(name=f"fixture-{mode}", description="Fixture: which colour has a bright square",
+                         version="1", author="edge-multilabel tests", license="Apache-2.0")
+        paths[mode].write_bytes(write_model(data, meta, info))
         if mode == "float32":
             paths["plain"] = out / "plain.tflite"
             paths["plain"].write_bytes(data)

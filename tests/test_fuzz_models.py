@@ -93,12 +93,13 @@ def outcomes(hostile):
 
 def test_suite_is_seeded_and_varied(hostile):
     kinds = {name.split("_")[0] for name in hostile}
-    assert {"bomb", "nested", "json", "archive", "eocd", "absurd", "truncated", "mutated"} <= kinds
+    assert {"bomb", "nested", "json", "archive", "eocd", "absurd", "truncated", "mutated", "stdmeta"} <= kinds
     assert len(hostile) >= 40
 
 
 def test_no_crash_no_traceback(hostile, outcomes, fixture_models):
     labels = md.read(fixture_models["int8"].read_bytes())["labels"]
+    good_flat = md.strip(fixture_models["int8"].read_bytes())
     problems = []
     for name, (path, expect) in hostile.items():
         o = outcomes[name]
@@ -117,13 +118,19 @@ def test_no_crash_no_traceback(hostile, outcomes, fixture_models):
             if first["ok"]:
                 if expect == "refuse":
                     why = "loaded, but must be refused"
-                elif o["rc"] != 0 or len(lines) != 2:
+                elif o["rc"] not in (0, 1) or len(lines) != 2:
                     why = f"Classifier loaded but `info` exited {o['rc']}: {o['stderr'][-200:]}"
                 else:
                     info = json.loads(lines[1])
+                    status = info["integrity"]["status"]
+                    # `info` exits 1 exactly when the model was changed after export, and a
+                    # changed flatbuffer that still loads must be reported as changed.
+                    changed = path.read_bytes()[: len(good_flat)] != good_flat
+                    if (o["rc"] == 1) != (status == "modified") or (changed and status != "modified"):
+                        why = f"integrity {status} with exit {o['rc']} (flatbuffer changed: {changed})"
                     # A correct result: one score per label, and our labels whenever the
                     # metadata survived (a damaged archive gives generic names, never wrong ones).
-                    if len(info["labels"]) != first["n_outputs"] or (
+                    elif len(info["labels"]) != first["n_outputs"] or (
                             info["has_metadata"] and info["labels"] != labels):
                         why = f"inconsistent result {info['labels']}"
             else:
