@@ -69,7 +69,11 @@ def check(data: bytes, name: str = "<model>") -> IntegrityReport:
     if not isinstance(files, dict):
         raise ModelError(f"{name}: unusable embedded metadata: 'integrity.files' is not an object")
     for member, digest in sorted(files.items()):
-        blob = arc.read(member) if arc is not None else None
+        try:
+            blob = arc.read(member) if arc is not None else None
+        except ModelError as exc:  # damaged in place (CRC): changed as surely as a new hash
+            problems.append(f"{member} is damaged ({str(exc).rsplit('(', 1)[-1].rstrip(')')})")
+            continue
         if blob is None:
             problems.append(f"{member} is missing")
         elif hashlib.sha256(blob).hexdigest() != digest:

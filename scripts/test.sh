@@ -50,3 +50,18 @@ venv .venv-tflite
 .venv-tflite/bin/pip install -q --no-deps -e .
 EDGE_FIXTURE_MODELS="$FIXTURES" EDGE_EXPECT_BACKEND=tflite-runtime \
   run_pytest .venv-tflite/bin/python -q -p no:cacheprovider -m runtime $RUNTIME_TESTS
+
+[ "${SKIP_MEDIAPIPE:-0}" = 1 ] && exit 0
+echo "== MediaPipe Tasks reads the exported file (.venv-mediapipe)"
+# A real edge-export of a small demo run; the gate is loosened because this step proves the file
+# format (names, scores), not the model's quality, which the full run's exporter tests judge.
+MP="$FIXTURES/mediapipe"
+.venv/bin/edge-train make-demo "$MP/data" --n-train 400 --n-test 24 --size 64 > /dev/null
+.venv/bin/edge-train "$MP/data/train.csv" --out "$MP/run" --arch compact --input-size 48 --epochs 8 --quiet > /dev/null
+.venv/bin/edge-export "$MP/run" --quant int8 --out "$MP/demo.tflite" --min-agreement 0 --max-map-drop 1 > /dev/null
+mkdir -p "$MP/images" && cp "$MP"/data/test/*.png "$MP/images/"
+venv .venv-mediapipe
+.venv-mediapipe/bin/pip install -q -e . mediapipe pytest
+.venv-mediapipe/bin/python -c "import mediapipe" || { echo "mediapipe does not import: failing" >&2; exit 1; }
+EDGE_FIXTURE_MODELS="$FIXTURES" EDGE_MEDIAPIPE_DEMO="$MP" \
+  run_pytest .venv-mediapipe/bin/python -q -p no:cacheprovider -rs tests/test_mediapipe.py
