@@ -335,7 +335,9 @@ def _metadata(run: Run, cand: Candidate, thresholds: np.ndarray,
     w, h = run.input_size
     return {
         "labels": run.labels,
-        "thresholds": [float(t) for t in thresholds],
+        # NaN scores (a broken conversion) give NaN thresholds, which no reader accepts: such a
+        # model fails its gate anyway, and keeps the trainer's threshold so its report can be read.
+        "thresholds": [float(t) if np.isfinite(t) else float(k) for t, k in zip(thresholds, m["thresholds"])],
         "thresholds_source": f"re-calibrated (max F1; moved from the Keras threshold only for an F1 gain "
                              f"over {RECALIBRATION_SLACK}) on the exported model's outputs on held-out images"
         if report else "trainer",
