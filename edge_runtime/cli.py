@@ -274,6 +274,8 @@ Exit code 1 when the model was changed after export (see `edge-infer verify`).
 def info(model, as_json, backend) -> None:
     """Labels, thresholds, tensors, quantization, size, ops, standard metadata, integrity and
     embedded summaries of MODEL."""
+    from .integrity import Status
+
     clf = _load(model, backend=backend)
     meta = clf.metadata
     std = clf.standard_metadata
@@ -310,11 +312,13 @@ def info(model, as_json, backend) -> None:
         click.echo(atomic.dumps(out))
     else:
         _print_info(out, meta, std, integrity)
-    if integrity.status.value == "modified":
+    if integrity.status is Status.MODIFIED:
         sys.exit(1)
 
 
 def _print_info(out: dict, meta: dict, std: dict | None, integrity) -> None:
+    from .standard_metadata import describe as describe_standard
+
     click.echo(f"model       {out['model']} ({out['size_bytes'] / 1024:.1f} KiB, backend {out['backend']})")
     if not meta:
         click.echo("metadata    none (plain .tflite): generic labels, thresholds 0.5, raw 0-255 input assumed")
@@ -332,25 +336,8 @@ def _print_info(out: dict, meta: dict, std: dict | None, integrity) -> None:
         if isinstance(out[key], dict):
             click.echo(f"{key:<11} " + ", ".join(f"{k}={_short_value(v)}" for k, v in out[key].items()
                                                  if not isinstance(v, (dict, list))))
-    if std is None:
-        click.echo("standard    none (MediaPipe and the TFLite Task Library see no label names)")
-    else:
-        fields = [f"{k}={std[k]}" for k in ("name", "version", "author", "license") if std.get(k)]
-        click.echo(f"standard    TFLite Model Metadata: {', '.join(fields) or '(no name)'}")
-        for sub in std["subgraphs"][:1]:
-            for role, items in (("input", sub["inputs"]), ("output", sub["outputs"])):
-                for t in items:
-                    content = t["content"] or {}
-                    desc = [content.get("type") or "-"]
-                    if content.get("color_space"):
-                        desc.append(content["color_space"])
-                    if content.get("default_size"):
-                        desc.append("x".join(str(v) for v in content["default_size"]))
-                    for u in t["process_units"]:
-                        if u["type"] == "normalization":
-                            desc.append(f"mean {u['mean']} std {u['std']}")
-                    files = [f"{f['name']} ({f['type']})" for f in t["associated_files"]]
-                    click.echo(f"  {role:<9} {t['name']}: {', '.join(desc)}" + (f"; files {', '.join(files)}" if files else ""))
+    for line in describe_standard(std):
+        click.echo(line)
     click.echo(f"integrity   {integrity.line()}")
 
 

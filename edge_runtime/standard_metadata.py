@@ -90,6 +90,27 @@ def labels_file(std: dict | None) -> str | None:
     return None
 
 
+def describe(std: dict | None) -> list[str]:
+    """Lines for `edge-infer info`: what a consumer of the standard metadata sees."""
+    if std is None:
+        return ["standard    none (MediaPipe and the TFLite Task Library see no label names)"]
+    fields = [f"{k}={std[k]}" for k in ("name", "version", "author", "license") if std.get(k)]
+    lines = [f"standard    TFLite Model Metadata: {', '.join(fields) or '(no name)'}"]
+    for sub in std["subgraphs"][:1]:
+        for role, tensors in (("input", sub["inputs"]), ("output", sub["outputs"])):
+            for t in tensors:
+                content = t["content"] or {}
+                desc = [content.get("type") or "-"]
+                if content.get("color_space"):
+                    desc.append(content["color_space"])
+                if content.get("default_size"):
+                    desc.append("x".join(str(v) for v in content["default_size"]))
+                desc += [f"mean {u['mean']} std {u['std']}" for u in t["process_units"] if u["type"] == "normalization"]
+                files = ", ".join(f"{f['name']} ({f['type']})" for f in t["associated_files"])
+                lines.append(f"  {role:<9} {t['name']}: {', '.join(desc)}" + (f"; files {files}" if files else ""))
+    return lines
+
+
 def _str(r: _Reader, table, index: int) -> str | None:
     s = r.string(table, index)
     return None if s is None else s[:MAX_STRING].decode("utf-8", "replace")

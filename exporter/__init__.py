@@ -7,9 +7,10 @@ from .config import DEFAULT_TOLERANCES, ExportConfig, Tolerances
 from .convert import ConversionError, convert
 from .export import ExportError, ExportResult, ParityError, export
 from .gate import ParityReport
+from .model_metadata import ModelInfo
 from .modes import QuantMode, WeightScales
 
 __all__ = [
-    "ConversionError", "DEFAULT_TOLERANCES", "ExportConfig", "ExportError", "ExportResult",
+    "ConversionError", "DEFAULT_TOLERANCES", "ExportConfig", "ExportError", "ExportResult", "ModelInfo",
     "ParityError", "ParityReport", "QuantMode", "Tolerances", "WeightScales", "convert", "export",
 ]

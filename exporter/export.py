@@ -262,11 +262,11 @@ def _load_run(config: ExportConfig) -> Run:
         thresholds = [float(t) for t in manifest["thresholds"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise ExportError(f"{manifest_path}: corrupt manifest ({type(exc).__name__}: {exc})") from None
-    _check_keras_archive(model_path)
     try:
         import keras
     except ImportError:
         raise ExportError("edge-export needs TensorFlow: pip install 'edge-multilabel[train]'") from None
+    _check_keras_archive(model_path)
 
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
