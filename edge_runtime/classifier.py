@@ -89,9 +89,8 @@ class Classifier:
         check_structure(data, name)  # tflite-runtime segfaults on truncated models instead of raising
         meta = _metadata.read(data, name)  # bounded and shape-checked: model files travel
         self._std = _standard.read(data, name)
-        if not (meta or {}).get("labels"):
-            # A model from elsewhere (TFLite Support, MediaPipe Model Maker): its label file.
-            meta = dict(meta or {}, **_standard_labels(data, self._std, name))
+        # A model from elsewhere (TFLite Support, MediaPipe Model Maker) names labels in a file.
+        self._std_labels = None if (meta or {}).get("labels") else _standard_labels(data, self._std, name)
         cls, self._backend = interpreter_class(backend)
         self._model_bytes = data  # the interpreter reads model_content in place: keep it alive
         self._threads = threads
@@ -168,7 +167,8 @@ class Classifier:
 
     def _setup_metadata(self, name: str) -> None:
         meta, n = self._meta, self._n_labels
-        labels = list(meta.get("labels") or [f"label_{i}" for i in range(n)])
+        std_labels = self._std_labels if self._std_labels and len(self._std_labels) == n else None
+        labels = list(meta.get("labels") or std_labels or [f"label_{i}" for i in range(n)])
         thresholds = meta.get("thresholds")
         thresholds = [0.5] * n if thresholds is None else [float(t) for t in thresholds]
         if len(labels) != n or len(thresholds) != n:
@@ -351,15 +351,15 @@ class Classifier:
                 f"{self.input_dtype.name}, backend={self._backend!r})")
 
 
-def _standard_labels(data: bytes, std: dict | None, name: str) -> dict:
-    """{"labels": [...]} from the standard metadata's label file, or {} when there is none."""
+def _standard_labels(data: bytes, std: dict | None, name: str) -> list[str] | None:
+    """Labels from the standard metadata's label file, or None when there is none."""
     file = _standard.labels_file(std)
     arc = _metadata.archive(data, name) if file else None
     raw = arc.read(file) if arc is not None else None
     if raw is None:
-        return {}
+        return None
     labels = [line.strip() for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
-    return {"labels": labels} if labels and len(labels) <= _metadata.MAX_LABELS else {}
+    return labels if 0 < len(labels) <= _metadata.MAX_LABELS else None
 
 
 def _source_name(x: Any) -> str | None:

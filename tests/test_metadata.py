@@ -397,3 +397,6 @@ def test_labels_from_standard_metadata_alone(fixture_models):
     only_labels = flat + make_archive([("labels.txt", labels, 0, zlib.crc32(labels), len(labels), len(labels))], len(flat))
     clf = Classifier.from_bytes(only_labels)
     assert clf.labels == ["cat", "dog", "bird"] and clf.standard_metadata["name"] == "fixture-int8"
+    wrong = b"cat\ndog\n"  # two names for three outputs: ignored, not an error
+    two = flat + make_archive([("labels.txt", wrong, 0, zlib.crc32(wrong), len(wrong), len(wrong))], len(flat))
+    assert Classifier.from_bytes(two).labels == ["label_0", "label_1", "label_2"]
