@@ -38,12 +38,6 @@ def clf8(fixture_models):
     return Classifier.from_file(fixture_models["int8"])
 
 
-def test_expected_backend(clf):
-    # CI names the interpreter package each lean environment must really be using.
-    expected = os.environ.get("EDGE_EXPECT_BACKEND")
-    if expected:
-        assert clf.backend == expected
-
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_float_model_matches_keras(fixture_models, frames, backend):
