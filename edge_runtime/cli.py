@@ -326,15 +326,19 @@ def _short_value(value: object) -> str:
 Examples:
   edge-infer eval model.tflite test.csv
   edge-infer eval model.tflite test.csv --json > metrics.json
+  edge-infer eval model.tflite test.csv --min-map 0.8   # exit 1 below 0.8 mAP
 The CSV is `filename,labels` (labels joined by spaces) or one 0/1 column per label;
 its labels must be the model's.""")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("labels_csv", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--min-map", type=click.FloatRange(0, 1), help="Exit 1 when the mAP is below this (a quality gate).")
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads.")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tensorflow"]), help="Interpreter package.")
-def evaluate(model, labels_csv, as_json, threads, backend) -> None:
-    """Multi-label metrics of MODEL on a labelled CSV, at the model's embedded thresholds."""
+def evaluate(model, labels_csv, as_json, min_map, threads, backend) -> None:
+    """Multi-label metrics of MODEL on a labelled CSV, at the model's embedded thresholds.
+
+    Exit 1 when an image could not be evaluated or the mAP is below --min-map."""
     import numpy as np
 
     from .dataset import read_labels_csv
@@ -360,13 +364,18 @@ def evaluate(model, labels_csv, as_json, threads, backend) -> None:
         raise Fatal(f"{labels_csv}: no usable images")
     report = multilabel_report(table.y[rows], np.asarray(scores), clf.thresholds, clf.labels)
     report["skipped"] = len(failures)
+    # NaN (no label has a positive here) never passes a quality gate.
+    below = min_map is not None and not report["map"] >= min_map
+    report["min_map"] = None if min_map is None else {"required": min_map, "passed": not below}
     if as_json:
         click.echo(atomic.dumps(report))
     else:
         click.echo(format_report(report, title=f"{model} on {labels_csv}"))
     for path, problem in failures:
         click.echo(f"Error: {path}: {problem}", err=True)
-    if failures:
+    if below:
+        click.echo(f"Error: mAP {report['map']:.4f} is below the required --min-map {min_map}", err=True)
+    if failures or below:
         sys.exit(1)
 
 

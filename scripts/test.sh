@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command, on a fresh machine with only Python 3.10+ (3.11 in CI), pip and venv.
-#   1. a full environment (.venv: TensorFlow, the trainer, the exporter) runs every test;
+#   1. a full environment (.venv: TensorFlow, the trainer, the exporter) runs every test: the fast
+#      ones first (a broken build fails in seconds), then the ones marked slow;
 #   2. it exports small fixture models with the real exporter;
 #   3. two runtime-only environments with no TensorFlow run the runtime tests against them:
 #      ai-edge-litert on numpy 2 (.venv-litert) and tflite-runtime on numpy < 2 (.venv-tflite).
@@ -28,7 +29,10 @@ run_pytest() {
 echo "== full environment (.venv)"
 venv .venv
 .venv/bin/pip install -q -e ".[train,dev]"
-run_pytest .venv/bin/python -q -p no:cacheprovider "$@"
+echo "-- fast tests"
+run_pytest .venv/bin/python -q -p no:cacheprovider -x -m "not slow" "$@"
+echo "-- slow tests (train or convert models)"
+run_pytest .venv/bin/python -q -p no:cacheprovider -m slow "$@"
 
 [ "${SKIP_LEAN:-0}" = 1 ] && exit 0
 

@@ -109,3 +109,25 @@ def test_eval_reports_unreadable_images_and_exits_1(fixture_models, tmp_path):
     assert rep["n_samples"] == 4 and rep["skipped"] == 1
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "broken.png" in errors[0] and "cannot decode" in errors[0]
+
+
+def test_eval_min_map_is_a_quality_gate(fixture_models, tmp_path):
+    """The fixture model has learned its task: a true CSV passes --min-map, shuffled truth fails it."""
+    from make_fixture_models import LABELS, synthetic_images
+
+    x, y = synthetic_images(40, seed=7)
+    rows = {"true": y, "shuffled": np.random.default_rng(0).permutation(y)}
+    for name, labels in rows.items():
+        with open(tmp_path / f"{name}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["filename", *LABELS])
+            for i, (img, row) in enumerate(zip(x, labels)):
+                Image.fromarray(img).save(tmp_path / f"{i}.png")
+                w.writerow([f"{i}.png", *(int(v) for v in row)])
+    model = str(fixture_models["int8"])
+    ok = CliRunner().invoke(main_group, ["eval", model, str(tmp_path / "true.csv"), "--min-map", "0.8", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["min_map"] == {"required": 0.8, "passed": True}
+    bad = CliRunner().invoke(main_group, ["eval", model, str(tmp_path / "shuffled.csv"), "--min-map", "0.8", "--json"])
+    assert bad.exit_code == 1 and json.loads(bad.stdout)["min_map"]["passed"] is False
+    assert bad.stderr.strip().splitlines()[-1].startswith("Error: mAP ") and "--min-map 0.8" in bad.stderr
