@@ -85,6 +85,7 @@ class Runner:
         self._thresholds = [config.threshold] * n if config.threshold is not None else clf.thresholds.tolist()
         self._hysteresis: dict[str, Hysteresis] = {}
         self._image_index = 0
+        self._watching = False
 
     # ----------------------------------------------------------------------------- inputs
     def images(self, paths: Iterable[str]) -> None:
@@ -111,6 +112,7 @@ class Runner:
     def watch(self, watcher: Watcher, timeout: float | None = None, max_count: int | None = None) -> None:
         """Classify each image arriving in the watched folder until stop, timeout or max_count."""
         done = 0
+        self._watching = True
         for batch in watcher.batches(self.stop, timeout):
             if max_count is not None:
                 batch = batch[: max_count - done]
@@ -137,6 +139,10 @@ class Runner:
         if outcome.error is not None:
             self.fail(str(outcome.source), outcome.error.problem)
             return
+        if self._watching and any(name == outcome.source for name, _ in self.summary.failed):
+            # A watched file that failed mid-write was retried once it changed, and now it is
+            # whole: it no longer counts as failed.
+            self.summary.failed = [f for f in self.summary.failed if f[0] != outcome.source]
         self.summary.images += 1
         pred = outcome.prediction
         index, self._image_index = self._image_index, self._image_index + 1

@@ -253,7 +253,7 @@ class FrameSource:
         if failures > self.retries:
             self.close()
             raise SourceError(f"{self.name}: stream lost; gave up after {self.retries} reconnect attempts")
-        self.on_problem(f"{self.name}: no frame from the source; reconnecting ({failures}/{self.retries})")
+        self.on_problem(f"{self.name}: stream dropped (no frame); reconnecting ({failures}/{self.retries})")
         self.close()
         time.sleep(self.retry_delay)
         try:
