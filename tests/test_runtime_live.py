@@ -438,7 +438,11 @@ def test_watch_cli_rewritten_slow_and_retried(clf, frames, fixture_models, tmp_p
 
 def test_sigterm_mid_watch_writes_every_result(frames, fixture_models, tmp_path):
     proc = _subprocess(fixture_models["int8"], "--watch", tmp_path, "--json", "--interval", "0.05", "--settle", "0.1")
-    assert "watching" in proc.stderr.readline() or "watching" in proc.stderr.readline()
+    for _ in range(5):  # interpreter notices and a polling fallback warning may come first
+        if "watching" in proc.stderr.readline():
+            break
+    else:
+        pytest.fail("the watch did not start")
     for i in range(3):
         atomic_write(tmp_path / f"{i}.png", png_bytes(frames[i]))
     got = [proc.stdout.readline() for _ in range(3)]
