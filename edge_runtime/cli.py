@@ -7,11 +7,8 @@ classified), 2 usage or model error. Never a traceback for an EdgeError.
 from __future__ import annotations
 
 import itertools
-import signal
 import sys
-import threading
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -114,7 +111,7 @@ def predict(model, inputs, **opt) -> None:
     """Classify images (files, directories, globs, - for paths on stdin), videos, streams,
     a camera, or a watched folder."""
     from .inputs import expand_inputs
-    from .live import EventConfig, RunConfig, Runner
+    from .live import EventConfig, RunConfig, Runner, stop_on_sigterm
 
     fmt = _fmt(opt["as_json"], opt["as_csv"])
     if not inputs and opt["watch_dir"] is None and opt["camera"] is None:
@@ -131,9 +128,9 @@ def predict(model, inputs, **opt) -> None:
     if "-" not in inputs:
         items = list(items)
     sources = _open_sources(items if isinstance(items, list) else [], opt)
-    live = bool(sources) or opt["camera"] is not None or opt["watch_dir"] is not None
+    live = bool(sources) or opt["watch_dir"] is not None
     names = [i.name for i in items] if isinstance(items, list) else []
-    writer = Writer(fmt, clf.labels, live=bool(sources) or opt["camera"] is not None, events=opt["events"], names=names)
+    writer = Writer(fmt, clf.labels, live=bool(sources), events=opt["events"], names=names)
     later: list[tuple[str, str]] = []
 
     def on_failure(name: str, problem: str) -> None:
@@ -143,17 +140,17 @@ def predict(model, inputs, **opt) -> None:
             later.append((name, problem))
 
     runner = Runner(clf, config, writer, on_failure=on_failure)
-    with _stop_on_sigterm(runner.stop):
+    with stop_on_sigterm(runner.stop):
         try:
-            _run_inputs(runner, items, sources)
+            _run_inputs(runner, items, iter(sources))
             if opt["camera"] is not None and not runner.stop.is_set():
-                runner.frames(sources[_CAMERA])
+                runner.frames(sources[-1])
             if opt["watch_dir"] is not None and not runner.stop.is_set():
                 _run_watch(runner, opt)
         except KeyboardInterrupt:
             runner.stop.set()
         finally:
-            for src in sources.values():
+            for src in sources:
                 src.close()
     summary = runner.summary
     summary.stopped = runner.stop.is_set()
@@ -165,33 +162,24 @@ def predict(model, inputs, **opt) -> None:
         sys.exit(1)
 
 
-_CAMERA = "<camera>"
-
-
-def _open_sources(items, opt) -> dict:
-    """Open every video, stream and camera first: a bad source is a usage error (exit 2)."""
+def _open_sources(items, opt) -> list:
+    """Every video and stream, in order, then the camera: all opened before anything runs, so a
+    bad source is a usage error (exit 2)."""
     from .errors import SourceError
-    from .sources import FrameSource, Sampling
+    from .live import open_sources
+    from .sources import Sampling
 
-    sampling = Sampling(every=opt["every"], fps=opt["fps"], max_frames=opt["max_frames"])
-    kw = dict(sampling=sampling, retries=opt["retries"], on_problem=_warn)
-    opened: dict = {}
+    bad = next((i for i in items if i.live and i.problem is not None), None)
+    if bad is not None:
+        raise Fatal(f"{bad.name}: {bad.problem}")
     try:
-        for item in items:
-            if item.live and item.problem is not None:
-                raise SourceError(f"{item.name}: {item.problem}")
-            if item.live and item.name not in opened:
-                opened[item.name] = FrameSource(item.name, **kw)
-        if opt["camera"] is not None:
-            opened[_CAMERA] = FrameSource(opt["camera"], camera=True, **kw)
-    except EdgeError as exc:
-        for src in opened.values():
-            src.close()
+        return open_sources([i.name for i in items if i.live], opt["camera"], on_problem=_warn, retries=opt["retries"],
+                            sampling=Sampling(every=opt["every"], fps=opt["fps"], max_frames=opt["max_frames"]))
+    except SourceError as exc:
         raise Fatal(str(exc)) from None
-    return opened
 
 
-def _run_inputs(runner, items, sources: dict) -> None:
+def _run_inputs(runner, items, sources) -> None:
     """Images in runs (decoded in parallel), each video or stream in turn, in the order given."""
     def images(group):
         for item in group:
@@ -213,9 +201,9 @@ def _run_inputs(runner, items, sources: dict) -> None:
             else:
                 runner.images(images(group))
             continue
-        for item in group:
+        for _ in group:
             if not runner.stop.is_set():
-                runner.frames(sources[item.name])
+                runner.frames(next(sources))
 
 
 def _run_watch(runner, opt) -> None:
@@ -232,20 +220,6 @@ def _run_watch(runner, opt) -> None:
 
 def _warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)
-
-
-@contextmanager
-def _stop_on_sigterm(stop: threading.Event):
-    """SIGTERM (systemd stopping the service) sets `stop`: the run ends between two items,
-    with every computed result written. Only the main thread may install handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _isatty(stream) -> bool:

@@ -9,11 +9,13 @@ after every result already computed has been written.
 from __future__ import annotations
 
 import re
+import signal
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Sequence
 
 from PIL import Image, ImageOps
 
@@ -23,7 +25,7 @@ from .errors import SourceError
 from .events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES, Hysteresis, State
 from .output import Writer
 from .preprocess import to_rgb
-from .sources import Frame, FrameSource
+from .sources import Frame, FrameSource, Sampling
 from .watch import Watcher
 
 _IMAGES = "<images>"  # the hysteresis key shared by every image input
@@ -189,6 +191,40 @@ class Runner:
             return None
         self.summary.snapshots += 1
         return str(path)
+
+
+def open_sources(names: Sequence[str], camera: int | None = None, *, sampling: Sampling = Sampling(),
+                 retries: int = 3, on_problem: Callable[[str], None] | None = None) -> list[FrameSource]:
+    """Open each video or stream in `names`, then camera `camera` (if not None), in that order.
+
+    All are opened before anything runs, so a bad source fails at once (`SourceError`); the ones
+    already opened are closed again then.
+    """
+    opened: list[FrameSource] = []
+    try:
+        for name in names:
+            opened.append(FrameSource(name, sampling=sampling, retries=retries, on_problem=on_problem))
+        if camera is not None:
+            opened.append(FrameSource(camera, camera=True, sampling=sampling, retries=retries, on_problem=on_problem))
+    except BaseException:
+        for src in opened:
+            src.close()
+        raise
+    return opened
+
+
+@contextmanager
+def stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM (systemd stopping a service) sets `stop`: a run ends between two items, with every
+    computed result written. Signal handlers belong to the main thread: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _frame_image(frame: Frame):
