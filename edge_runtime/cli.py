@@ -123,14 +123,14 @@ def predict(model, inputs, **opt) -> None:
     config = RunConfig(threshold=opt["threshold"], workers=opt["workers"], draft=not opt["no_draft"],
                        events=EventConfig(opt["on_frames"], opt["off_frames"], opt["snapshot_dir"]) if opt["events"] else None)
     clf = _load(model, opt["threads"], opt["backend"])
-    # Inputs named on the command line are listed up front (a bar, a column width); stdin stays lazy.
-    items = expand_inputs(inputs)
-    if "-" not in inputs:
-        items = list(items)
-    sources = _open_sources(items if isinstance(items, list) else [], opt)
+    # Inputs named on the command line are listed up front (sources to open, a bar, a column
+    # width); `-` (image paths on stdin) stays lazy, read as it comes, in its place.
+    segments = [expand_inputs(["-"]) if arg == "-" else list(expand_inputs([arg])) for arg in inputs]
+    known = [item for seg in segments if isinstance(seg, list) for item in seg]
+    items = known if "-" not in inputs else itertools.chain.from_iterable(segments)
+    sources = _open_sources(known, opt)
     live = bool(sources) or opt["watch_dir"] is not None
-    names = [i.name for i in items] if isinstance(items, list) else []
-    writer = Writer(fmt, clf.labels, live=bool(sources), events=opt["events"], names=names)
+    writer = Writer(fmt, clf.labels, live=bool(sources), events=opt["events"], names=[i.name for i in known])
     later: list[tuple[str, str]] = []
 
     def on_failure(name: str, problem: str) -> None:

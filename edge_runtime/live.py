@@ -54,7 +54,7 @@ class Summary:
     snapshots: int = 0
     ignored: int = 0     # watch: arrivals that are not images
     reconnects: int = 0  # streams reopened after a drop
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, problem)
+    failed: dict[str, str] = field(default_factory=dict)  # input -> problem (one entry per input)
     stopped: bool = False  # ended by a signal or Ctrl-C
 
     def line(self) -> str:
@@ -134,17 +134,17 @@ class Runner:
     # ----------------------------------------------------------------------------- results
     def fail(self, name: str, problem: str) -> None:
         """Record (and announce) an input that could not be classified."""
-        self.summary.failed.append((name, problem))
+        self.summary.failed[name] = problem
         self.on_failure(name, problem)
 
     def _image(self, outcome: Outcome) -> None:
         if outcome.error is not None:
             self.fail(str(outcome.source), outcome.error.problem)
             return
-        if self._watching and any(name == outcome.source for name, _ in self.summary.failed):
+        if self._watching:
             # A watched file that failed mid-write was retried once it changed, and now it is
             # whole: it no longer counts as failed.
-            self.summary.failed = [f for f in self.summary.failed if f[0] != outcome.source]
+            self.summary.failed.pop(str(outcome.source), None)
         self.summary.images += 1
         pred = outcome.prediction
         index, self._image_index = self._image_index, self._image_index + 1

@@ -348,12 +348,13 @@ def _subprocess(*args):
 def test_sigterm_mid_stream_writes_every_result(frames, fixture_models):
     pytest.importorskip("cv2")
     server = MJPEGServer(frames, per_connection=None, connections=1)  # endless
+    proc = _subprocess(fixture_models["int8"], server.url, "--json")
     try:
-        proc = _subprocess(fixture_models["int8"], server.url, "--json")
         first = [proc.stdout.readline() for _ in range(5)]
         proc.send_signal(signal.SIGTERM)
         rest, err = proc.communicate(timeout=60)
     finally:
+        proc.kill()  # a no-op once it has exited; never leave a stream reader behind
         server.close()
     assert proc.returncode == 0, err
     lines = first + rest.splitlines(keepends=True)
@@ -438,16 +439,19 @@ def test_watch_cli_rewritten_slow_and_retried(clf, frames, fixture_models, tmp_p
 
 def test_sigterm_mid_watch_writes_every_result(frames, fixture_models, tmp_path):
     proc = _subprocess(fixture_models["int8"], "--watch", tmp_path, "--json", "--interval", "0.05", "--settle", "0.1")
-    for _ in range(5):  # interpreter notices and a polling fallback warning may come first
-        if "watching" in proc.stderr.readline():
-            break
-    else:
-        pytest.fail("the watch did not start")
-    for i in range(3):
-        atomic_write(tmp_path / f"{i}.png", png_bytes(frames[i]))
-    got = [proc.stdout.readline() for _ in range(3)]
-    proc.send_signal(signal.SIGTERM)
-    rest, err = proc.communicate(timeout=60)
+    try:
+        for _ in range(5):  # interpreter notices and a polling fallback warning may come first
+            if "watching" in proc.stderr.readline():
+                break
+        else:
+            pytest.fail("the watch did not start")
+        for i in range(3):
+            atomic_write(tmp_path / f"{i}.png", png_bytes(frames[i]))
+        got = [proc.stdout.readline() for _ in range(3)]
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a no-op once it has exited; never leave a watch running
     assert proc.returncode == 0, err
     assert [Path(json.loads(line)["file"]).name for line in got] == ["0.png", "1.png", "2.png"] and rest == ""
     assert "stopped: 3 images, 0 frames, 0 failed" in err
@@ -459,3 +463,19 @@ def test_without_opencv_a_video_is_a_one_line_error(fixture_models, tmp_path, mo
     r = run(fixture_models["int8"], tmp_path / "clip.mp4")
     assert r.exit_code == 2 and r.stderr.strip() == "Error: video, streams and OpenCV cameras need OpenCV: " \
         "pip install 'edge-multilabel[video]'"
+
+
+def test_mixed_inputs_keep_their_order_with_one_schema(frames, fixture_models, tmp_path):
+    video = write_video(tmp_path / "clip.avi", frames[:3])
+    Image.fromarray(frames[0]).save(tmp_path / "a.png")
+    stdin_png = tmp_path / "b.png"
+    Image.fromarray(frames[1]).save(stdin_png)
+    r = CliRunner().invoke(main_group, [str(fixture_models["int8"]), str(tmp_path / "a.png"), str(video), "-",
+                                        str(video), "--json"], input=f"{stdin_png}\n")
+    assert r.exit_code == 0, r.output
+    out = rows(r)
+    assert [(Path(o["file"]).name, o.get("frame")) for o in out] == [
+        ("a.png", None), ("clip.avi", 0), ("clip.avi", 1), ("clip.avi", 2), ("b.png", None),
+        ("clip.avi", 0), ("clip.avi", 1), ("clip.avi", 2)]
+    table = run(fixture_models["int8"], video, tmp_path / "a.png")
+    assert table.exit_code == 0 and "clip.avi#2 " in table.stdout and "a.png " in table.stdout
