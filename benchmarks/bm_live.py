@@ -76,17 +76,22 @@ def bench_folder(clf: Classifier, work: Path, n: int, reps: int) -> dict:
     out: dict = {"images": n, "size": "1920x1080", "jpeg_quality": 90, "default_workers": default, "runs": reps}
     for draft in (True, False):
         rates: dict[int, list[float]] = {1: [], default: []}
+        busy: dict[int, list[float]] = {1: [], default: []}  # CPU seconds per wall second: cores kept busy
         for _ in range(reps):  # alternate the settings so a load change hits both
             for workers in rates:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 done = sum(o.error is None for o in clf.predict_many(paths, workers=workers, draft=draft))
-                rates[workers].append(done / (time.perf_counter() - t0))
+                wall = time.perf_counter() - t0
+                rates[workers].append(done / wall)
+                busy[workers].append((time.process_time() - c0) / wall)
         key = "draft" if draft else "full_decode"
         med = {w: statistics.median(r) for w, r in rates.items()}
+        cores = {w: statistics.median(b) for w, b in busy.items()}
         out[key] = {"images_per_s_1_worker": med[1], f"images_per_s_{default}_workers": med[default],
-                    "speedup": med[default] / med[1], "all_runs": {str(w): r for w, r in rates.items()}}
+                    "speedup": med[default] / med[1], "cores_busy_1_worker": cores[1],
+                    f"cores_busy_{default}_workers": cores[default], "all_runs": {str(w): r for w, r in rates.items()}}
         log(f"folder ({key}): {med[1]:.1f} img/s at 1 worker, {med[default]:.1f} at {default}: "
-            f"x{med[default] / med[1]:.2f}")
+            f"x{med[default] / med[1]:.2f}; cores busy {cores[1]:.2f} vs {cores[default]:.2f}")
     return out
 
 
@@ -195,13 +200,16 @@ def markdown(r: dict) -> str:
         f"load average at start {r['machine']['load_average_at_start']}; model `{r['model']}` "
         f"({r['model_input']} input). A shared VM: compare ratios within this run.", "",
         f"## Folder of {f['images']} {f['size']} JPEGs (quality {f['jpeg_quality']}), `predict_many`", "",
-        f"| decoding | 1 worker (img/s) | {d} workers (img/s) | speed-up |", "|---|---|---|---|",
+        f"| decoding | 1 worker (img/s) | {d} workers (img/s) | speed-up | cores busy, 1 / {d} workers |",
+        "|---|---|---|---|---|",
     ]
     for key in ("draft", "full_decode"):
         x = f[key]
         lines.append(f"| {key.replace('_', ' ')} | {x['images_per_s_1_worker']:.1f} | "
-                     f"{x[f'images_per_s_{d}_workers']:.1f} | x{x['speedup']:.2f} |")
-    lines += ["", f"Median of {f['runs']} alternating runs per setting.", "",
+                     f"{x[f'images_per_s_{d}_workers']:.1f} | x{x['speedup']:.2f} | "
+                     f"{x['cores_busy_1_worker']:.2f} / {x[f'cores_busy_{d}_workers']:.2f} |")
+    lines += ["", f"Median of {f['runs']} alternating runs per setting. Cores busy = this process's CPU "
+              "seconds per wall-clock second: what the machine's other load left it.", "",
               f"## 1080p video ({v['frames']} frames, {v['codec']})", "",
               f"OpenCV read alone: {v['opencv_read_only_fps']:.1f} frames/s; classified: "
               + ", ".join(f"{val:.1f} frames/s at {k.split('_')[2]} worker(s)" for k, val in v.items()

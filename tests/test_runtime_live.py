@@ -408,16 +408,31 @@ def test_watcher_hands_out_each_write_once_and_forgets_vanished(tmp_path, frames
         assert w.tracked == 0  # vanished files are forgotten
 
 
-def test_watch_cli_rewritten_slow_and_retried(clf, frames, fixture_models, tmp_path):
+def watch_started(monkeypatch) -> threading.Event:
+    """Set once the CLI's watch is running (files written before it are, rightly, not new)."""
+    from edge_runtime.live import Runner
+
+    started, original = threading.Event(), Runner.watch
+
+    def watch(self, *args, **kwargs):
+        started.set()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "watch", watch)
+    return started
+
+
+def test_watch_cli_rewritten_slow_and_retried(clf, frames, fixture_models, tmp_path, monkeypatch):
     folder = tmp_path / "incoming"
     folder.mkdir()
     data = png_bytes(frames[4])
+    started = watch_started(monkeypatch)
 
     def producer():
-        time.sleep(1.0)
+        assert started.wait(30)
         for i in (1, 2, 3):  # a timelapse rewriting latest.png
             atomic_write(folder / "latest.png", png_bytes(frames[i]))
-            time.sleep(0.6)
+            time.sleep(1.0)
         with open(folder / "slow.png", "wb") as fh:  # the writer pauses well past --settle
             fh.write(data[: len(data) // 2])
             fh.flush()
