@@ -54,6 +54,7 @@ class Summary:
     snapshots: int = 0
     ignored: int = 0     # watch: arrivals that are not images
     reconnects: int = 0  # streams reopened after a drop
+    undecodable: int = 0  # frames a source delivered but could not decode (skipped, reported)
     failed: dict[str, str] = field(default_factory=dict)  # input -> problem (one entry per input)
     stopped: bool = False  # ended by a signal or Ctrl-C
 
@@ -66,6 +67,8 @@ class Summary:
             parts.append(f"{self.ignored} non-image files ignored")
         if self.reconnects:
             parts.append(f"{self.reconnects} stream reconnects")
+        if self.undecodable:
+            parts.append(f"{self.undecodable} undecodable frames skipped")
         return ("stopped: " if self.stopped else "done: ") + ", ".join(parts)
 
 
@@ -110,6 +113,7 @@ class Runner:
         finally:
             source.close()
             self.summary.reconnects += source.reconnects
+            self.summary.undecodable += source.undecodable
 
     def watch(self, watcher: Watcher, timeout: float | None = None, max_count: int | None = None) -> None:
         """Classify each image arriving in the watched folder until stop, timeout or max_count."""

@@ -178,6 +178,7 @@ class FrameSource:
         self.retries, self.retry_delay = retries, retry_delay
         self.on_problem = on_problem or (lambda message: None)
         self.reconnects = 0  # times the source was reopened after a drop
+        self.undecodable = 0  # frames grabbed that could not be decoded
         self.backend = ""
         self._capture = self._open()
 
@@ -234,7 +235,10 @@ class FrameSource:
             due = (index % s.every == 0) and (not period or t >= next_due - 1e-6)
             if due:
                 image = cap.retrieve()
-                if image is not None:
+                if image is None:  # grabbed but not decodable (a corrupt packet): say so, go on
+                    self.undecodable += 1
+                    self.on_problem(f"{self.name}: frame {index} could not be decoded; skipped")
+                else:
                     next_due = next_due + period if next_due + period > t else t + period
                     kept += 1
                     yield Frame(self.name, index, now, image)

@@ -345,6 +345,19 @@ def _subprocess(*args):
                             stderr=subprocess.PIPE, text=True)
 
 
+def finish(proc: subprocess.Popen) -> tuple[str, str]:
+    """The rest of stdout and stderr once the process ends. Not `communicate()`: it reads the raw
+    pipes and would skip lines that `readline()` already buffered."""
+    timer = threading.Timer(60, proc.kill)
+    timer.start()
+    try:
+        rest, err = proc.stdout.read(), proc.stderr.read()  # stderr is small: no pipe deadlock
+        proc.wait()
+    finally:
+        timer.cancel()
+    return rest, err
+
+
 def test_sigterm_mid_stream_writes_every_result(frames, fixture_models):
     pytest.importorskip("cv2")
     server = MJPEGServer(frames, per_connection=None, connections=1)  # endless
@@ -352,7 +365,7 @@ def test_sigterm_mid_stream_writes_every_result(frames, fixture_models):
     try:
         first = [proc.stdout.readline() for _ in range(5)]
         proc.send_signal(signal.SIGTERM)
-        rest, err = proc.communicate(timeout=60)
+        rest, err = finish(proc)
     finally:
         proc.kill()  # a no-op once it has exited; never leave a stream reader behind
         server.close()
@@ -464,7 +477,7 @@ def test_sigterm_mid_watch_writes_every_result(frames, fixture_models, tmp_path)
             atomic_write(tmp_path / f"{i}.png", png_bytes(frames[i]))
         got = [proc.stdout.readline() for _ in range(3)]
         proc.send_signal(signal.SIGTERM)
-        rest, err = proc.communicate(timeout=60)
+        rest, err = finish(proc)
     finally:
         proc.kill()  # a no-op once it has exited; never leave a watch running
     assert proc.returncode == 0, err
@@ -494,3 +507,17 @@ def test_mixed_inputs_keep_their_order_with_one_schema(frames, fixture_models, t
         ("clip.avi", 0), ("clip.avi", 1), ("clip.avi", 2)]
     table = run(fixture_models["int8"], video, tmp_path / "a.png")
     assert table.exit_code == 0 and "clip.avi#2 " in table.stdout and "a.png " in table.stdout
+
+
+def test_an_undecodable_frame_is_reported_not_silently_dropped(clf, frames, fixture_models, monkeypatch):
+    class Glitchy(FakeCapture):
+        def retrieve(self):
+            return (False, None) if self.i == 2 else super().retrieve()
+
+    monkeypatch.setattr(sources, "import_picamera2", lambda: None)
+    monkeypatch.setattr(sources, "open_capture", lambda target: Glitchy([f[..., ::-1] for f in frames[:4]]))
+    r = run(fixture_models["float32"], "--camera", "--json", "--max-frames", "3")
+    assert r.exit_code == 0, r.output
+    assert [o["frame"] for o in rows(r)] == [0, 2, 3]
+    assert "Warning: camera:0: frame 1 could not be decoded; skipped" in r.stderr
+    assert "1 undecodable frames skipped" in r.stderr
