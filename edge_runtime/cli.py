@@ -55,6 +55,7 @@ def _fmt(as_json: bool, as_csv: bool) -> Format:
 Examples:
   edge-infer model.tflite photo.jpg            classify one image (same as `predict`)
   edge-infer model.tflite photos/ --json       every image under photos/, JSON lines
+  edge-infer model.tflite --camera --events    label changes seen by the camera
   edge-infer info model.tflite                 labels, thresholds, tensors, ops
   edge-infer eval model.tflite test.csv        metrics on a labelled set
   edge-infer bench model.tflite --runs 100     latency and memory
@@ -64,7 +65,7 @@ def main_group() -> None:
     """Run a multi-label TFLite image classifier (no TensorFlow needed)."""
 
 
-@main_group.command(epilog="""\\b
+@main_group.command(epilog="""\b
 Examples:
   edge-infer model.tflite a.jpg b.png
   edge-infer model.tflite photos/ "more/**/*.jpg" --json > out.jsonl
@@ -74,7 +75,7 @@ Examples:
   edge-infer model.tflite rtsp://cam.local/stream --events
   edge-infer model.tflite --camera --events --snapshot shots/
   edge-infer model.tflite --watch incoming/             classify each new file until stopped
-\\b
+\b
 Videos and streams (rtsp://, http://) need the `video` extra (OpenCV); --camera uses picamera2
 when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly.""")
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -83,7 +84,7 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly.""")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with one score column per label.")
 @click.option("--threshold", type=click.FloatRange(0, 1), help="One threshold for every label (replaces the embedded ones).")
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads.")
-@click.option("--workers", type=click.IntRange(1, 64), help="Decoding threads  [default: the core count]")
+@click.option("--workers", type=click.IntRange(1, 64), help="Decoding threads (default: the core count).")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tensorflow"]), help="Interpreter package.")
 @click.option("--no-draft", is_flag=True, help="Always decode JPEGs at full scale.")
 @click.option("--camera", type=click.IntRange(0), is_flag=False, flag_value=0, metavar="[N]",
