@@ -131,7 +131,8 @@ def predict(model, inputs, **opt) -> None:
     items = known if "-" not in inputs else itertools.chain.from_iterable(segments)
     sources = _open_sources(known, opt)
     live = bool(sources) or opt["watch_dir"] is not None
-    writer = Writer(fmt, clf.labels, live=bool(sources), events=opt["events"], names=[i.name for i in known])
+    writer = Writer(fmt, clf.labels, live=bool(sources), events=opt["events"], snapshots=bool(opt["snapshot_dir"]),
+                    names=[i.name for i in known])
     later: list[tuple[str, str]] = []
 
     def on_failure(name: str, problem: str) -> None:

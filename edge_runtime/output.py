@@ -27,14 +27,16 @@ class Format(str, Enum):
 
 
 class Writer:
-    """Writes records one at a time. `live` adds the `frame` and `time` columns to a CSV.
+    """Writes records one at a time. `live` adds the `frame` and `time` columns to a CSV of
+    results, `snapshots` the `snapshot` column to a CSV of events.
 
     `names` are the inputs known up front; they size the table's file column (none: a default).
     """
 
     def __init__(self, fmt: Format, labels: Sequence[str], *, live: bool = False, events: bool = False,
-                 names: Sequence[str] = (), out: TextIO | None = None) -> None:
+                 snapshots: bool = False, names: Sequence[str] = (), out: TextIO | None = None) -> None:
         self.fmt, self.labels, self.live, self.events = Format(fmt), list(labels), live, events
+        self._event_keys = EVENT_KEYS + (("snapshot",) if snapshots else ())
         self.out = out
         self._csv = None
         self._width = min(max([len(n) for n in names] + [4]), 60) if names else DEFAULT_WIDTH
@@ -53,7 +55,7 @@ class Writer:
         if self.fmt is Format.CSV:
             self._csv = csv.writer(self._stream(), lineterminator="\n")
             if self.events:
-                self._csv.writerow([*EVENT_KEYS])
+                self._csv.writerow(self._event_keys)
             else:
                 self._csv.writerow(["file", *(["frame", "time"] if self.live else []), *self.labels, "labels"])
         elif self.fmt is Format.TABLE:
@@ -88,7 +90,7 @@ class Writer:
         if self.fmt is Format.JSON:
             self._line(atomic.dumps(record))
         elif self.fmt is Format.CSV:
-            self._csv.writerow([record[k] for k in EVENT_KEYS])
+            self._csv.writerow([record.get(k) for k in self._event_keys])
             self._stream().flush()
         else:
             snap = f"  -> {record['snapshot']}" if record.get("snapshot") else ""

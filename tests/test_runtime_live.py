@@ -521,3 +521,20 @@ def test_an_undecodable_frame_is_reported_not_silently_dropped(clf, frames, fixt
     assert [o["frame"] for o in rows(r)] == [0, 2, 3]
     assert "Warning: camera:0: frame 1 could not be decoded; skipped" in r.stderr
     assert "1 undecodable frames skipped" in r.stderr
+
+
+def test_events_over_image_files_form_one_sequence(clf, frames, fixture_models, tmp_path):
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(tmp_path / f"{i}.png")
+    present = [set(clf.predict(f).labels) for f in frames]
+    expected = []  # with K = M = 1 an event is exactly a change of a label's presence
+    for i, now in enumerate(present):
+        before = present[i - 1] if i else set()
+        expected += [(i, label, "on") for label in clf.labels if label in now - before]
+        expected += [(i, label, "off") for label in clf.labels if label in before - now]
+    r = run(fixture_models["float32"], tmp_path, "--json", "--events", "--on-frames", "1", "--off-frames", "1",
+            "--workers", "2")
+    assert r.exit_code == 0, r.output
+    got = [(e["frame"], e["label"], e["state"]) for e in rows(r)]
+    assert sorted(got) == sorted(expected) and expected
+    assert all(Path(e["file"]).name == f"{e['frame']}.png" for e in rows(r))
