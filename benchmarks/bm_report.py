@@ -201,7 +201,6 @@ def _md_latency(report: dict) -> list[str]:
 
 
 def _md_end_to_end(report: dict) -> list[str]:
-
     e2e = report["end_to_end"]
     L = [
         "## 2. End to end from camera-size JPEG",
@@ -230,7 +229,6 @@ def _md_end_to_end(report: dict) -> list[str]:
 
 
 def _md_accuracy(report: dict) -> list[str]:
-
     acc = report["accuracy"]
     L = [
         "## 3. Size and accuracy per export mode",
@@ -260,7 +258,6 @@ def _md_accuracy(report: dict) -> list[str]:
 
 
 def _md_architectures(report: dict) -> list[str]:
-
     archs = report["architectures"]
     L = [
         "## 4. Architectures",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -21,7 +21,8 @@ from . import metadata as _metadata
 from . import standard_metadata as _standard
 from .flatbuffer import check_structure
 from .backend import interpreter_class, op_names
-from .errors import LabelsError, ModelError, first_line
+from .decode import decode_many
+from .errors import ImageError, LabelsError, ModelError, first_line
 from .preprocess import PREPROCESSING, ImageSource, load_image
 
 _QUANTIZED = (np.uint8, np.int8, np.int16)
@@ -37,6 +38,14 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return {"file": self.source, "scores": dict(self.scores), "labels": list(self.labels)}
+
+
+class Outcome(NamedTuple):
+    """One item of `Classifier.predict_many`: the item as given, and a prediction or the error."""
+
+    source: Any
+    prediction: Prediction | None
+    error: ImageError | None  # why this item could not be classified (the batch goes on)
 
 
 def _input_converter(detail: dict):
@@ -324,6 +333,32 @@ class Classifier:
         frame = load_image(x, self.input_size, draft=draft)
         row = self.scores(frame[None])[0].tolist()
         return self.prediction(row, thr, _source_name(x))
+
+    def predict_many(self, sources: Iterable[Any], *, workers: int | None = None, threshold: float | None = None,
+                     thresholds: Mapping[str, float] | None = None, draft: bool = True,
+                     image_of: Callable[[Any], ImageSource] | None = None,
+                     name_of: Callable[[Any], str | None] | None = None) -> Iterator[Outcome]:
+        """Classify many images, decoding on `workers` threads while the interpreter runs.
+
+        An iterator of `Outcome`, one per source and in input order; `sources` is consumed
+        lazily, a bounded window ahead (see `edge_runtime.decode.decode_many`), so it may be
+        endless (a camera). An unusable image is an `Outcome` with `error` set, never an
+        exception. `workers=None` uses every core, 1 decodes inline. `image_of` maps an item to
+        its image and `name_of` to the prediction's `source` name (default: the path, if any).
+        """
+        thr = self._thresholds_for(threshold, thresholds)
+        name_of = name_of or _source_name
+        for d in decode_many(sources, self.input_size, workers=workers, draft=draft, image_of=image_of):
+            name = name_of(d.source)
+            if d.error is not None:
+                yield Outcome(d.source, None, d.error)
+                continue
+            try:
+                row = self.scores(d.frame[None])[0].tolist()
+            except (RuntimeError, ValueError, MemoryError) as exc:  # interpreter trouble on one input
+                yield Outcome(d.source, None, ImageError(name or "<image>", f"{type(exc).__name__}: {first_line(exc)}"))
+                continue
+            yield Outcome(d.source, self.prediction(row, thr, name), None)
 
     def raw_invoker(self, batch: np.ndarray):
         """A callable doing only `set_tensor + invoke + get_tensor` on this model's interpreter for

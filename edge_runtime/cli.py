@@ -6,23 +6,18 @@ classified), 2 usage or model error. Never a traceback for an EdgeError.
 """
 from __future__ import annotations
 
-import csv
-import glob
-import os
+import itertools
 import sys
-import time
 import warnings
 from pathlib import Path
-from typing import Iterator
 
 import click
 
 from . import atomic
 from .clikit import DefaultGroup, Fatal
 from .errors import EdgeError, first_line
-
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-_PARTIAL = (".tmp", ".part", ".partial", ".crdownload", ".swp")
+from .events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES
+from .output import Format, Writer
 
 
 def _load(model: str, threads: int | None = None, backend: str | None = None):
@@ -49,79 +44,10 @@ def _try_predict(clf, source, **kwargs):
         return None, f"{type(exc).__name__}: {first_line(exc)}"
 
 
-# ------------------------------------------------------------------------------------ inputs
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-def expand_inputs(items: list[str], stdin=None) -> Iterator[tuple[str, str | None]]:
-    """Yield (path, problem) for files, directories (recursive), globs and `-` (paths on stdin).
-
-    `problem` is None for a usable path, else why nothing can be classified there.
-    """
-    for item in items:
-        if item == "-":
-            stream = stdin if stdin is not None else sys.stdin
-            for line in stream:
-                line = line.strip()
-                if line:
-                    yield from expand_inputs([line])
-            continue
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(p))
-            if not found:
-                yield item, "directory holds no images"
-            for p in found:
-                yield str(p), None
-        elif path.exists():
-            yield item, None
-        elif glob.has_magic(item):
-            matches = sorted(m for m in glob.glob(item, recursive=True) if Path(m).is_file())
-            if not matches:
-                yield item, "no files match this pattern"
-            for m in matches:
-                yield m, None
-        else:
-            yield item, "file not found"
-
-
-# ------------------------------------------------------------------------------------ output
-class _Writer:
-    """Writes one prediction at a time as a table row, a JSON line or a CSV row."""
-
-    def __init__(self, fmt: str, labels: list[str]) -> None:
-        self.fmt, self.labels = fmt, labels
-        self._csv = None
-        self._width = 0
-
-    def start(self, names: list[str]) -> None:
-        if self.fmt == "csv":
-            self._csv = csv.writer(sys.stdout, lineterminator="\n")
-            self._csv.writerow(["file", *self.labels, "labels"])
-        elif self.fmt == "table":
-            self._width = min(max([len(n) for n in names] + [4]), 60)
-            head = "".join(f"{lab[:10]:>11}" for lab in self.labels)
-            click.echo(f"{'file':<{self._width}} {head}  present")
-
-    def write(self, pred) -> None:
-        if self.fmt == "json":
-            click.echo(atomic.dumps(pred.to_dict()))
-        elif self.fmt == "csv":
-            self._csv.writerow([pred.source, *(f"{pred.scores[k]:.6f}" for k in self.labels), " ".join(pred.labels)])
-            sys.stdout.flush()
-        else:
-            name = str(pred.source)
-            if len(name) > self._width:
-                name = "..." + name[-(self._width - 3):]
-            cells = "".join(f"{pred.scores[k]:>11.3f}" for k in self.labels)
-            click.echo(f"{name:<{self._width}} {cells}  {', '.join(pred.labels) or '-'}")
-
-
-def _fmt(as_json: bool, as_csv: bool) -> str:
+def _fmt(as_json: bool, as_csv: bool) -> Format:
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    return "json" if as_json else "csv" if as_csv else "table"
+    return Format.JSON if as_json else Format.CSV if as_csv else Format.TABLE
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -129,6 +55,7 @@ def _fmt(as_json: bool, as_csv: bool) -> str:
 Examples:
   edge-infer model.tflite photo.jpg            classify one image (same as `predict`)
   edge-infer model.tflite photos/ --json       every image under photos/, JSON lines
+  edge-infer model.tflite --camera --events    label changes seen by the camera
   edge-infer info model.tflite                 labels, thresholds, tensors, ops
   edge-infer verify model.tflite               changed since export? (exit 1 if so)
   edge-infer eval model.tflite test.csv        metrics on a labelled set
@@ -144,68 +71,158 @@ Examples:
   edge-infer model.tflite a.jpg b.png
   edge-infer model.tflite photos/ "more/**/*.jpg" --json > out.jsonl
   find cam/ -name '*.jpg' | edge-infer model.tflite - --csv
-  edge-infer model.tflite --threshold 0.3 --threads 2 photo.jpg
-  edge-infer model.tflite --watch incoming/          classify new files until Ctrl-C
-""")
+  edge-infer model.tflite --threshold 0.3 --workers 4 photo.jpg
+  edge-infer model.tflite clip.mp4 --fps 2 --json       frames of a video, 2 a second
+  edge-infer model.tflite rtsp://cam.local/stream --events
+  edge-infer model.tflite --camera --events --snapshot shots/
+  edge-infer model.tflite --watch incoming/             classify each new file until stopped
+\b
+Videos and streams (rtsp://, http://) need the `video` extra (OpenCV); --camera uses picamera2
+when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly.""")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("inputs", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with one score column per label.")
 @click.option("--threshold", type=click.FloatRange(0, 1), help="One threshold for every label (replaces the embedded ones).")
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Decoding threads (default: the core count).")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tensorflow"]), help="Interpreter package.")
 @click.option("--no-draft", is_flag=True, help="Always decode JPEGs at full scale.")
-@click.option("--watch", "watch_dir", type=click.Path(file_okay=False), help="Poll DIR and classify each new complete image.")
+@click.option("--camera", type=click.IntRange(0), is_flag=False, flag_value=0, metavar="[N]",
+              help="Classify camera N (default 0): picamera2, else OpenCV.")
+@click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Frames: classify every Nth frame.")
+@click.option("--fps", type=click.FloatRange(0, min_open=True), help="Frames: classify at most F frames a second.")
+@click.option("--max-frames", type=click.IntRange(1), help="Frames: stop each source after this many classified.")
+@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
+              help="Streams/camera: reconnect attempts in a row after the source drops.")
+@click.option("--events", is_flag=True, help="Print only label changes (on after --on-frames, off after --off-frames).")
+@click.option("--on-frames", type=click.IntRange(1), default=DEFAULT_ON_FRAMES, show_default=True,
+              help="Events: consecutive frames at or over the threshold to turn a label on.")
+@click.option("--off-frames", type=click.IntRange(1), default=DEFAULT_OFF_FRAMES, show_default=True,
+              help="Events: consecutive frames under the threshold to turn it off.")
+@click.option("--snapshot", "snapshot_dir", type=click.Path(file_okay=False),
+              help="Events: save the frame that turned a label on into DIR (JPEG).")
+@click.option("--watch", "watch_dir", type=click.Path(file_okay=False), help="Classify each image written into DIR.")
 @click.option("--interval", type=click.FloatRange(0.01), default=0.5, show_default=True, help="Watch poll interval (s).")
 @click.option("--settle", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Watch: a file counts as complete once unchanged for this many seconds.")
+@click.option("--poll", "force_poll", is_flag=True, help="Watch: list the folder at each poll instead of OS notification.")
 @click.option("--watch-timeout", type=click.FloatRange(0), help="Stop watching after this many seconds.")
 @click.option("--max-count", type=click.IntRange(1), help="Stop watching after this many images.")
-def predict(model, inputs, as_json, as_csv, threshold, threads, backend, no_draft, watch_dir, interval,
-            settle, watch_timeout, max_count) -> None:
-    """Classify images: files, directories (recursive), globs, or - for paths on stdin."""
-    fmt = _fmt(as_json, as_csv)
-    if not inputs and not watch_dir:
-        raise click.UsageError("give at least one INPUT (file, directory, glob or -) or --watch DIR")
-    clf = _load(model, threads, backend)
-    writer = _Writer(fmt, clf.labels)
-    failures: list[tuple[str, str]] = []
+def predict(model, inputs, **opt) -> None:
+    """Classify images (files, directories, globs, - for paths on stdin), videos, streams,
+    a camera, or a watched folder."""
+    from .inputs import expand_inputs
+    from .live import EventConfig, RunConfig, Runner, stop_on_sigterm
 
-    def classify(path: str) -> str | None:
-        """Classify and print one image; return the problem instead of raising."""
-        pred, problem = _try_predict(clf, path, threshold=threshold, draft=not no_draft)
-        if pred is not None:
-            writer.write(pred)
-        return problem
+    fmt = _fmt(opt["as_json"], opt["as_csv"])
+    if not inputs and opt["watch_dir"] is None and opt["camera"] is None:
+        raise click.UsageError("give at least one INPUT (file, directory, glob, -, video or stream), --camera or --watch DIR")
+    if opt["watch_dir"] is not None and opt["camera"] is not None:
+        raise click.UsageError("choose one of --camera and --watch (each runs until stopped)")
+    if opt["snapshot_dir"] and not opt["events"]:
+        raise click.UsageError("--snapshot saves the frames that turn a label on: add --events")
+    config = RunConfig(threshold=opt["threshold"], workers=opt["workers"], draft=not opt["no_draft"],
+                       events=EventConfig(opt["on_frames"], opt["off_frames"], opt["snapshot_dir"]) if opt["events"] else None)
+    clf = _load(model, opt["threads"], opt["backend"])
+    # Inputs named on the command line are listed up front (sources to open, a bar, a column
+    # width); `-` (image paths on stdin) stays lazy, read as it comes, in its place.
+    segments = [expand_inputs(["-"]) if arg == "-" else list(expand_inputs([arg])) for arg in inputs]
+    known = [item for seg in segments if isinstance(seg, list) for item in seg]
+    items = known if "-" not in inputs else itertools.chain.from_iterable(segments)
+    sources = _open_sources(known, opt)
+    live = bool(sources) or opt["watch_dir"] is not None
+    writer = Writer(fmt, clf.labels, live=bool(sources), events=opt["events"], snapshots=bool(opt["snapshot_dir"]),
+                    names=[i.name for i in known])
+    later: list[tuple[str, str]] = []
 
-    def run(path: str) -> None:
-        problem = classify(path)
-        if problem is not None:
-            failures.append((path, problem))
-
-    if inputs:
-        items = list(expand_inputs(list(inputs)))
-        good = [p for p, problem in items if problem is None]
-        failures.extend((p, problem) for p, problem in items if problem is not None)
-        writer.start(good)
-        # A bar only where nobody reads the results as they come: stdout redirected, stderr a terminal.
-        show_bar = len(good) >= 10 and _isatty(sys.stderr) and not _isatty(sys.stdout)
-        if show_bar:
-            with click.progressbar(good, label="classifying", file=sys.stderr) as bar:
-                for path in bar:
-                    run(path)
+    def on_failure(name: str, problem: str) -> None:
+        if live:  # a run that may never end reports as it goes
+            click.echo(f"Error: {name}: {problem}", err=True)
         else:
-            for path in good:
-                run(path)
-    for path, problem in failures:
-        click.echo(f"Error: {path}: {problem}", err=True)
-    watch_failed = 0
-    if watch_dir:
-        if not inputs:
-            writer.start([watch_dir + "/" + "x" * 30])
-        watch_failed = _watch(Path(watch_dir), classify, interval, settle, watch_timeout, max_count)
-    if failures or watch_failed:
+            later.append((name, problem))
+
+    runner = Runner(clf, config, writer, on_failure=on_failure)
+    with stop_on_sigterm(runner.stop):
+        try:
+            _run_inputs(runner, items, iter(sources))
+            if opt["camera"] is not None and not runner.stop.is_set():
+                runner.frames(sources[-1])
+            if opt["watch_dir"] is not None and not runner.stop.is_set():
+                _run_watch(runner, opt)
+        except KeyboardInterrupt:
+            runner.stop.set()
+        finally:
+            for src in sources:
+                src.close()
+    summary = runner.summary
+    summary.stopped = runner.stop.is_set()
+    for name, problem in later:
+        click.echo(f"Error: {name}: {problem}", err=True)
+    if live or summary.stopped:
+        click.echo(summary.line(), err=True)
+    if summary.failed:
         sys.exit(1)
+
+
+def _open_sources(items, opt) -> list:
+    """Every video and stream, in order, then the camera: all opened before anything runs, so a
+    bad source is a usage error (exit 2)."""
+    from .errors import SourceError
+    from .live import open_sources
+    from .sources import Sampling
+
+    bad = next((i for i in items if i.live and i.problem is not None), None)
+    if bad is not None:
+        raise Fatal(f"{bad.name}: {bad.problem}")
+    try:
+        return open_sources([i.name for i in items if i.live], opt["camera"], on_problem=_warn, retries=opt["retries"],
+                            sampling=Sampling(every=opt["every"], fps=opt["fps"], max_frames=opt["max_frames"]))
+    except SourceError as exc:
+        raise Fatal(str(exc)) from None
+
+
+def _run_inputs(runner, items, sources) -> None:
+    """Images in runs (decoded in parallel), each video or stream in turn, in the order given."""
+    def images(group):
+        for item in group:
+            if item.problem is not None:
+                runner.fail(item.name, item.problem)
+            else:
+                yield item.name
+
+    for live, group in itertools.groupby(items, key=lambda i: i.live and i.problem is None):
+        if runner.stop.is_set():
+            return
+        if not live:
+            group = list(group) if isinstance(items, list) else group
+            bar_len = len(group) if isinstance(group, list) else 0
+            # A bar only where nobody reads the results as they come: stdout redirected, stderr a terminal.
+            if bar_len >= 10 and _isatty(sys.stderr) and not _isatty(sys.stdout):
+                with click.progressbar(images(group), length=bar_len, label="classifying", file=sys.stderr) as bar:
+                    runner.images(bar)
+            else:
+                runner.images(images(group))
+            continue
+        for _ in group:
+            if not runner.stop.is_set():
+                runner.frames(next(sources))
+
+
+def _run_watch(runner, opt) -> None:
+    from .watch import WatchConfig, Watcher
+
+    folder = Path(opt["watch_dir"])
+    if not folder.is_dir():
+        raise Fatal(f"{folder}: watch folder does not exist")
+    cfg = WatchConfig(str(folder), settle=opt["settle"], interval=opt["interval"], notify=not opt["force_poll"])
+    with Watcher(cfg, on_problem=_warn) as watcher:
+        click.echo(f"watching {folder} ({watcher.mode}; Ctrl-C or SIGTERM to stop)", err=True)
+        runner.watch(watcher, opt["watch_timeout"], opt["max_count"])
+
+
+def _warn(message: str) -> None:
+    click.echo(f"Warning: {message}", err=True)
 
 
 def _isatty(stream) -> bool:
@@ -214,52 +231,6 @@ def _isatty(stream) -> bool:
     except (AttributeError, ValueError):
         return False
 
-
-def _watch(folder: Path, classify, interval: float, settle: float, timeout: float | None,
-           max_count: int | None) -> int:
-    """Poll `folder`; classify each new image once complete: unchanged in size and modification
-    time between two polls and not modified for `settle` seconds (a writer may pause mid-file).
-
-    `classify(path)` returns an error message or None; errors are reported at once (a watch may
-    never end). Returns the number of failed images.
-    """
-    if not folder.is_dir():
-        raise Fatal(f"{folder}: watch folder does not exist")
-    # Files already there are not new: only what arrives from now on is classified.
-    seen = {p for p in folder.rglob("*") if p.is_file()}
-    pending: dict[Path, tuple[int, int]] = {}
-    done = failed = 0
-    deadline = None if timeout is None else time.monotonic() + timeout
-    click.echo(f"watching {folder} (Ctrl-C to stop)", err=True)
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            for p in sorted(folder.rglob("*")):
-                if p in seen or not p.is_file() or p.name.startswith(".") or p.suffix.lower() in _PARTIAL:
-                    continue
-                try:
-                    st = p.stat()
-                except OSError:
-                    continue  # vanished between listing and stat
-                sig = (st.st_size, st.st_mtime_ns)
-                # A writer still appending changes size or mtime: wait until it has been quiet.
-                if st.st_size == 0 or pending.get(p) != sig or time.time() - st.st_mtime < settle:
-                    pending[p] = sig
-                    continue
-                pending.pop(p, None)
-                seen.add(p)
-                if not _is_image(p):
-                    continue
-                problem = classify(str(p))
-                if problem is not None:
-                    click.echo(f"Error: {p}: {problem}", err=True)
-                    failed += 1
-                done += 1
-                if max_count is not None and done >= max_count:
-                    return failed
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        click.echo("stopped", err=True)
-    return failed
 
 
 @main_group.command(epilog="""\b
@@ -349,15 +320,19 @@ def _short_value(value: object) -> str:
 Examples:
   edge-infer eval model.tflite test.csv
   edge-infer eval model.tflite test.csv --json > metrics.json
+  edge-infer eval model.tflite test.csv --min-map 0.8   # exit 1 below 0.8 mAP
 The CSV is `filename,labels` (labels joined by spaces) or one 0/1 column per label;
 its labels must be the model's.""")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("labels_csv", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--min-map", type=click.FloatRange(0, 1), help="Exit 1 when the mAP is below this (a quality gate).")
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads.")
 @click.option("--backend", type=click.Choice(["ai-edge-litert", "tflite-runtime", "tensorflow"]), help="Interpreter package.")
-def evaluate(model, labels_csv, as_json, threads, backend) -> None:
-    """Multi-label metrics of MODEL on a labelled CSV, at the model's embedded thresholds."""
+def evaluate(model, labels_csv, as_json, min_map, threads, backend) -> None:
+    """Multi-label metrics of MODEL on a labelled CSV, at the model's embedded thresholds.
+
+    Exit 1 when an image could not be evaluated or the mAP is below --min-map."""
     import numpy as np
 
     from .dataset import read_labels_csv
@@ -383,13 +358,18 @@ def evaluate(model, labels_csv, as_json, threads, backend) -> None:
         raise Fatal(f"{labels_csv}: no usable images")
     report = multilabel_report(table.y[rows], np.asarray(scores), clf.thresholds, clf.labels)
     report["skipped"] = len(failures)
+    # NaN (no label has a positive here) never passes a quality gate.
+    below = min_map is not None and not report["map"] >= min_map
+    report["min_map"] = None if min_map is None else {"required": min_map, "passed": not below}
     if as_json:
         click.echo(atomic.dumps(report))
     else:
         click.echo(format_report(report, title=f"{model} on {labels_csv}"))
     for path, problem in failures:
         click.echo(f"Error: {path}: {problem}", err=True)
-    if failures:
+    if below:
+        click.echo(f"Error: mAP {report['map']:.4f} is below the required --min-map {min_map}", err=True)
+    if failures or below:
         sys.exit(1)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class Decoded(NamedTuple):
     """One input's outcome: its position, the source, and either the frame or the error."""
 
     index: int
-    source: ImageSource
+    source: Any  # the item as given (an ImageSource, or what `image_of` maps to one)
     frame: np.ndarray | None  # (height, width, 3) uint8 at the requested size
     error: ImageError | None
 
@@ -39,33 +39,51 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _one(index: int, source: ImageSource, size: tuple[int, int], draft: bool) -> Decoded:
+def _one(index: int, source: Any, size: tuple[int, int], draft: bool,
+         image_of: Callable[[Any], ImageSource] | None) -> Decoded:
     try:
-        return Decoded(index, source, load_image(source, size, draft=draft), None)
+        image = source if image_of is None else image_of(source)
+        return Decoded(index, source, load_image(image, size, draft=draft), None)
     except ImageError as exc:
         return Decoded(index, source, None, exc)
 
 
-def decode_many(sources: Iterable[ImageSource], size: tuple[int, int], *, workers: int | None = None,
-                draft: bool = True, window: int | None = None) -> Iterator[Decoded]:
+def decode_many(sources: Iterable[Any], size: tuple[int, int], *, workers: int | None = None,
+                draft: bool = True, window: int | None = None,
+                image_of: Callable[[Any], ImageSource] | None = None) -> Iterator[Decoded]:
     """Yield a `Decoded` per source, in input order, decoding up to `window` inputs ahead.
 
     `size` is (width, height). `workers=None` uses every available core; 1 decodes inline with
-    no thread at all. `sources` is consumed lazily (it may be a generator of paths from stdin).
+    no thread at all. `sources` is consumed lazily (it may be a generator of paths from stdin,
+    or of camera frames). `image_of` maps an item to the image to load (default: the item
+    itself), so items can carry their own bookkeeping, e.g. a video frame's index and time.
     An unreadable image is a `Decoded` with `error` set, never an exception: a batch goes on.
     """
     n = default_workers() if workers is None else max(1, int(workers))
     if n == 1:
         for i, src in enumerate(sources):
-            yield _one(i, src, size, draft)
+            yield _one(i, src, size, draft, image_of)
         return
     ahead = max(n, window if window is not None else 2 * n)
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="decode") as pool:
         try:
-            for i, src in enumerate(sources):
-                pending.append(pool.submit(_one, i, src, size, draft))
+            items = enumerate(sources)
+            while True:
+                try:
+                    i, src = next(items)
+                except StopIteration:
+                    break
+                except BaseException:
+                    # The source failed (a stream gave up): what was read before still counts.
+                    while pending:
+                        yield pending.popleft().result()
+                    raise
+                pending.append(pool.submit(_one, i, src, size, draft, image_of))
                 if len(pending) >= ahead:
+                    yield pending.popleft().result()
+                # A slow source (a camera, a pipe) must not hold finished results back.
+                while pending and pending[0].done():
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

@@ -31,6 +31,10 @@ class DataError(EdgeError):
     """A data set cannot be used: too few or no readable images, a missing calibration CSV, ..."""
 
 
+class SourceError(EdgeError):
+    """A camera, video file or stream cannot be opened or read (or a stream stayed down)."""
+
+
 class BackendError(EdgeError):
     """No usable interpreter package, or the requested one is not installed."""
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command, on a fresh machine with only Python 3.10+ (3.11 in CI), pip and venv.
-#   1. a full environment (.venv: TensorFlow, the trainer, the exporter) runs every test;
+#   1. a full environment (.venv: TensorFlow, the trainer, the exporter) runs every test: the fast
+#      ones first (a broken build fails in seconds), then the ones marked slow;
 #   2. it exports small fixture models with the real exporter;
 #   3. two runtime-only environments with no TensorFlow run the runtime tests against them:
-#      ai-edge-litert on numpy 2 (.venv-litert) and tflite-runtime on numpy < 2 (.venv-tflite).
+#      ai-edge-litert on numpy 2 with the video and watch extras (.venv-litert: the OpenCV tests
+#      run there) and tflite-runtime on numpy < 2 (.venv-tflite: no OpenCV, those tests skip).
 # Set SKIP_LEAN=1 to run step 1 only. Extra arguments go to the full pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,10 @@ run_pytest() {
 echo "== full environment (.venv)"
 venv .venv
 .venv/bin/pip install -q -e ".[train,dev]"
-run_pytest .venv/bin/python -q -p no:cacheprovider "$@"
+echo "-- fast tests"
+run_pytest .venv/bin/python -q -p no:cacheprovider -x -m "not slow" "$@"
+echo "-- slow tests (train or convert models)"
+run_pytest .venv/bin/python -q -p no:cacheprovider -m slow "$@"
 
 [ "${SKIP_LEAN:-0}" = 1 ] && exit 0
 
@@ -39,9 +44,9 @@ trap 'rm -rf "$FIXTURES"' EXIT
 echo "== fixture models for the runtime-only environments"
 .venv/bin/python tests/make_fixture_models.py "$FIXTURES"
 
-echo "== runtime only: ai-edge-litert, numpy 2 (.venv-litert)"
+echo "== runtime only: ai-edge-litert, numpy 2, OpenCV and watchdog (.venv-litert)"
 venv .venv-litert
-.venv-litert/bin/pip install -q -e . pytest
+.venv-litert/bin/pip install -q -e ".[video,watch]" pytest
 EDGE_FIXTURE_MODELS="$FIXTURES" run_pytest .venv-litert/bin/python -q -p no:cacheprovider -m runtime $RUNTIME_TESTS
 
 echo "== runtime only: tflite-runtime, numpy < 2 (.venv-tflite)"

@@ -140,6 +140,7 @@ def test_archive_directory_limits():
 
 
 # ------------------------------------------------------------------------- the exporter's reading
+@pytest.mark.slow  # trains a run
 def test_exporter_reads_run_directories_with_bounds(trained_run, tmp_path):
     import shutil
 
@@ -260,6 +261,7 @@ def check_standard_metadata(data: bytes, labels: list[str], size: tuple[int, int
     assert metadata.archive(data).read("labels.txt").decode().splitlines() == labels
 
 
+@pytest.mark.slow  # trains a run
 def test_exported_file_is_standard_private_and_verifiable(trained_run, tmp_path):
     """The real exporter: standard metadata field by field, nothing private, integrity intact."""
     import os

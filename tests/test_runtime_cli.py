@@ -211,14 +211,17 @@ def test_bench_json(fixture_models, images):
     assert r.exit_code == 0 and "stages" in r.stdout
 
 
-def test_watch(fixture_models, images, tmp_path):
+def test_watch(fixture_models, images, tmp_path, monkeypatch):
+    from test_runtime_live import watch_started
+
     folder = tmp_path / "incoming"
     folder.mkdir()
     Image.open(images / "img0.png").save(folder / "already_there.png")
     data = (images / "img1.png").read_bytes()
+    started = watch_started(monkeypatch)
 
     def producer():
-        time.sleep(0.3)
+        assert started.wait(30)  # not a fixed sleep: a loaded machine may take longer to start
         (folder / "notes.txt").write_text("ignored")
         with open(folder / "new.png", "wb") as fh:  # written in two parts: must wait for the end
             fh.write(data[:100])
