@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import flatbuffers
-
 from edge_runtime import metadata
 from edge_runtime.errors import ModelError
 
@@ -43,6 +41,8 @@ class ModelInfo:
 
 def metadata_buffer(info: ModelInfo, labels: list[str], width: int, height: int, input_dtype: str) -> bytes:
     """The `ModelMetadata` flatbuffer (identifier M001) describing our classifier."""
+    import flatbuffers  # the train extra: `edge-export --help` works without it
+
     b = flatbuffers.Builder(1024)
 
     def string(s: str) -> int | None:
@@ -115,6 +115,7 @@ def metadata_buffer(info: ModelInfo, labels: list[str], width: int, height: int,
 
 def populate(flat: bytes, meta_buffer: bytes) -> bytes:
     """`flat` (a TFLite flatbuffer) with `meta_buffer` as its TFLITE_METADATA (replacing any)."""
+    import flatbuffers
     from tensorflow.lite.python import schema_py_generated as tfl
 
     model = tfl.ModelT.InitFromObj(tfl.Model.GetRootAs(metadata.strip(flat), 0))
