@@ -1,9 +1,10 @@
 """The device, live: frame sources, label events, parallel decoding, SIGTERM on a stream.
 
-(The watch is in test_runtime_watch.py.) Real parts only: videos are written with OpenCV from labelled frames (lossless FFV1, so every
+Real parts only: videos are written with OpenCV from labelled frames (lossless FFV1, so every
 decoded frame equals the array written), streams are served over HTTP as MJPEG by a server in
 the test, the camera is a fake with the real capture's interface. Tests needing OpenCV skip
-without it (the tflite-runtime CI environment); the others run in every environment.
+without it (the tflite-runtime CI environment); the others run in every environment. The watch
+has its own file, test_runtime_watch.py.
 """
 from __future__ import annotations
 
