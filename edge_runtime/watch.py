@@ -9,7 +9,8 @@ forgotten, so memory follows what the folder holds now, not everything it ever h
 
 Change notification comes from the OS (inotify on Linux) through `watchdog`: a poll then costs
 the few paths that changed, however many files the folder holds. Without watchdog, or when the
-OS refuses more watches, the watch lists the folder at each poll instead (cost grows with it).
+OS refuses more watches, the watch lists the folder at each poll instead (cost grows with it;
+the interval then stretches so the listing uses at most about a tenth of a core).
 
 A file counts as complete once its signature is unchanged between two polls and it has not been
 modified for `settle` seconds. Writers should still write to a temporary name (a dot-file or a
@@ -174,12 +175,16 @@ class Watcher:
         """`poll()` every interval until `stop` is set or `timeout` seconds have passed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not stop.is_set():
+            t0 = time.monotonic()
             batch = self.poll()
+            spent = time.monotonic() - t0
             if batch:
                 yield batch
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            stop.wait(self.config.interval)
+            # Listing a huge folder can take longer than the interval: back off so the listing
+            # keeps at most about a tenth of a core busy (notification makes polls near free).
+            stop.wait(max(self.config.interval, 9 * spent if self._observer is None else 0.0))
 
     @property
     def tracked(self) -> int:

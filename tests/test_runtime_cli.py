@@ -212,7 +212,7 @@ def test_bench_json(fixture_models, images):
 
 
 def test_watch(fixture_models, images, tmp_path, monkeypatch):
-    from test_runtime_live import watch_started
+    from test_runtime_watch import watch_started
 
     folder = tmp_path / "incoming"
     folder.mkdir()
