@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import click
+
+from .backend import BACKENDS
+from .errors import EdgeError
 
 
 class Fatal(click.ClickException):
@@ -27,3 +31,22 @@ def config_default(config_cls: type, name: str):
     """The default of dataclass field `name`: CLIs take their defaults from the stage's config."""
     field = config_cls.__dataclass_fields__[name]
     return field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
+
+
+# The interpreter-package option of every command that loads a model; choices from the backend module.
+backend_option = click.option("--backend", type=click.Choice(list(BACKENDS)), help="Interpreter package.")
+
+
+def load_classifier(model: str, threads: int | None = None, backend: str | None = None):
+    """The model at `model`, its load warnings echoed one line each; a ModelError becomes Fatal."""
+    from .classifier import Classifier
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            clf = Classifier.from_file(model, threads=threads, backend=backend)
+    except EdgeError as exc:
+        raise Fatal(str(exc)) from None
+    for w in caught:  # one line each, without the library's source location
+        click.echo(f"Warning: {w.message}", err=True)
+    return clf
