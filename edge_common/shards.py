@@ -212,12 +212,13 @@ def load_table_shards(table: LabelTable, size: tuple[int, int], what: str, cache
 
 def print_progress(label: str, every: float = 0.1) -> Progress:
     """A `Progress` that prints `label: decoded k/n images` on stderr about every 10%."""
-    state = {"next": 0}
+    state = {"next": 1}
 
     def report(done: int, total: int) -> None:
         if done >= state["next"] or done == total:
-            print(f"{label}: decoded {done}/{total} images", file=sys.stderr, flush=True)
             state["next"] = done + max(1, int(total * every))
+            if done > 1 or total == 1:
+                print(f"{label}: decoded {done}/{total} images", file=sys.stderr, flush=True)
 
     return report
 

@@ -5,8 +5,9 @@ The training stream reads the shard files with TensorFlow's native fixed-length 
 rows, shuffles them in a bounded buffer of raw pixels, then casts and augments exactly like the
 in-memory pipeline (`trainer.augment`). Under a `tf.distribute` strategy each worker reads its
 own shards (or, with fewer shard files than workers, its own rows of them). An epoch is a fixed
-number of steps over an endlessly repeated stream, so every worker takes the same number of
-steps (a worker with one batch more would wait forever for the others).
+number of steps (`steps_per_epoch`) over an endlessly repeated stream, so every worker takes the
+same number of steps (a worker with one batch more would wait forever for the others), and each
+epoch sees every row at least once.
 
 Validation and final predictions read the pixels in table order, a batch at a time, and call
 the model directly: memory is one batch, and no cross-worker gathering is involved.
@@ -79,21 +80,24 @@ def make_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augmen
         ds = ds.map(lambda img, lab: (tf.cast(img, tf.float32), lab))
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     strategy = tf.distribute.get_strategy()
-    steps = math.ceil(len(view) / batch_size)
     if strategy.num_replicas_in_sync == 1:
-        return _train_stream(view, y, batch_size, augment, seed, 0, 1, steps)
+        return _train_stream(view, y, batch_size, augment, seed, 0, 1)
 
     def per_worker(ctx: tf.distribute.InputContext):
-        local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
         return _train_stream(view, y, ctx.get_per_replica_batch_size(batch_size), augment, seed,
-                             ctx.input_pipeline_id, ctx.num_input_pipelines, steps * local_replicas)
+                             ctx.input_pipeline_id, ctx.num_input_pipelines)
 
     return strategy.distribute_datasets_from_function(per_worker)
 
 
+def steps_per_epoch(x, batch_size: int) -> int | None:
+    """`model.fit(steps_per_epoch=)` for a stream (endless: see the module doc); None for arrays."""
+    return None if isinstance(x, np.ndarray) else math.ceil(len(x) / batch_size)
+
+
 def _train_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augment | None, seed: int,
-                  pipeline: int, pipelines: int, batches: int):
-    """One input pipeline: its part of the rows, shuffled, augmented, `batches` batches an epoch."""
+                  pipeline: int, pipelines: int):
+    """One input pipeline: its part of the rows, shuffled, augmented, batched, repeated forever."""
     import tensorflow as tf
 
     from .augment import _augment_fn
@@ -139,7 +143,7 @@ def _train_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augm
     if augment is not None and augment.enabled:
         fn = _augment_fn(augment, h, w)
         ds = ds.map(lambda img, lab: (fn(img), lab), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=False).take(batches).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def predict(model, x, batch_size: int = PREDICT_BATCH) -> np.ndarray:
@@ -206,6 +210,9 @@ def _agree_across_workers(*values: float) -> tuple[float, ...]:
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return values
     local = tf.constant(values, dtype=tf.float32)
-    per_replica = strategy.run(lambda: tf.identity(local))
-    mean = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
-    return tuple(float(v) for v in mean.numpy())
+
+    @tf.function  # collectives run eagerly are slow and warned about
+    def mean():
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(lambda: tf.identity(local)), axis=None)
+
+    return tuple(float(v) for v in mean().numpy())

@@ -138,7 +138,8 @@ def _fit(config: TrainConfig, data: PreparedData):
     ]
     if config.verbose:
         callbacks.append(EpochLog(config.epochs, steps=-(-len(data.train.x) // config.batch_size)))
-    hist = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles
+    hist = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles
+                     steps_per_epoch=streaming.steps_per_epoch(data.train.x, config.batch_size))  # [scale: issue 12]
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val_map = history.get("val_map", [])
     best_epoch = int(np.argmax(val_map)) + 1 if val_map else len(history.get("loss", []))
