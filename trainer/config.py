@@ -99,6 +99,10 @@ class TrainConfig:
         object.__setattr__(self, "distribute", Distribute(self.distribute))  # [scale: issue 12]
         if self.distribute is not Distribute.NONE and self.in_memory:
             raise ConfigError("distributed training streams its data from shards: drop in_memory (--in-memory)")
+        if self.distribute is Distribute.MULTIWORKER:  # fail now, not after decoding the data set
+            from .distribute import check_multiworker
+
+            check_multiworker()
         if isinstance(self.pos_weight, (list, tuple)):
             object.__setattr__(self, "pos_weight", tuple(float(v) for v in self.pos_weight))
         elif self.pos_weight not in ("auto", "none"):

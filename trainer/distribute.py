@@ -61,7 +61,8 @@ def is_chief(mode: Distribute) -> bool:
     return kind == "worker" and index == 0
 
 
-def _check_multiworker() -> None:
+def check_multiworker() -> None:
+    """`ConfigError` unless TF_CONFIG describes a cluster that holds this task."""
     conf = tf_config()
     if not conf:
         raise ConfigError("--distribute multiworker needs TF_CONFIG (the cluster and this task), "
@@ -90,7 +91,7 @@ def make_strategy(mode: Distribute):
         # On CPUs, all-reduce through the host: NCCL is for GPUs only.
         cross = None if gpus else tf.distribute.ReductionToOneDevice()
         return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross)
-    _check_multiworker()
+    check_multiworker()
     return _keras_compatible(tf.distribute.MultiWorkerMirroredStrategy())
 
 

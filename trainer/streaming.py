@@ -102,37 +102,11 @@ def _train_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augm
 
     from .augment import _augment_fn
 
-    shards = view.shards
-    h, w, _ = shards.shape
-    n_pos = len(shards)
-    # Indexed by shard position: is the row in this split, and its labels.
-    member = np.zeros(n_pos, dtype=bool)
-    member[view.positions] = True
-    ytab = np.zeros((n_pos, y.shape[1]), dtype=np.float32)
+    h, w, _ = view.shards.shape
+    ytab = np.zeros((len(view.shards), y.shape[1]), dtype=np.float32)  # labels by shard position
     ytab[view.positions] = y
-    member_t, ytab_t = tf.constant(member), tf.constant(ytab)
-
-    files = [str(s.file) for s in shards.shards]
-    table = tf.data.Dataset.from_tensor_slices((
-        files, *(np.array([getattr(s, k) for s in shards.shards], dtype=np.int64)
-                 for k in ("header_bytes", "start", "count"))))
-    by_file = pipelines > 1 and len(files) >= pipelines
-    if by_file:
-        table = table.shard(pipelines, pipeline)
-    n_files = len(files) // pipelines + 1 if by_file else len(files)
-    if not (pipelines > 1 and not by_file):  # row-level sharding needs one fixed file order
-        table = table.shuffle(max(1, n_files), seed=seed, reshuffle_each_iteration=True)
-
-    def read(file, header, start, count):
-        recs = tf.data.FixedLengthRecordDataset(file, shards.record_bytes, header_bytes=header,
-                                                buffer_size=1 << 20)
-        return tf.data.Dataset.zip((tf.data.Dataset.range(start, start + count), recs))
-
-    ds = table.interleave(read, cycle_length=min(CYCLE, len(files)), block_length=16,
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=pipelines > 1 and not by_file)
-    ds = ds.filter(lambda pos, rec: tf.gather(member_t, pos))
-    if pipelines > 1 and not by_file:
-        ds = ds.shard(pipelines, pipeline)
+    ytab_t = tf.constant(ytab)
+    ds = split_records(view, pipeline, pipelines, shuffle_files=True, seed=seed)
     ds = ds.shuffle(shuffle_buffer(view), seed=seed, reshuffle_each_iteration=True).repeat()
 
     def decode(pos, rec):
@@ -144,6 +118,42 @@ def _train_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augm
         fn = _augment_fn(augment, h, w)
         ds = ds.map(lambda img, lab: (fn(img), lab), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def split_records(view: ShardView, pipeline: int = 0, pipelines: int = 1, shuffle_files: bool = False,
+                  seed: int = 0):
+    """One pass over this pipeline's share of the view's rows: (shard position, raw pixel bytes).
+
+    With at least as many shard files as pipelines, each pipeline reads only its own files;
+    otherwise every pipeline reads all files in one fixed order and keeps every `pipelines`-th
+    row of the view.
+    """
+    import tensorflow as tf
+
+    shards = view.shards
+    member = np.zeros(len(shards), dtype=bool)  # by shard position: is the row in this split?
+    member[view.positions] = True
+    member_t = tf.constant(member)
+    files = [str(s.file) for s in shards.shards]
+    table = tf.data.Dataset.from_tensor_slices((
+        files, *(np.array([getattr(s, k) for s in shards.shards], dtype=np.int64)
+                 for k in ("header_bytes", "start", "count"))))
+    by_file = pipelines > 1 and len(files) >= pipelines
+    by_row = pipelines > 1 and not by_file
+    if by_file:
+        table = table.shard(pipelines, pipeline)
+    if shuffle_files and not by_row:  # row-level sharding needs one fixed file order
+        table = table.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+
+    def read(file, header, start, count):
+        recs = tf.data.FixedLengthRecordDataset(file, shards.record_bytes, header_bytes=header,
+                                                buffer_size=1 << 20)
+        return tf.data.Dataset.zip((tf.data.Dataset.range(start, start + count), recs))
+
+    ds = table.interleave(read, cycle_length=min(CYCLE, len(files)), block_length=16,
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=by_row or not shuffle_files)
+    ds = ds.filter(lambda pos, rec: tf.gather(member_t, pos))
+    return ds.shard(pipelines, pipeline) if by_row else ds
 
 
 def predict(model, x, batch_size: int = PREDICT_BATCH) -> np.ndarray:
