@@ -18,6 +18,7 @@ import functools
 import math
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -162,12 +163,28 @@ def predict(model, x, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         return model.predict(x.astype(np.float32), batch_size=64, verbose=0)
     import tensorflow as tf
 
-    # A direct call, not model.predict: no per-replica splitting and gathering under a strategy
-    # (every worker scores the same full set with the same weights).
-    call = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+    call = _inference_fn(model)
     out = [call(tf.convert_to_tensor(b, dtype=tf.float32)).numpy() for b in x.batches(batch_size)]
     n_labels = int(model.outputs[0].shape[-1])
     return np.concatenate(out, axis=0) if out else np.zeros((0, n_labels), np.float32)
+
+
+_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _inference_fn(model):
+    """The model's compiled inference call, traced once per model (not once per epoch).
+
+    A direct call, not `model.predict`: no per-replica splitting and gathering under a strategy
+    (every worker scores the same full set with the same weights).
+    """
+    import tensorflow as tf
+
+    fn = _INFERENCE.get(model)
+    if fn is None:
+        ref = weakref.ref(model)  # the cached function must not keep the model alive
+        fn = _INFERENCE[model] = tf.function(lambda t: ref()(t, training=False), reduce_retracing=True)
+    return fn
 
 
 def validation_callback(x_val, y_val: np.ndarray, loss_fn):
