@@ -197,10 +197,13 @@ def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path
             assert np.array_equal(lab, expect[d])
             seen.add(d)
     assert seen == set(expect)
-    # Unshuffled, the stream is the table, row for row.
+    # Unshuffled, the stream is the table, row for row; and --in-memory splits the same rows.
+    mem = prepare_data(tiny_config(demo_data[0], tmp_path / "run", input_size=40, in_memory=True))
+    assert isinstance(mem.train.x, np.ndarray) and mem.train.table.paths == data.train.table.paths
     images, labels = next(iter(make_dataset(data.train.x, data.train.y, 16, NO_AUG, shuffle=False)))
     for i in range(16):
-        assert np.array_equal(images[i].numpy(), load_image(data.train.table.paths[i], (40, 40)).astype(np.float32))
+        expect_i = load_image(data.train.table.paths[i], (40, 40))
+        assert np.array_equal(images[i].numpy(), expect_i.astype(np.float32)) and np.array_equal(mem.train.x[i], expect_i)
         assert np.array_equal(labels[i].numpy(), data.train.y[i])
 
 

@@ -28,7 +28,7 @@ from edge_runtime.dataset import LabelTable
 
 from .config import Augment, TrainConfig
 
-SHUFFLE_BYTES = 128 << 20  # the shuffle buffer holds ~128 MB of raw pixels (4,855 images at 96 px)
+SHUFFLE_BYTES = 128 << 20  # the shuffle buffer holds ~128 MB of raw pixels (4,854 images at 96 px)
 MIN_SHUFFLE = 1024
 CYCLE = 4  # shards read at once: more mixing per buffer, more open files
 PREDICT_BATCH = 128
