@@ -9,7 +9,7 @@ from edge_runtime import atomic
 from edge_runtime.clikit import DefaultGroup
 from edge_runtime.errors import EdgeError, first_line
 
-from .config import NO_AUGMENT, Arch, Augment, Loss, TrainConfig
+from .config import NO_AUGMENT, Arch, Augment, Distribute, Loss, TrainConfig
 
 EXIT_USAGE = 2  # bad options or bad input data (click's own usage errors use 2 as well)
 EXIT_FAILURE = 1  # anything else that went wrong during training
@@ -21,10 +21,15 @@ Examples:
   edge-train demo/train.csv --out runs/demo       # train the default (compact, 96 px)
   edge-train photos/labels.csv --out runs/r1 --arch mobilenetv3 --weights imagenet
   edge-train data.csv --val-data val.csv --out runs/r2 --epochs 50 --json > result.json
+  edge-train big.csv --out runs/r3 --cache-dir /scratch/cache --distribute mirrored   # all local GPUs
+  export TF_CONFIG='{"cluster":{"worker":["a:2222","b:2222"]},"task":{"type":"worker","index":0}}'
+  edge-train big.csv --out runs/r4 --distribute multiworker   # the same on b, with "index":1
 
 \b
 The CSV is either `filename,labels` (labels joined by space, ';' or '|', empty = none)
-or `filename,<label1>,<label2>,...` with 0/1 columns. Paths are relative to the CSV.
+or `filename,<label1>,<label2>,...` with 0/1 columns. Paths are relative to the CSV
+(or absolute, e.g. on a mounted bucket or share). Decoded images stream from shards on disk
+(--cache-dir keeps them for the next run), so memory does not grow with the data set.
 Progress goes to stderr; stdout holds only the result (a table, or one JSON object).
 """
 
@@ -68,11 +73,15 @@ def cli() -> None:
 @click.option("--width", type=float, default=1.0, show_default=True, help="Channel multiplier (compact, mobilenetv3).")
 @click.option("--workers", type=int, default=None, help="Image-decoding threads.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache decoded images here.")
+@click.option("--in-memory", is_flag=True, help="Decode the whole set into RAM instead of streaming shards.")
+@click.option("--distribute", type=click.Choice([d.value for d in Distribute]), default=Distribute.NONE.value,
+              show_default=True, help="mirrored: all local GPUs/CPU devices; multiworker: the cluster in "
+              "TF_CONFIG. --batch-size is per replica; the LR is scaled by sqrt(replicas).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-epoch progress on stderr.")
 def train_cmd(data, out, val_data, arch, input_size, epochs, batch_size, learning_rate, patience, val_fraction,
               seed, pos_weight, loss, focal_gamma, no_augment, no_flip, vflip, translate, brightness, contrast,
-              weights, width, workers, cache_dir, as_json, quiet) -> None:
+              weights, width, workers, cache_dir, in_memory, distribute, as_json, quiet) -> None:
     """Train on DATA (a labels CSV) and write the run directory OUT."""
     try:  # an invalid option value is a usage error, not a training failure
         augment = NO_AUGMENT if no_augment else Augment(flip=not no_flip, vflip=vflip, translate=translate,
@@ -82,7 +91,7 @@ def train_cmd(data, out, val_data, arch, input_size, epochs, batch_size, learnin
             batch_size=batch_size, learning_rate=learning_rate, patience=patience, val_fraction=val_fraction,
             seed=seed, pos_weight=pos_weight, loss=loss, focal_gamma=focal_gamma,
             augment=augment, weights=weights, workers=workers, cache_dir=cache_dir, width=width,
-            verbose=not quiet,
+            verbose=not quiet, in_memory=in_memory, distribute=distribute,
         )
     except (EdgeError, ValueError) as exc:
         _fail(str(exc), EXIT_USAGE)

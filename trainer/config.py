@@ -18,6 +18,12 @@ class Arch(str, Enum):
     MOBILENETV3 = "mobilenetv3"  # MobileNetV3Small backbone (optionally ImageNet weights)
 
 
+class Distribute(str, Enum):  # [scale: issue 12] see trainer/distribute.py
+    NONE = "none"  # this process's default device
+    MIRRORED = "mirrored"  # MirroredStrategy: every local GPU (or CPU device) of this machine
+    MULTIWORKER = "multiworker"  # MultiWorkerMirroredStrategy: a cluster described by TF_CONFIG
+
+
 class Loss(str, Enum):
     BCE = "bce"  # per-label positive-weighted binary cross-entropy
     FOCAL = "focal"  # binary focal loss (same positive weights), for many easy negatives
@@ -82,11 +88,21 @@ class TrainConfig:
     cache_dir: str | None = None  # decoded-image cache; None = no cache
     width: float = 1.0  # channel multiplier of `compact` (and alpha of mobilenetv3)
     verbose: bool = True  # one line per epoch on stderr
+    # [scale: issue 12] streamed shards (default) or the whole set in RAM; tf.distribute strategy
+    in_memory: bool = False  # decode into one in-memory array (the old way: fastest for small sets)
+    distribute: Distribute = Distribute.NONE  # batch_size is per replica; see trainer/distribute.py
 
     def __post_init__(self) -> None:
         # Accept plain strings for the enums (CLI, JSON) but store the enum.
         object.__setattr__(self, "arch", Arch(self.arch))
         object.__setattr__(self, "loss", Loss(self.loss))
+        object.__setattr__(self, "distribute", Distribute(self.distribute))  # [scale: issue 12]
+        if self.distribute is not Distribute.NONE and self.in_memory:
+            raise ConfigError("distributed training streams its data from shards: drop in_memory (--in-memory)")
+        if self.distribute is Distribute.MULTIWORKER:  # fail now, not after decoding the data set
+            from .distribute import check_multiworker
+
+            check_multiworker()
         if isinstance(self.pos_weight, (list, tuple)):
             object.__setattr__(self, "pos_weight", tuple(float(v) for v in self.pos_weight))
         elif self.pos_weight not in ("auto", "none"):

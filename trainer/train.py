@@ -16,6 +16,7 @@ from edge_runtime.metrics import format_report, multilabel_report
 from edge_runtime.preprocess import PREPROCESSING
 
 from . import artifacts as art
+from . import distribute, streaming  # [scale: issue 12]
 from .config import Loss, TrainConfig
 from .errors import ConfigError
 from .data import PreparedData, prepare_data
@@ -61,7 +62,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     model, history, best_epoch = _fit(config, data)
 
-    scores = model.predict(data.val.x.astype(np.float32), batch_size=64, verbose=0)
+    scores = streaming.predict(model, data.val.x)  # [scale: issue 12] array or streamed ShardView
     y_val = data.val.y
     thresholds = calibrate_thresholds(y_val, scores)
     report_05 = multilabel_report(y_val, scores, 0.5, data.labels)
@@ -92,10 +93,12 @@ def train(config: TrainConfig) -> TrainResult:
             "best_epoch": best_epoch,
             "seconds": round(seconds, 2),
             "history": history,
+            "distribute": distribute.describe(config, model),  # [scale: issue 12]
         },
         "versions": art.versions(),
     }
-    with art.atomic_dir(out) as tmp:
+    # [scale: issue 12] only the chief writes `out`; other workers write a throwaway copy
+    with distribute.run_dir_for_this_process(out, config.distribute) as target, art.atomic_dir(target) as tmp:
         _save_uncompiled(model, config, len(data.labels), tmp / art.MODEL_FILE)
         art.write_split_csvs(tmp, data.train.table.paths, data.train.y, data.val.table.paths, y_val, data.labels)
         write_json(tmp / art.MANIFEST_FILE, manifest)
@@ -107,11 +110,12 @@ def train(config: TrainConfig) -> TrainResult:
                        manifest["metrics"]["at_0.5"], manifest, manifest["training"]["history"], seconds)
 
 
+@distribute.in_strategy  # [scale: issue 12] strategy scope; config with global batch and scaled LR
 def _fit(config: TrainConfig, data: PreparedData):
     import keras
 
     from .augment import make_dataset
-    from .callbacks import EpochLog, ValidationMetrics
+    from .callbacks import EpochLog
     from .losses import focal_loss, resolve_pos_weights, weighted_bce
     from .models import build_model
 
@@ -126,7 +130,7 @@ def _fit(config: TrainConfig, data: PreparedData):
     train_ds = make_dataset(data.train.x, data.train.y, config.batch_size, config.augment,
                             shuffle=True, seed=config.seed)
     callbacks = [
-        ValidationMetrics(data.val.x, data.val.y, loss_fn),  # first: the others read val_map
+        streaming.validation_callback(data.val.x, data.val.y, loss_fn),  # first: the others read val_map
         keras.callbacks.ReduceLROnPlateau(monitor="val_map", mode="max", factor=0.3,
                                           patience=max(1, config.patience // 2), min_lr=1e-5, verbose=0),
         keras.callbacks.EarlyStopping(monitor="val_map", mode="max", patience=config.patience,
@@ -134,7 +138,8 @@ def _fit(config: TrainConfig, data: PreparedData):
     ]
     if config.verbose:
         callbacks.append(EpochLog(config.epochs, steps=-(-len(data.train.x) // config.batch_size)))
-    hist = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles
+    hist = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles
+                     steps_per_epoch=streaming.steps_per_epoch(data.train.x, config.batch_size))  # [scale: issue 12]
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val_map = history.get("val_map", [])
     best_epoch = int(np.argmax(val_map)) + 1 if val_map else len(history.get("loss", []))
