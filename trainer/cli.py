@@ -146,12 +146,19 @@ def train_cmd(recipe, no_augment, no_flip, vflip, translate, brightness, contras
 @click.option("--size", type=click.IntRange(min=DEMO_MIN_SIZE), default=96, show_default=True,
               help="Image side in pixels.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def make_demo_cmd(out_dir, n_train, n_test, size, seed) -> None:
-    """Write a seeded demo data set of shapes: OUT_DIR/train.csv and OUT_DIR/test.csv."""
+@click.option("--variant", type=click.Choice(["shapes", "clutter"]), default="shapes", show_default=True,
+              help="shapes: large shapes, easy; clutter: small objects in clutter on textured photos, "
+                   "a long label tail (hard from scratch; see README).")
+def make_demo_cmd(out_dir, n_train, n_test, size, seed, variant) -> None:
+    """Write a seeded demo data set: OUT_DIR/train.csv and OUT_DIR/test.csv."""
+    from .clutter_demo import ClutterConfig, make_clutter_dataset
     from .demo_data import DemoConfig, make_demo_dataset
 
     try:
-        train_csv, test_csv = make_demo_dataset(DemoConfig(out_dir, n_train, n_test, size, seed))
+        if variant == "clutter":
+            train_csv, test_csv = make_clutter_dataset(ClutterConfig(out_dir, n_train, n_test, size, seed))
+        else:
+            train_csv, test_csv = make_demo_dataset(DemoConfig(out_dir, n_train, n_test, size, seed))
     except OSError as exc:
         _fail(f"{out_dir}: {exc.strerror or exc}", EXIT_USAGE)
     except (EdgeError, ValueError) as exc:
