@@ -35,6 +35,8 @@ class ClutterConfig:
     p_first: float = 0.45  # presence probability of the first label ...
     tail: float = 0.7  # ... each next label's is this times the previous one (a long tail)
     camera: int = 0  # 0, 1, 2, ...: a different colour cast, noise and blur per camera
+    scale: float = 1.0  # object size multiplier (1: radius 5-9% of the side)
+    distractors: tuple[int, int] = (3, 8)  # unlabelled blobs and strokes per image, [lo, hi)
 
     def __post_init__(self) -> None:
         if self.image_size < 32:
@@ -58,7 +60,7 @@ def make_clutter_dataset(config: ClutterConfig) -> tuple[Path, Path]:
         rows = []
         for i in range(n):
             present = [name for name, q in zip(config.labels, p) if rng.random() < q]
-            img = draw_clutter(present, config.image_size, rng, config.camera)
+            img = draw_clutter(present, config.image_size, rng, config.camera, config.scale, config.distractors)
             name = f"{split}/{i:05d}.jpg"
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=88)
@@ -72,13 +74,14 @@ def make_clutter_dataset(config: ClutterConfig) -> tuple[Path, Path]:
     return csvs[0], csvs[1]
 
 
-def draw_clutter(objects: list[str], size: int, rng: np.random.Generator, camera: int = 0) -> Image.Image:
+def draw_clutter(objects: list[str], size: int, rng: np.random.Generator, camera: int = 0, scale: float = 1.0,
+                 distractors: tuple[int, int] = (3, 8)) -> Image.Image:
     img = Image.fromarray(_texture(size, rng), "RGB")
     draw = ImageDraw.Draw(img)
-    items = [(name, True) for name in objects] + [("blob", False)] * int(rng.integers(3, 9))
+    items = list(objects) + ["blob"] * int(rng.integers(*distractors))
     for k in rng.permutation(len(items)):  # distractors may cover objects partly, as in real clutter
-        name, _ = items[k]
-        r = rng.uniform(0.05, 0.09) * size
+        name = items[k]
+        r = min(rng.uniform(0.05, 0.09) * scale, 0.3) * size
         cx, cy = rng.uniform(r, size - r, 2)
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         _draw(draw, name, cx, cy, r, rng.uniform(0, 2 * math.pi), colour, rng)

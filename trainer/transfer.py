@@ -85,7 +85,7 @@ def set_stage_trainable(model, stage: str, fine_tune: FineTune) -> None:
     backbone = get_backbone(model)
     if backbone is None:
         return
-    if stage == "head":
+    if stage == "head" or (stage == "fine-tune" and fine_tune is FineTune.NONE):
         backbone.trainable = False
         return
     backbone.trainable = True
