@@ -1,6 +1,6 @@
 """A harder demo: small objects at random scale and rotation, in clutter, on textured backgrounds.
 
-Closer to what users bring than the shapes demo: each labelled object covers ~1% of the picture,
+Closer to what users bring than the shapes demo: each labelled object covers ~2-5% of the picture,
 distractor blobs and strokes (never labelled) share its colours, backgrounds are multi-octave
 noise textures under uneven lighting, saved as JPEG, and label frequencies fall off in a long
 tail. `camera` shifts colour cast, noise and blur, so a "new camera" set differs from an old
@@ -35,7 +35,7 @@ class ClutterConfig:
     p_first: float = 0.45  # presence probability of the first label ...
     tail: float = 0.7  # ... each next label's is this times the previous one (a long tail)
     camera: int = 0  # 0, 1, 2, ...: a different colour cast, noise and blur per camera
-    scale: float = 1.0  # object size multiplier (1: radius 5-9% of the side)
+    scale: float = 1.4  # object size multiplier (1: radius 5-9% of the side)
     distractors: tuple[int, int] = (3, 8)  # unlabelled blobs and strokes per image, [lo, hi)
 
     def __post_init__(self) -> None:
@@ -127,9 +127,10 @@ def _draw(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: float, 
             draw.polygon([(cx + x * ca - y * sa, cy + x * sa + y * ca) for x, y in corners], fill=colour)
 
     w = r * 0.35
-    if name == "blob":  # a distractor: an irregular polygon or a stroke
+    if name == "blob":  # a distractor: an ellipse or a stroke (no polygons: they would look like labels)
         if rng.random() < 0.5:
-            draw.polygon(poly(r * rng.uniform(0.4, 1.3, int(rng.integers(5, 10)))), fill=colour)
+            a, b = r * rng.uniform(0.4, 1.2), r * rng.uniform(0.4, 1.2)
+            draw.ellipse([cx - a, cy - b, cx + a, cy + b], fill=colour)
         else:
             draw.line([(cx - r * 1.5 * math.cos(angle), cy - r * 1.5 * math.sin(angle)),
                        (cx + r * 1.5 * math.cos(angle), cy + r * 1.5 * math.sin(angle))],

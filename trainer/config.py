@@ -142,6 +142,8 @@ class TrainConfig:
     verbose: bool = True  # one line per epoch on stderr
 
     def __post_init__(self) -> None:
+        if self.weights is not None and self.init_from is not None:
+            raise ConfigError("use either weights (a pretrained backbone) or init_from (a previous run), not both")
         # Accept plain strings for the enums (CLI, JSON) but store the enum.
         for name, enum in (("loss", Loss), ("thresholds", Thresholds), ("fine_tune", FineTune)):
             try:
@@ -164,8 +166,6 @@ class TrainConfig:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.weights is not None and self.arch not in PRETRAINABLE:
             raise ConfigError(f"weights is only used with arch {' or '.join(a.value for a in PRETRAINABLE)}")
-        if self.weights is not None and self.init_from is not None:
-            raise ConfigError("use either weights (a pretrained backbone) or init_from (a previous run), not both")
         if self.weights not in (None, "imagenet") and not Path(self.weights).is_file():
             raise ConfigError(f"{self.weights}: weights file not found")
         for name in ("epochs", "batch_size"):
