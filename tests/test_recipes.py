@@ -135,3 +135,22 @@ def test_seed_recipe_matches_the_seed_script(tmp_path):
         a, b = np.mean([r[key] for r in script]), np.mean([r[key] for r in ours])
         print(f"{key}: seed script {a:.3f}, --recipe seed {b:.3f}")
         assert abs(a - b) <= SEED_TOLERANCE, f"{key}: seed script {a:.3f} vs --recipe seed {b:.3f}"
+
+
+def test_clutter_demo_writes_a_long_tail_of_small_objects(tmp_path):
+    from click.testing import CliRunner
+
+    from trainer.cli import cli
+    from trainer.clutter_demo import ClutterConfig
+
+    r = CliRunner().invoke(cli, ["make-demo", str(tmp_path / "c"), "--variant", "clutter", "--n-train", "200",
+                                 "--n-test", "2", "--size", "32"])
+    assert r.exit_code == 0, r.output
+    t = read_labels_csv(tmp_path / "c" / "train.csv")
+    assert len(t) == 200 and t.paths[0].suffix == ".jpg" and load_image(t.paths[0], (32, 32)).shape == (32, 32, 3)
+    freq = dict(zip(t.labels, t.y.mean(axis=0)))
+    expected = dict(zip(ClutterConfig("x").labels, ClutterConfig("x").presence()))
+    assert freq["circle"] > 0.3 and freq["circle"] > 3 * freq.get("ring", 0)  # the tail: first vs last label
+    assert all(abs(freq[n] - expected[n]) < 0.1 for n in freq)
+    with pytest.raises(ValueError, match="unknown clutter demo labels"):
+        ClutterConfig("x", labels=("circle", "blob"))
