@@ -35,6 +35,23 @@ class ValidationMetrics(keras.callbacks.Callback):
         logs["val_map"] = 0.0 if math.isnan(m) else m
 
 
+class WarmUp(keras.callbacks.Callback):
+    """Raise the rate linearly from target/steps to `target` over `steps` batches, then let go.
+
+    Fresh head columns give large gradients at first; at full rate they would push pretrained
+    layers far from where they were before the head has settled.
+    """
+
+    def __init__(self, target: float, steps: int) -> None:
+        super().__init__()
+        self.target, self.steps, self.step = float(target), max(1, int(steps)), 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.step < self.steps:
+            self.step += 1
+            self.model.optimizer.learning_rate = self.target * self.step / self.steps
+
+
 CLEAR_LINE = "\r\x1b[K"  # carriage return + erase to end of line: replaces the batch bar
 
 

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
 from edge_runtime import atomic
-from edge_runtime.clikit import DefaultGroup
+from edge_runtime.clikit import DefaultGroup, config_default
 from edge_runtime.errors import EdgeError, first_line
 
-from .config import NO_AUGMENT, Arch, Augment, Distribute, Loss, TrainConfig
+from .config import (ARCH_DEFAULTS, DEFAULT_ARCH, NO_AUGMENT, Arch, Distribute, FineTune, Loss, Recipe,
+                     Thresholds, RECIPES, TrainConfig)
 
 EXIT_USAGE = 2  # bad options or bad input data (click's own usage errors use 2 as well)
 EXIT_FAILURE = 1  # anything else that went wrong during training
@@ -19,17 +21,20 @@ EPILOG = """\b
 Examples:
   edge-train make-demo demo/                      # write a demo data set of shapes
   edge-train demo/train.csv --out runs/demo       # train the default (compact, 96 px)
-  edge-train photos/labels.csv --out runs/r1 --arch mobilenetv3 --weights imagenet
-  edge-train data.csv --val-data val.csv --out runs/r2 --epochs 50 --json > result.json
-  edge-train big.csv --out runs/r3 --cache-dir /scratch/cache --distribute mirrored   # all local GPUs
+  edge-train demo/train.csv --out runs/seed --recipe seed     # exactly the seed script
+  edge-train photos/labels.csv --out runs/r1 --arch mobilenetv2 --weights imagenet
+  edge-train new_photos.csv --out runs/r2 --init-from runs/r1  # fine-tune a previous run
+  edge-train data.csv --val-data val.csv --out runs/r3 --epochs 50 --json > result.json
+  edge-train big.csv --out runs/r4 --cache-dir /scratch/cache --distribute mirrored   # all local GPUs
   export TF_CONFIG='{"cluster":{"worker":["a:2222","b:2222"]},"task":{"type":"worker","index":0}}'
-  edge-train big.csv --out runs/r4 --distribute multiworker   # the same on b, with "index":1
+  edge-train big.csv --out runs/r5 --distribute multiworker   # the same on b, with "index":1
 
 \b
 The CSV is either `filename,labels` (labels joined by space, ';' or '|', empty = none)
 or `filename,<label1>,<label2>,...` with 0/1 columns. Paths are relative to the CSV
 (or absolute, e.g. on a mounted bucket or share). Decoded images stream from shards on disk
 (--cache-dir keeps them for the next run), so memory does not grow with the data set.
+Options left out take the recipe's value (--recipe default: the toolkit defaults shown).
 Progress goes to stderr; stdout holds only the result (a table, or one JSON object).
 """
 
@@ -46,53 +51,84 @@ def cli() -> None:
     """Train a sigmoid-head multi-label image classifier: edge-train DATA.csv --out RUN_DIR."""
 
 
+def _choice(enum) -> click.Choice:
+    return click.Choice([e.value for e in enum])
+
+
+def _default(name: str) -> str:
+    """Help text of a TrainConfig default (the value lives in TrainConfig only)."""
+    value = config_default(TrainConfig, name)
+    return getattr(value, "value", value)
+
+
+_ARCH_DEFAULTS = ", ".join(f"{a.value} {d.input_size}" for a, d in ARCH_DEFAULTS.items())
+_LR_DEFAULTS = ", ".join(f"{a.value} {d.learning_rate:g}" for a, d in ARCH_DEFAULTS.items())
+_AUG = config_default(TrainConfig, "augment")
+
+
 @cli.command("train", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory to create (must be new or empty).")
+@click.option("--recipe", type=_choice(Recipe), default=Recipe.DEFAULT.value, show_default=True,
+              help="Starting values: 'seed' is exactly the seed script (seed net, 64 px, Adam 1e-3, 5 epochs, "
+                   "batch 32, plain BCE, no augmentation, thresholds 0.5). Options given win over it.")
 @click.option("--val-data", type=click.Path(dir_okay=False), help="Separate validation CSV (default: stratified split of DATA).")
-@click.option("--arch", type=click.Choice([a.value for a in Arch]), default=Arch.COMPACT.value, show_default=True)
-@click.option("--input-size", type=int, default=96, show_default=True, help="Square input side in pixels.")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=3e-3, show_default=True, help="Adam learning rate.")
-@click.option("--patience", type=int, default=6, show_default=True, help="Early-stopping patience on val mAP.")
-@click.option("--val-fraction", type=float, default=0.2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--pos-weight", default="auto", show_default=True,
-              callback=lambda _ctx, _param, value: _parse_pos_weight(value),
+@click.option("--arch", type=_choice(Arch), default=None, show_default=f"{DEFAULT_ARCH.value}, or the --init-from run's")
+@click.option("--input-size", type=int, default=None, show_default=f"per arch: {_ARCH_DEFAULTS}",
+              help="Square input side in pixels.")
+@click.option("--epochs", type=int, default=None, show_default=_default("epochs"),
+              help="Epoch budget (with --weights: stage 1 + stage 2).")
+@click.option("--batch-size", type=int, default=None, show_default=_default("batch_size"))
+@click.option("--lr", "learning_rate", type=float, default=None, show_default=f"per arch: {_LR_DEFAULTS}",
+              help="Adam learning rate (stage 2 and --init-from run at a fraction of it).")
+@click.option("--patience", type=int, default=None, show_default=_default("patience"), help="Early-stopping patience on val mAP.")
+@click.option("--early-stop/--no-early-stop", default=None, show_default=str(_default("early_stop")).lower(),
+              help="Stop on val mAP and keep the best epoch; off: fixed epochs at a constant rate, last weights.")
+@click.option("--val-fraction", type=float, default=None, show_default=_default("val_fraction"))
+@click.option("--seed", type=int, default=None, show_default=_default("seed"))
+@click.option("--pos-weight", default=None, show_default=_default("pos_weight"),
+              callback=lambda _ctx, _param, value: None if value is None else _parse_pos_weight(value),
               help="'auto' (clip(neg/pos, 1, 10) per label), 'none', or comma-separated floats, one per label.")
-@click.option("--loss", type=click.Choice([l.value for l in Loss]), default=Loss.BCE.value, show_default=True)
-@click.option("--focal-gamma", type=float, default=2.0, show_default=True)
-@click.option("--no-augment", is_flag=True, help="Turn all augmentation off.")
-@click.option("--no-flip", is_flag=True, help="No horizontal flips (e.g. for text or left/right labels).")
-@click.option("--vflip", is_flag=True, help="Also flip vertically.")
-@click.option("--translate", type=float, default=0.1, show_default=True, help="Max shift, fraction of the side.")
-@click.option("--brightness", type=float, default=0.15, show_default=True)
-@click.option("--contrast", type=float, default=0.15, show_default=True)
-@click.option("--weights", default=None, help="mobilenetv3 only: 'imagenet' or a .h5/.weights.h5 file.")
-@click.option("--width", type=float, default=1.0, show_default=True, help="Channel multiplier (compact, mobilenetv3).")
+@click.option("--loss", type=_choice(Loss), default=None, show_default=_default("loss"))
+@click.option("--focal-gamma", type=float, default=None, show_default=_default("focal_gamma"))
+@click.option("--thresholds", type=_choice(Thresholds), default=None, show_default=_default("thresholds"),
+              help="Thresholds the run keeps: per-label calibrated (max F1 on validation) or a fixed 0.5.")
+@click.option("--no-augment", is_flag=True, default=None, help="Turn all augmentation off.")
+@click.option("--no-flip", is_flag=True, default=None, help="No horizontal flips (e.g. for text or left/right labels).")
+@click.option("--vflip", is_flag=True, default=None, help="Also flip vertically.")
+@click.option("--translate", type=float, default=None, show_default=_AUG.translate, help="Max shift, fraction of the side.")
+@click.option("--brightness", type=float, default=None, show_default=_AUG.brightness)
+@click.option("--contrast", type=float, default=None, show_default=_AUG.contrast)
+@click.option("--weights", default=None, help="mobilenetv2/v3: 'imagenet' or a backbone .weights.h5/.h5 file; "
+                                              "trains the head first, then fine-tunes (--fine-tune).")
+@click.option("--fine-tune", type=_choice(FineTune), default=None, show_default=_default("fine_tune"),
+              help="With --weights, stage 2: none (head only), top (top third of the backbone), all.")
+@click.option("--head-epochs", type=int, default=None, show_default="a third of --epochs",
+              help="With --weights: epochs of stage 1 (head only).")
+@click.option("--init-from", type=click.Path(file_okay=False), default=None,
+              help="Start from this previous run's weights (labels remapped by name; new ones start fresh).")
+@click.option("--width", type=float, default=None, show_default="1.0, or the --init-from run's",
+              help="Channel multiplier (compact) / alpha (mobilenets).")
 @click.option("--workers", type=int, default=None, help="Image-decoding threads.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache decoded images here.")
-@click.option("--in-memory", is_flag=True, help="Decode the whole set into RAM instead of streaming shards.")
-@click.option("--distribute", type=click.Choice([d.value for d in Distribute]), default=Distribute.NONE.value,
-              show_default=True, help="mirrored: all local GPUs/CPU devices; multiworker: the cluster in "
+@click.option("--in-memory", is_flag=True, default=None, help="Decode the whole set into RAM instead of streaming shards.")
+@click.option("--distribute", type=_choice(Distribute), default=None, show_default=_default("distribute"), help="mirrored: all local GPUs/CPU devices; multiworker: the cluster in "
               "TF_CONFIG. --batch-size is per replica; the LR is scaled by sqrt(replicas).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-epoch progress on stderr.")
-def train_cmd(data, out, val_data, arch, input_size, epochs, batch_size, learning_rate, patience, val_fraction,
-              seed, pos_weight, loss, focal_gamma, no_augment, no_flip, vflip, translate, brightness, contrast,
-              weights, width, workers, cache_dir, in_memory, distribute, as_json, quiet) -> None:
+def train_cmd(recipe, no_augment, no_flip, vflip, translate, brightness, contrast, as_json, quiet,
+              **options) -> None:
     """Train on DATA (a labels CSV) and write the run directory OUT."""
     try:  # an invalid option value is a usage error, not a training failure
-        augment = NO_AUGMENT if no_augment else Augment(flip=not no_flip, vflip=vflip, translate=translate,
-                                                        brightness=brightness, contrast=contrast)
-        config = TrainConfig(
-            data=data, out=out, val_data=val_data, arch=arch, input_size=input_size, epochs=epochs,
-            batch_size=batch_size, learning_rate=learning_rate, patience=patience, val_fraction=val_fraction,
-            seed=seed, pos_weight=pos_weight, loss=loss, focal_gamma=focal_gamma,
-            augment=augment, weights=weights, workers=workers, cache_dir=cache_dir, width=width,
-            verbose=not quiet, in_memory=in_memory, distribute=distribute,
-        )
+        given = {k: v for k, v in options.items() if v is not None}
+        base = RECIPES[Recipe(recipe)].get("augment", config_default(TrainConfig, "augment"))
+        aug = {"flip": False if no_flip else None, "vflip": True if vflip else None, "translate": translate,
+               "brightness": brightness, "contrast": contrast}
+        if no_augment:
+            given["augment"] = NO_AUGMENT
+        elif any(v is not None for v in aug.values()):
+            given["augment"] = replace(base, **{k: v for k, v in aug.items() if v is not None})
+        config = TrainConfig.from_recipe(recipe, **given, verbose=not quiet)
     except (EdgeError, ValueError) as exc:
         _fail(str(exc), EXIT_USAGE)
     try:
@@ -118,12 +154,19 @@ def train_cmd(data, out, val_data, arch, input_size, epochs, batch_size, learnin
 @click.option("--size", type=click.IntRange(min=DEMO_MIN_SIZE), default=96, show_default=True,
               help="Image side in pixels.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def make_demo_cmd(out_dir, n_train, n_test, size, seed) -> None:
-    """Write a seeded demo data set of shapes: OUT_DIR/train.csv and OUT_DIR/test.csv."""
+@click.option("--variant", type=click.Choice(["shapes", "clutter"]), default="shapes", show_default=True,
+              help="shapes: large shapes, easy; clutter: small objects in clutter on textured photos, "
+                   "a long label tail (hard from scratch; see README).")
+def make_demo_cmd(out_dir, n_train, n_test, size, seed, variant) -> None:
+    """Write a seeded demo data set: OUT_DIR/train.csv and OUT_DIR/test.csv."""
+    from .clutter_demo import ClutterConfig, make_clutter_dataset
     from .demo_data import DemoConfig, make_demo_dataset
 
     try:
-        train_csv, test_csv = make_demo_dataset(DemoConfig(out_dir, n_train, n_test, size, seed))
+        if variant == "clutter":
+            train_csv, test_csv = make_clutter_dataset(ClutterConfig(out_dir, n_train, n_test, size, seed))
+        else:
+            train_csv, test_csv = make_demo_dataset(DemoConfig(out_dir, n_train, n_test, size, seed))
     except OSError as exc:
         _fail(f"{out_dir}: {exc.strerror or exc}", EXIT_USAGE)
     except (EdgeError, ValueError) as exc:

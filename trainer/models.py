@@ -9,29 +9,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Arch
+from .config import PRETRAINABLE, Arch
 from .errors import ConfigError
 
 OUTPUT_NAME = "scores"
+BACKBONE_NAME = "backbone"  # the nested Keras application model of the mobilenet archs
 
 
 def build_model(arch: Arch | str, input_size: int, n_labels: int, weights: str | None = None,
                 width: float = 1.0, dropout: float = 0.2):
-    """A Keras model: (batch, input_size, input_size, 3) float 0-255 -> (batch, n_labels) sigmoid."""
+    """A Keras model: (batch, input_size, input_size, 3) float 0-255 -> (batch, n_labels) sigmoid.
+
+    With `weights` (mobilenets: "imagenet" or a backbone weights file) the backbone's batch norm
+    is wired in inference mode for good: fine-tuning must not overwrite the pretrained moving
+    statistics with those of a few small batches (the Keras transfer-learning recipe).
+    """
     import keras
 
     arch = Arch(arch)
     if n_labels < 1:
         raise ConfigError(f"need at least one label, got {n_labels}")
-    if weights is not None and arch is not Arch.MOBILENETV3:
-        raise ConfigError("pretrained weights are only available for arch=mobilenetv3")
+    if weights is not None and arch not in PRETRAINABLE:
+        raise ConfigError(f"pretrained weights are only available for arch {' or '.join(a.value for a in PRETRAINABLE)}")
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise ConfigError(f"{weights}: weights file not found")
     inputs = keras.Input((input_size, input_size, 3), name="image")
     if arch is Arch.SEED:
         x = _seed(inputs)
     elif arch is Arch.COMPACT:
         x = _compact(inputs, width, dropout)
     else:
-        x = _mobilenetv3(inputs, input_size, weights, width, dropout)
+        x = _mobilenet(arch, inputs, input_size, weights, width, dropout)
     outputs = keras.layers.Dense(n_labels, activation="sigmoid", name=OUTPUT_NAME)(x)
     return keras.Model(inputs, outputs, name=f"{arch.value}_multilabel")
 
@@ -85,27 +93,42 @@ def _compact(x, width: float, dropout: float):
     return layers.Dropout(dropout, name="dropout")(x)
 
 
-def _mobilenetv3(x, input_size: int, weights: str | None, width: float, dropout: float):
-    """MobileNetV3Small backbone; its own preprocessing layer keeps the input at 0-255."""
+def _mobilenet(arch: Arch, x, input_size: int, weights: str | None, width: float, dropout: float):
+    """A Keras MobileNet backbone (no top) + global pooling; the input stays raw 0-255 pixels.
+
+    MobileNetV2 (ReLU6 only) is the transfer-learning default: every activation is bounded and
+    folds into int8 cleanly. MobileNetV3Small's hard-swish loses more under int8.
+    """
     import keras
     from keras import layers
 
-    if weights not in (None, "imagenet") and not Path(weights).is_file():
-        raise ConfigError(f"{weights}: weights file not found")
-    backbone = keras.applications.MobileNetV3Small(
-        input_shape=(input_size, input_size, 3),
-        alpha=width,
-        include_top=False,
-        weights=weights,
-        include_preprocessing=True,  # Rescaling(1/127.5, offset=-1) inside the graph
-        pooling=None,
-    )
-    # Keras builds it with BN momentum 0.999: from scratch on a few hundred steps the moving
+    try:
+        if arch is Arch.MOBILENETV2:
+            x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)  # what its weights expect
+            backbone = keras.applications.MobileNetV2(input_shape=(input_size, input_size, 3), alpha=width,
+                                                      include_top=False, weights=weights, pooling=None,
+                                                      name=BACKBONE_NAME)
+        else:
+            backbone = keras.applications.MobileNetV3Small(
+                input_shape=(input_size, input_size, 3), alpha=width, include_top=False, weights=weights,
+                include_preprocessing=True,  # Rescaling(1/127.5, offset=-1) inside the graph
+                pooling=None, name=BACKBONE_NAME)
+    except ValueError as exc:  # e.g. an alpha or input size ImageNet weights do not exist for
+        raise ConfigError(f"{arch.value}: {str(exc).strip().splitlines()[0]}") from None
+    # Keras builds them with BN momentum 0.999: from scratch on a few hundred steps the moving
     # statistics stay near their init and inference-mode validation looks like chance (see
     # BN_MOMENTUM). Momentum only affects training updates, so pretrained weights are unaffected.
     for layer in backbone.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM
-    x = backbone(x)
+    x = backbone(x, training=False) if weights is not None else backbone(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     return layers.Dropout(dropout, name="dropout")(x)
+
+
+def get_backbone(model):
+    """The nested backbone model of a mobilenet arch, or None (seed, compact)."""
+    try:
+        return model.get_layer(BACKBONE_NAME)
+    except ValueError:
+        return None

@@ -17,9 +17,10 @@ from edge_runtime.preprocess import PREPROCESSING
 
 from . import artifacts as art
 from . import distribute, streaming  # [scale: issue 12]
-from .config import Loss, TrainConfig
+from .config import Loss, Thresholds, TrainConfig
 from .errors import ConfigError
 from .data import PreparedData, prepare_data
+from .quality import assess, format_verdict
 
 
 @dataclass(frozen=True)
@@ -27,24 +28,34 @@ class TrainResult:
     run_dir: Path
     labels: list[str]
     thresholds: list[float]
-    metrics: dict  # validation report at the calibrated thresholds
+    metrics: dict  # validation report at the thresholds kept (calibrated, or 0.5 for the seed recipe)
     report_at_05: dict  # validation report at 0.5
     manifest: dict
     history: dict
     seconds: float
 
     def summary(self) -> str:
-        t = self.manifest["training"]
-        head = (f"run: {self.run_dir}\narch {self.manifest['arch']}  input {self.manifest['input_size']}  "
+        m, t = self.manifest, self.manifest["training"]
+        head = (f"run: {self.run_dir}\narch {m['arch']}  input {m['input_size']}  start {m['lineage']['start']}  "
                 f"epochs {t['epochs_run']} (best {t['best_epoch']})  {self.seconds:.0f}s\n")
-        return head + format_report(self.metrics, "validation, calibrated thresholds (optimistic: "
-                                    "thresholds were tuned on this same set)")
+        cal, half = m["metrics"]["calibrated"], m["metrics"]["at_0.5"]
+        if m["thresholds_source"] == Thresholds.HALF.value:
+            table = format_report(self.metrics, "validation, thresholds 0.5")
+            beside = f"at calibrated thresholds: macro-F1 {cal['macro_f1']:.3f}  micro-F1 {cal['micro_f1']:.3f}"
+        else:
+            table = format_report(self.metrics, "validation, calibrated thresholds (optimistic: "
+                                                "thresholds were tuned on this same set)")
+            beside = f"at 0.5: macro-F1 {half['macro_f1']:.3f}  micro-F1 {half['micro_f1']:.3f}"
+        return f"{head}{table}\n{beside}\n{format_verdict(m['quality'])}"
 
     def to_dict(self) -> dict:
         return {"run_dir": str(self.run_dir), "labels": self.labels, "thresholds": self.thresholds,
-                "metrics": self.metrics, "report_at_0.5": self.report_at_05, "seconds": self.seconds,
+                "thresholds_source": self.manifest["thresholds_source"],
+                "metrics": self.metrics, "report_at_0.5": self.report_at_05,
+                "report_calibrated": self.manifest["metrics"]["calibrated"], "seconds": self.seconds,
                 "epochs_run": self.manifest["training"]["epochs_run"],
-                "best_epoch": self.manifest["training"]["best_epoch"]}
+                "best_epoch": self.manifest["training"]["best_epoch"],
+                "quality": self.manifest["quality"], "lineage": self.manifest["lineage"]}
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -60,35 +71,44 @@ def train(config: TrainConfig) -> TrainResult:
         log(f"warning: {w}")
     log(f"labels: {', '.join(data.labels)}; train {len(data.train.x)} / val {len(data.val.x)} images")
 
-    model, history, best_epoch = _fit(config, data)
+    model, history, best_epoch, fit_info = _fit(config, data, log)
 
     scores = streaming.predict(model, data.val.x)  # [scale: issue 12] array or streamed ShardView
     y_val = data.val.y
-    thresholds = calibrate_thresholds(y_val, scores)
+    calibrated = calibrate_thresholds(y_val, scores)
     report_05 = multilabel_report(y_val, scores, 0.5, data.labels)
-    report_cal = multilabel_report(y_val, scores, thresholds, data.labels)
+    report_cal = multilabel_report(y_val, scores, calibrated, data.labels)
+    half = config.thresholds is Thresholds.HALF
+    thresholds = np.full(len(data.labels), 0.5) if half else calibrated
+    quality = assess(y_val, scores, data.labels, n_train_pos=data.train.y.sum(axis=0), seed=config.seed)
     seconds = time.perf_counter() - t0
 
     manifest = {
         "schema_version": art.SCHEMA_VERSION,
         "labels": data.labels,
         "thresholds": [float(t) for t in thresholds],
+        "thresholds_source": config.thresholds.value,
         "input_size": [config.input_size, config.input_size],
         "preprocessing": PREPROCESSING,
         "arch": config.arch.value,
         "data": {
             "train_csv": art.TRAIN_SPLIT,  # relative to the run dir
             "val_csv": art.VAL_SPLIT,
-            "source_csv": str(Path(config.data).resolve()),
-            "source_val_csv": str(Path(config.val_data).resolve()) if config.val_data else None,
+            # Names, not this machine's paths: the exporter copies them into the model file.
+            "source_csv": Path(config.data).name,
+            "source_val_csv": Path(config.val_data).name if config.val_data else None,
             "n_train": int(len(data.train.x)),
             "n_val": int(len(data.val.x)),
             "skipped": [{"row": s.row, "filename": s.filename, "reason": s.reason} for s in data.skipped],
             "warnings": data.warnings,
         },
         "metrics": {"at_0.5": report_05, "calibrated": report_cal},
+        "calibrated_thresholds": [float(t) for t in calibrated],
+        "quality": quality,
+        "lineage": fit_info["lineage"],
         "training": {
-            "config": config.to_dict(),
+            "config": _public_config(config),
+            "stages": fit_info["stages"],
             "epochs_run": len(history.get("loss", [])),
             "best_epoch": best_epoch,
             "seconds": round(seconds, 2),
@@ -106,44 +126,49 @@ def train(config: TrainConfig) -> TrainResult:
         art.plot_curves(tmp / "curves.png", history)
         art.plot_pr_curves(tmp / "pr_curves.png", y_val, scores, data.labels, thresholds)
     manifest = to_jsonable(manifest)
-    return TrainResult(out, data.labels, manifest["thresholds"], manifest["metrics"]["calibrated"],
+    kept = manifest["metrics"]["at_0.5" if half else "calibrated"]
+    if config.verbose and quality["verdict"] != "learned":
+        log(format_verdict(quality).splitlines()[0] + " (the summary and manifest['quality'] say more)")
+    return TrainResult(out, data.labels, manifest["thresholds"], kept,
                        manifest["metrics"]["at_0.5"], manifest, manifest["training"]["history"], seconds)
 
 
+def _public_config(config: TrainConfig) -> dict:
+    """The config for the manifest, paths cut to their names (nothing of this machine ships)."""
+    d = config.to_dict()
+    for key in ("data", "out", "val_data", "init_from", "cache_dir"):
+        if d.get(key):
+            d[key] = Path(d[key]).name
+    if d.get("weights") not in (None, "imagenet"):
+        d["weights"] = Path(d["weights"]).name
+    return d
+
+
 @distribute.in_strategy  # [scale: issue 12] strategy scope; config with global batch and scaled LR
-def _fit(config: TrainConfig, data: PreparedData):
+def _fit(config: TrainConfig, data: PreparedData, log):
     import keras
 
     from .augment import make_dataset
-    from .callbacks import EpochLog
     from .losses import focal_loss, resolve_pos_weights, weighted_bce
-    from .models import build_model
+    from .stages import fit_stages, plan_stages
+    from .transfer import start_model
 
     keras.utils.set_random_seed(config.seed)
     pos_weight = resolve_pos_weights(config.pos_weight, data.train.y)
     loss_fn = (focal_loss(pos_weight, config.focal_gamma) if config.loss is Loss.FOCAL
                else weighted_bce(pos_weight))
-    model = build_model(config.arch, config.input_size, len(data.labels), weights=config.weights,
-                        width=config.width)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss_fn,
-                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])  # reported, never selects
+    model, lineage = start_model(config, data.labels)
     train_ds = make_dataset(data.train.x, data.train.y, config.batch_size, config.augment,
                             shuffle=True, seed=config.seed)
-    callbacks = [
-        streaming.validation_callback(data.val.x, data.val.y, loss_fn),  # first: the others read val_map
-        keras.callbacks.ReduceLROnPlateau(monitor="val_map", mode="max", factor=0.3,
-                                          patience=max(1, config.patience // 2), min_lr=1e-5, verbose=0),
-        keras.callbacks.EarlyStopping(monitor="val_map", mode="max", patience=config.patience,
-                                      restore_best_weights=True, verbose=0),
-    ]
-    if config.verbose:
-        callbacks.append(EpochLog(config.epochs, steps=-(-len(data.train.x) // config.batch_size)))
-    hist = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles
-                     steps_per_epoch=streaming.steps_per_epoch(data.train.x, config.batch_size))  # [scale: issue 12]
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    val_map = history.get("val_map", [])
-    best_epoch = int(np.argmax(val_map)) + 1 if val_map else len(history.get("loss", []))
-    return model, history, best_epoch
+    stages = plan_stages(config)
+    steps = -(-len(data.train.x) // config.batch_size)
+    # [scale: issue 12] a streamed input is endless: fit counts its steps
+    fit_steps = streaming.steps_per_epoch(data.train.x, config.batch_size)
+    history, best_epoch = fit_stages(model, config, stages, train_ds, data.val.x, data.val.y, loss_fn, steps, log,
+                                     fit_steps=fit_steps)
+    info = {"lineage": lineage, "stages": [{"name": s.name, "epochs": s.epochs, "learning_rate": s.learning_rate,
+                                            "warmup": s.warmup} for s in stages]}
+    return model, history, best_epoch, info
 
 
 def _save_uncompiled(model, config: TrainConfig, n_labels: int, path: Path) -> None:
