@@ -2,8 +2,10 @@
 
 Never imports TensorFlow or Keras (a test checks `sys.modules`).
 """
-from .classifier import Classifier, Prediction
-from .errors import BackendError, EdgeError, ImageError, LabelsError, ModelError
+from .classifier import Classifier, Outcome, Prediction
+from .decode import decode_many
+from .errors import BackendError, DataError, EdgeError, ImageError, LabelsError, ModelError, SourceError
+from .events import Hysteresis
 from .preprocess import PREPROCESSING, load_image
 
 __version__ = "0.1.0"
@@ -11,12 +13,17 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendError",
     "Classifier",
+    "DataError",
     "EdgeError",
+    "Hysteresis",
     "ImageError",
     "LabelsError",
     "ModelError",
+    "Outcome",
     "PREPROCESSING",
     "Prediction",
+    "SourceError",
     "__version__",
+    "decode_many",
     "load_image",
 ]

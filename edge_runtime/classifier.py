@@ -121,16 +121,7 @@ class Classifier:
     # ----------------------------------------------------------------------------- loading
     @classmethod
     def from_file(cls, path: str | Path, threads: int | None = None, backend: str | None = None) -> "Classifier":
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ModelError(f"{path}: model file not found") from None
-        except IsADirectoryError:
-            raise ModelError(f"{path}: is a directory, not a model file") from None
-        except OSError as exc:
-            raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
-        return cls(data, str(path), threads=threads, backend=backend)
+        return cls(_metadata.read_model_file(path), str(path), threads=threads, backend=backend)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "<bytes>", threads: int | None = None,

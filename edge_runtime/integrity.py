@@ -84,13 +84,4 @@ def check(data: bytes, name: str = "<model>") -> IntegrityReport:
 
 def verify(path: str | Path) -> IntegrityReport:
     """`check` for a model file; ModelError when it cannot be read."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{path}: model file not found") from None
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a directory, not a model file") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
-    return check(data, str(path))
+    return check(_metadata.read_model_file(path), str(path))

@@ -44,6 +44,19 @@ _EOCD, _CDIR, _LOCAL = b"PK\x05\x06", b"PK\x01\x02", b"PK\x03\x04"
 _STORED, _DEFLATED = 0, 8
 
 
+def read_model_file(path: str | Path) -> bytes:
+    """The bytes of a model file; a one-line ModelError when it cannot be read."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file not found") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a directory, not a model file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
+
+
 def check_tflite(data: bytes, name: str = "<model>") -> None:
     """Raise ModelError unless `data` starts like a TFLite flatbuffer (file identifier TFL3)."""
     if len(data) < 8:

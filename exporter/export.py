@@ -352,6 +352,8 @@ def _metadata(run: Run, cand: Candidate, thresholds: np.ndarray,
             "micro_f1": metrics.get("micro_f1"),
             "n_val": metrics.get("n_samples"),
             "epochs": (m.get("training") or {}).get("epochs_run"),
+            # The trainer's verdict against chance travels with the model (`edge-infer info` shows it).
+            "verdict": (m.get("quality") or {}).get("verdict"),
             # By file name only: the training machine's paths are nobody else's business.
             "source_csv": _file_name((m.get("data") or {}).get("source_csv")),
         },
