@@ -9,7 +9,6 @@ and transferring to another is "a different task in the same kind of photos".
 """
 from __future__ import annotations
 
-import csv
 import io
 import math
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from edge_runtime import atomic
+
+from .demo_data import write_split_csv
 
 POOL = ("circle", "square", "triangle", "star", "cross", "hexagon", "ring", "arrow",
         "diamond", "pentagon", "bar", "tee")
@@ -66,11 +67,7 @@ def make_clutter_dataset(config: ClutterConfig) -> tuple[Path, Path]:
             img.save(buf, "JPEG", quality=88)
             atomic.write_bytes(out / name, buf.getvalue())
             rows.append((name, " ".join(present)))
-        text = io.StringIO(newline="")
-        w = csv.writer(text)
-        w.writerow(["filename", "labels"])
-        w.writerows(rows)
-        csvs.append(atomic.write_text(out / f"{split}.csv", text.getvalue()))
+        csvs.append(write_split_csv(out / f"{split}.csv", rows))
     return csvs[0], csvs[1]
 
 

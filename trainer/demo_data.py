@@ -54,12 +54,17 @@ def make_demo_dataset(config: DemoConfig) -> tuple[Path, Path]:
             name = f"{split}/{i:05d}.png"
             img.save(out / name)
             rows.append((name, " ".join(present)))
-        buf = io.StringIO(newline="")
-        w = csv.writer(buf)
-        w.writerow(["filename", "labels"])
-        w.writerows(rows)
-        csvs.append(atomic.write_text(out / f"{split}.csv", buf.getvalue()))
+        csvs.append(write_split_csv(out / f"{split}.csv", rows))
     return csvs[0], csvs[1]
+
+
+def write_split_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A `filename,labels` CSV (labels joined by spaces), written atomically."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["filename", "labels"])
+    w.writerows(rows)
+    return atomic.write_text(path, buf.getvalue())
 
 
 def draw_image(shapes: list[str], size: int, rng: np.random.Generator) -> Image.Image:
