@@ -16,7 +16,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: Augment
     """A batched `tf.data.Dataset` of (float32 0-255 images, float32 multi-hot)."""
     import tensorflow as tf
 
-    if not isinstance(x, np.ndarray):  # [scale: issue 12] a ShardView: streamed from disk
+    if not isinstance(x, np.ndarray):  # a ShardView: streamed from disk
         from .streaming import make_stream
         return make_stream(x, y, batch_size, augment, shuffle=shuffle, seed=seed)
     ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.float32)))

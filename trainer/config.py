@@ -24,7 +24,7 @@ class Arch(str, Enum):
 PRETRAINABLE = (Arch.MOBILENETV2, Arch.MOBILENETV3)  # archs with a backbone `weights` can fill
 
 
-class Distribute(str, Enum):  # [scale: issue 12] see trainer/distribute.py
+class Distribute(str, Enum):  # see trainer/distribute.py
     NONE = "none"  # this process's default device
     MIRRORED = "mirrored"  # MirroredStrategy: every local GPU (or CPU device) of this machine
     MULTIWORKER = "multiworker"  # MultiWorkerMirroredStrategy: a cluster described by TF_CONFIG
@@ -147,7 +147,7 @@ class TrainConfig:
     cache_dir: str | None = None  # decoded-image cache; None = no cache
     width: float | None = None  # channel multiplier of compact / alpha of mobilenets; None: 1.0 or init_from's
     verbose: bool = True  # one line per epoch on stderr
-    # [scale: issue 12] streamed shards (default) or the whole set in RAM; tf.distribute strategy
+    # streamed shards (default) or the whole set in RAM; tf.distribute strategy
     in_memory: bool = False  # decode into one in-memory array (the old way: fastest for small sets)
     distribute: Distribute = Distribute.NONE  # batch_size is per replica; see trainer/distribute.py
 
@@ -163,7 +163,6 @@ class TrainConfig:
                 choices = ", ".join(e.value for e in enum)
                 raise ConfigError(f"{name} must be one of {choices}, got {getattr(self, name)!r}") from None
         self._resolve_arch()
-        # [scale: issue 12]
         if self.distribute is not Distribute.NONE and self.in_memory:
             raise ConfigError("distributed training streams its data from shards: drop in_memory (--in-memory)")
         if self.distribute is Distribute.MULTIWORKER:  # fail now, not after decoding the data set

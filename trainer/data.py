@@ -12,7 +12,7 @@ from edge_runtime.dataset import LabelTable, SkippedRow, read_labels_csv
 from .config import TrainConfig
 from .errors import DataError
 from .split import iterative_split
-from .streaming import streamed_table  # [scale: issue 12]
+from .streaming import streamed_table
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Split:
 
     table: LabelTable
     x: np.ndarray  # (n, size, size, 3) uint8, exactly `load_image(path, (size, size))` per row
-    # [scale: issue 12] or, streamed, an edge_common.shards.ShardView of those same pixels on disk
+    # or, streamed, an edge_common.shards.ShardView of those same pixels on disk
 
     @property
     def y(self) -> np.ndarray:
@@ -71,7 +71,7 @@ def _read_decoded(csv_path: str, labels: list[str] | None, size: tuple[int, int]
                         "a model needs at least one label")
     if config.in_memory:
         table, x = load_table(table, size, "training", cache_dir=config.cache_dir, workers=config.workers)
-    else:  # [scale: issue 12] shards on disk; x is a ShardView that indexes like the array
+    else:  # shards on disk; x is a ShardView that indexes like the array
         table, x = streamed_table(table, size, config)
     if config.verbose:
         print(f"{table.csv_path.name}: {table.summary()}", file=sys.stderr)

@@ -16,7 +16,7 @@ from edge_runtime.metrics import format_report, multilabel_report
 from edge_runtime.preprocess import PREPROCESSING
 
 from . import artifacts as art
-from . import distribute, streaming  # [scale: issue 12]
+from . import distribute, streaming
 from .config import Loss, Thresholds, TrainConfig
 from .errors import ConfigError
 from .data import PreparedData, prepare_data
@@ -73,7 +73,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     model, history, best_epoch, fit_info = _fit(config, data, log)
 
-    scores = streaming.predict(model, data.val.x)  # [scale: issue 12] array or streamed ShardView
+    scores = streaming.predict(model, data.val.x)  # array or streamed ShardView
     y_val = data.val.y
     calibrated = calibrate_thresholds(y_val, scores)
     report_05 = multilabel_report(y_val, scores, 0.5, data.labels)
@@ -113,11 +113,11 @@ def train(config: TrainConfig) -> TrainResult:
             "best_epoch": best_epoch,
             "seconds": round(seconds, 2),
             "history": history,
-            "distribute": distribute.describe(config, model),  # [scale: issue 12]
+            "distribute": distribute.describe(config, model),
         },
         "versions": art.versions(),
     }
-    # [scale: issue 12] only the chief writes `out`; other workers write a throwaway copy
+    # only the chief writes `out`; other workers write a throwaway copy
     with distribute.run_dir_for_this_process(out, config.distribute) as target, art.atomic_dir(target) as tmp:
         _save_uncompiled(model, config, len(data.labels), tmp / art.MODEL_FILE)
         art.write_split_csvs(tmp, data.train.table.paths, data.train.y, data.val.table.paths, y_val, data.labels)
@@ -144,7 +144,7 @@ def _public_config(config: TrainConfig) -> dict:
     return d
 
 
-@distribute.in_strategy  # [scale: issue 12] strategy scope; config with global batch and scaled LR
+@distribute.in_strategy  # strategy scope; config with global batch and scaled LR
 def _fit(config: TrainConfig, data: PreparedData, log):
     import keras
 
@@ -162,7 +162,7 @@ def _fit(config: TrainConfig, data: PreparedData, log):
                             shuffle=True, seed=config.seed)
     stages = plan_stages(config)
     steps = -(-len(data.train.x) // config.batch_size)
-    # [scale: issue 12] a streamed input is endless: fit counts its steps
+    # a streamed input is endless: fit counts its steps
     fit_steps = streaming.steps_per_epoch(data.train.x, config.batch_size)
     history, best_epoch = fit_stages(model, config, stages, train_ds, data.val.x, data.val.y, loss_fn, steps, log,
                                      fit_steps=fit_steps)
