@@ -84,13 +84,22 @@ def load_table(table: LabelTable, size: tuple[int, int], what: str, cache_dir: s
     x, failures = load_images(table.paths, size, cache_dir=cache_dir, workers=workers)
     if not failures:
         return table, x
+    table, keep = drop_unreadable(table, failures, what)
+    return table, x[keep]
+
+
+def drop_unreadable(table: LabelTable, failures: Sequence[Failure], what: str) -> tuple[LabelTable, np.ndarray]:
+    """The table without its unreadable rows (recorded as skipped rows) and the kept row indices.
+
+    Raises `DataError` when no row is left.
+    """
     bad = {i for i, _, _ in failures}
     extra = [SkippedRow(table.rows[i] if table.rows else 0, str(p), f"unreadable image: {reason}")
              for i, p, reason in failures]
-    keep = [i for i in range(len(table)) if i not in bad]
-    if not keep:
+    keep = np.array([i for i in range(len(table)) if i not in bad], dtype=np.int64)
+    if not len(keep):
         raise DataError(f"{table.csv_path}: no readable {what} image; first problem: {extra[0]}")
-    return table.subset(keep, extra_skipped=extra), x[keep]
+    return table.subset(keep, extra_skipped=extra), keep
 
 
 def _read_cache(npy: Path, meta: Path, n: int, hw: tuple[int, int]) -> tuple[np.ndarray, list[Failure]] | None:

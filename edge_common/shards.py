@@ -33,11 +33,11 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from edge_runtime import atomic
-from edge_runtime.dataset import LabelTable, SkippedRow
+from edge_runtime.dataset import LabelTable
 from edge_runtime.decode import decode_many
 from edge_runtime.errors import DataError
 
-from .images import Failure, cache_key
+from .images import Failure, cache_key, drop_unreadable
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
@@ -201,13 +201,8 @@ def load_table_shards(table: LabelTable, size: tuple[int, int], what: str, cache
     shards = open_shards(table.paths, size, cache_dir, workers=workers, progress=progress, temporary=temporary)
     if not shards.failures:
         return table, ShardView(shards, np.arange(len(table), dtype=np.int64))
-    bad = {i for i, _, _ in shards.failures}
-    extra = [SkippedRow(table.rows[i] if table.rows else 0, str(p), f"unreadable image: {reason}")
-             for i, p, reason in shards.failures]
-    keep = np.array([i for i in range(len(table)) if i not in bad], dtype=np.int64)
-    if not len(keep):
-        raise DataError(f"{table.csv_path}: no readable {what} image; first problem: {extra[0]}")
-    return table.subset(keep, extra_skipped=extra), ShardView(shards, keep)
+    table, keep = drop_unreadable(table, shards.failures, what)
+    return table, ShardView(shards, keep)
 
 
 def print_progress(label: str, every: float = 0.1) -> Progress:
