@@ -262,8 +262,9 @@ def _md_architectures(report: dict) -> list[str]:
     L = [
         "## 4. Architectures",
         "",
-        f"compact and mobilenetv3 trained with the same configuration ({report['profile']['train']}), "
-        "mobilenetv3 from scratch (weights=None); seed with the seed recipe as written (`--recipe seed`: "
+        f"{' and '.join(a for a in archs if a != 'seed')} trained with the same configuration "
+        f"({report['profile']['train']}){', mobilenetv3 from scratch (weights=None)' if 'mobilenetv3' in archs else ''}; "
+        "seed with the seed recipe as written (`--recipe seed`: "
         "64 px, Adam 1e-3, 5 epochs, plain BCE, no augmentation, thresholds 0.5), each judged at its own input size. MACs counted from the layer configs (Conv2D, DepthwiseConv2D, Dense; one image). "
         "int8 latency: `Classifier.predict` on a frame, 1 thread, with its bare-invoke floor.",
         "",

@@ -4,7 +4,7 @@
 # images with edge-infer, evaluate on the test split, benchmark, and print a summary.
 # Everything lands in demo_out/ (DEMO_OUT to change). VENV=DIR uses another virtual
 # environment, SKIP_INSTALL=1 skips the pip step (the README test does both, and makes the run
-# small with DEMO_N_TRAIN / DEMO_N_TEST / DEMO_EPOCHS, and opens the gate with DEMO_EXPORT_ARGS
+# small with DEMO_N_TRAIN / DEMO_N_TEST / DEMO_EPOCHS / DEMO_TRAIN_ARGS, and opens the gate with DEMO_EXPORT_ARGS
 # because a few epochs on a few hundred images leave a model too weak to judge; the defaults are
 # the full demo, whose int8 export passes the default gate).
 set -euo pipefail
@@ -24,7 +24,7 @@ echo "== 1/6 demo data"
 $BIN/edge-train make-demo "$OUT/data" ${DEMO_N_TRAIN:+--n-train "$DEMO_N_TRAIN"} ${DEMO_N_TEST:+--n-test "$DEMO_N_TEST"}
 
 echo "== 2/6 train (progress on stderr, one line per epoch)"
-$BIN/edge-train "$OUT/data/train.csv" --out "$OUT/run" --cache-dir "$OUT/cache" ${DEMO_EPOCHS:+--epochs "$DEMO_EPOCHS"}
+$BIN/edge-train "$OUT/data/train.csv" --out "$OUT/run" --cache-dir "$OUT/cache" ${DEMO_EPOCHS:+--epochs "$DEMO_EPOCHS"} ${DEMO_TRAIN_ARGS:-}
 
 echo "== 3/6 export int8 through the parity gate"
 $BIN/edge-export "$OUT/run" --quant int8 --out "$OUT/shapes.tflite" --cache-dir "$OUT/cache" ${DEMO_EXPORT_ARGS:-}

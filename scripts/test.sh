@@ -1,118 +1,148 @@
 #!/usr/bin/env bash
 # The project's test command, on a fresh machine with only Python 3.10+ (3.11 in CI), pip and venv.
-#   1. a full environment (.venv: TensorFlow, the trainer, the exporter) runs the fast tests first
-#      (a broken build fails within a minute) and exports small fixture models with the real
-#      exporter;
-#   2. while it runs the slow tests (they train and convert models), the other environments run
-#      beside it, each logging to a file printed when it is done:
-#      - two runtime-only environments with no TensorFlow run the runtime tests on the fixtures:
-#        ai-edge-litert on numpy 2 with the video and watch extras (.venv-litert: the OpenCV tests
-#        run there) and tflite-runtime on numpy < 2 (.venv-tflite: no OpenCV, those tests skip);
-#      - MediaPipe Tasks classifies with a real edge-export of a small demo run (.venv-mediapipe).
-# SKIP_LEAN=1 runs the full environment only; SKIP_MEDIAPIPE=1 leaves out the MediaPipe step.
-# Extra arguments go to the full environment's pytest runs.
-set -euo pipefail
+#   1. environments, installed with uv (pip installs it; it unpacks TensorFlow several times faster
+#      than pip; pip itself is the fallback): .venv (TensorFlow, trainer, exporter, pytest-xdist)
+#      first, the others beside the fixtures:
+#      - two runtime-only environments with no TensorFlow: ai-edge-litert on numpy 2 with the video
+#        and watch extras (.venv-litert: the OpenCV tests run there) and tflite-runtime on numpy < 2
+#        (.venv-tflite: no OpenCV, those tests skip);
+#      - MediaPipe Tasks (.venv-mediapipe), which reads our exported files;
+#   2. fixtures, built once with the real TensorFlow and exporter: the tiny runtime models, then a
+#      trained run exported in every mode, which every pytest worker reuses;
+#   3. the full environment's tests on two workers (fast tests first, so a broken build shows in
+#      seconds), while the other environments run their tests beside it, each logging to a file
+#      printed at the end.
+# SKIP_LEAN=1 runs the full environment only; SKIP_MEDIAPIPE=1 leaves out the MediaPipe step;
+# TEST_WORKERS=N sets the pytest workers (default 2; 0 runs in one process). Extra arguments go to
+# the full environment's pytest run.
+set -euo pipefail -m
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 TF_CPP_MIN_LOG_LEVEL=2
+PY=$(command -v "${PYTHON:-python3}")
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 TF_CPP_MIN_LOG_LEVEL=2 UV_PYTHON_DOWNLOADS=never
 T0=$SECONDS
+FIXTURES=$(mktemp -d)
+LOGS=$(mktemp -d)
+JOBS=()
+cleanup() {
+  # Each job is a process group of its own (set -m): stop it whole, pytest included.
+  for pid in "${JOBS[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+  rm -rf "$FIXTURES" "$LOGS"
+}
+trap cleanup EXIT
+stamp() { echo "== [$((SECONDS - T0)) s] $*"; }
 
-venv() {  # venv DIR: create it once, quietly
-  [ -x "$1/bin/python" ] || "$PY" -m venv "$1"
+# install VENV ARGS...: create the environment once, then install into it, quietly.
+install() {
+  local venv=$1; shift
+  if [ -x .venv/bin/uv ]; then
+    [ -x "$venv/bin/python" ] || .venv/bin/uv venv -q --python "$PY" "$venv"
+    .venv/bin/uv pip install -q --python "$venv/bin/python" --compile-bytecode "$@"
+  else
+    [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q "$@"
+  fi
 }
 
 # pytest exits 5 when it collects nothing: for us that is a broken run, never a pass.
 run_pytest() {
   local py=$1; shift
   set +e
-  "$py" -m pytest "$@"
+  "$py" -m pytest -p no:cacheprovider "$@"
   local rc=$?
   set -e
   if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; return 1; fi
   return "$rc"
 }
 
-lean_litert() {
-  venv .venv-litert
-  .venv-litert/bin/pip install -q -e ".[video,watch]" pytest
-  EDGE_FIXTURE_MODELS="$FIXTURES" run_pytest .venv-litert/bin/python -q -p no:cacheprovider -m runtime $RUNTIME_TESTS
-}
-
-lean_tflite() {
-  venv .venv-tflite
-  .venv-tflite/bin/pip install -q "tflite-runtime==2.14.0" "numpy<2" pillow click pytest
-  .venv-tflite/bin/pip install -q --no-deps -e .
-  EDGE_FIXTURE_MODELS="$FIXTURES" EDGE_EXPECT_BACKEND=tflite-runtime \
-    run_pytest .venv-tflite/bin/python -q -p no:cacheprovider -m runtime $RUNTIME_TESTS
-}
-
-mediapipe_step() {
-  # A real edge-export of a small demo run; the gate is loosened because this step proves the
-  # file format (names, scores), not the model's quality, which the exporter tests judge.
-  local MP="$FIXTURES/mediapipe"
-  .venv/bin/edge-train make-demo "$MP/data" --n-train 400 --n-test 24 --size 64 > /dev/null
-  .venv/bin/edge-train "$MP/data/train.csv" --out "$MP/run" --arch compact --input-size 48 --epochs 8 --quiet > /dev/null
-  .venv/bin/edge-export "$MP/run" --quant int8 --out "$MP/demo.tflite" --min-agreement 0 --max-map-drop 1 > /dev/null
-  mkdir -p "$MP/images" && cp "$MP"/data/test/*.png "$MP/images/"
-  venv .venv-mediapipe
-  .venv-mediapipe/bin/pip install -q -e . mediapipe pytest
-  .venv-mediapipe/bin/python -c "import mediapipe" || { echo "mediapipe does not import: failing" >&2; return 1; }
-  EDGE_FIXTURE_MODELS="$FIXTURES" EDGE_MEDIAPIPE_DEMO="$MP" \
-    run_pytest .venv-mediapipe/bin/python -q -p no:cacheprovider -rs tests/test_mediapipe.py
-}
-
-echo "== full environment (.venv)"
-venv .venv
-.venv/bin/pip install -q -e ".[train,dev]"
-echo "-- fast tests"
-run_pytest .venv/bin/python -q -p no:cacheprovider -x -m "not slow" "$@"
-
-if [ "${SKIP_LEAN:-0}" = 1 ]; then
-  echo "-- slow tests (train or convert models)"
-  run_pytest .venv/bin/python -q -p no:cacheprovider -m slow "$@"
-  exit 0
-fi
-
 # Only the files that hold runtime tests: the others import TensorFlow or scikit-learn.
 RUNTIME_TESTS=$(grep -l "pytest.mark.runtime" tests/test_*.py) || { echo "no runtime tests found" >&2; exit 1; }
-FIXTURES=$(mktemp -d)
-LOGS=$(mktemp -d)
-trap 'rm -rf "$FIXTURES" "$LOGS"' EXIT
-echo "-- fixture models for the runtime-only environments"
-.venv/bin/python tests/make_fixture_models.py "$FIXTURES" > /dev/null
 
-# The side environments run one after another (each is light), beside the slow tests. Each step
-# runs as a job of its own so that `set -e` holds inside it (it is off in an `||` list).
+install_litert() { install .venv-litert -e ".[video,watch]" pytest; }
+install_tflite() {
+  install .venv-tflite "tflite-runtime==2.14.0" "numpy<2" pillow click pytest
+  install .venv-tflite --no-deps -e .
+}
+install_mediapipe() {
+  install .venv-mediapipe -e . mediapipe pytest
+  .venv-mediapipe/bin/python -c "import mediapipe" || { echo "mediapipe does not import: failing" >&2; return 1; }
+}
+test_litert() {
+  EDGE_FIXTURE_MODELS="$FIXTURES" run_pytest .venv-litert/bin/python -q -m runtime $RUNTIME_TESTS
+}
+test_tflite() {
+  EDGE_FIXTURE_MODELS="$FIXTURES" EDGE_EXPECT_BACKEND=tflite-runtime \
+    run_pytest .venv-tflite/bin/python -q -m runtime $RUNTIME_TESTS
+}
+test_mediapipe() {
+  # MediaPipe reads the fixture models and a real edge-export (the trained run's int8 file).
+  EDGE_FIXTURE_MODELS="$FIXTURES" run_pytest .venv-mediapipe/bin/python -q -rs tests/test_mediapipe.py
+}
+
+# side STEP...: run each `install_X` / `test_X` in turn, as a job of its own so that `set -e`
+# holds inside it (it is off in an `||` list), logging to $LOGS/X.log; 1 if any failed.
 side() {
-  local rc=0
-  lean_litert > "$LOGS/litert.log" 2>&1 &
-  wait $! || rc=1
-  lean_tflite > "$LOGS/tflite.log" 2>&1 &
-  wait $! || rc=1
-  if [ "${SKIP_MEDIAPIPE:-0}" != 1 ]; then
-    mediapipe_step > "$LOGS/mediapipe.log" 2>&1 &
-    wait $! || rc=1
-  fi
+  local rc=0 step
+  for step in "$@"; do
+    "$step" >> "$LOGS/${step#*_}.log" 2>&1 &
+    wait $! || { rc=1; echo "FAILED: $step" >> "$LOGS/${step#*_}.log"; }
+  done
   return "$rc"
 }
-side &
-SIDE=$!
 
-echo "-- slow tests (train or convert models; the other environments run meanwhile)"
+stamp "full environment (.venv)"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q uv || echo "uv did not install: installing with pip (slower)"
+LEAN=1
+[ "${SKIP_LEAN:-0}" = 1 ] && LEAN=0
+MP=$LEAN
+[ "${SKIP_MEDIAPIPE:-0}" = 1 ] && MP=0
+SIDE_RC=0
+# The other environments' installs need nothing from .venv but uv: they run while .venv installs.
+if [ "$LEAN" = 1 ]; then
+  side install_litert install_tflite & JOBS+=($!); LEAN_INSTALL=$!
+fi
+if [ "$MP" = 1 ]; then
+  side install_mediapipe & JOBS+=($!); MP_INSTALL=$!
+fi
+install .venv -e ".[train,dev]"
+
+stamp "fixture models"
+.venv/bin/python tests/make_fixture_models.py "$FIXTURES" > /dev/null
+if [ "$LEAN" = 1 ]; then
+  # The lean environments' tests need only the runtime fixtures: they start now.
+  if wait "$LEAN_INSTALL"; then
+    side test_litert test_tflite & JOBS+=($!); LEAN_JOB=$!
+  else
+    SIDE_RC=1
+  fi
+fi
+.venv/bin/python tests/make_fixture_models.py "$FIXTURES" --trained-run > /dev/null
+if [ "$MP" = 1 ]; then
+  if wait "$MP_INSTALL"; then
+    side test_mediapipe & JOBS+=($!); MP_JOB=$!
+  else
+    SIDE_RC=1
+  fi
+fi
+
+WORKERS=${TEST_WORKERS:-2}
+XDIST=()
+[ "$WORKERS" -gt 0 ] && XDIST=(-n "$WORKERS" --dist worksteal)
+stamp "full environment tests (${WORKERS} workers; fast tests first)"
 set +e
-run_pytest .venv/bin/python -q -p no:cacheprovider -m slow "$@"
-SLOW=$?
-wait "$SIDE"
-SIDE_RC=$?
+EDGE_FIXTURE_MODELS="$FIXTURES" run_pytest .venv/bin/python -q "${XDIST[@]}" "$@"
+FULL=$?
+[ -n "${LEAN_JOB:-}" ] && { wait "$LEAN_JOB" || SIDE_RC=1; }
+[ -n "${MP_JOB:-}" ] && { wait "$MP_JOB" || SIDE_RC=1; }
 set -e
 for env in litert tflite mediapipe; do
   [ -f "$LOGS/$env.log" ] || continue
   case $env in
     litert) echo "== runtime only: ai-edge-litert, numpy 2, OpenCV and watchdog (.venv-litert)" ;;
     tflite) echo "== runtime only: tflite-runtime, numpy < 2 (.venv-tflite)" ;;
-    mediapipe) echo "== MediaPipe Tasks reads the exported file (.venv-mediapipe)" ;;
+    mediapipe) echo "== MediaPipe Tasks reads the exported files (.venv-mediapipe)" ;;
   esac
   cat "$LOGS/$env.log"
 done
-echo "== test.sh: $((SECONDS - T0)) s; slow tests exit $SLOW, other environments exit $SIDE_RC"
-[ "$SLOW" -eq 0 ] && [ "$SIDE_RC" -eq 0 ]
+stamp "test.sh done: full environment exit $FULL, other environments exit $SIDE_RC"
+[ "$FULL" -eq 0 ] && [ "$SIDE_RC" -eq 0 ]

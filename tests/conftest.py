@@ -13,52 +13,39 @@ def demo_data(tmp_path_factory):
     return make_demo_dataset(DemoConfig(str(out), n_train=160, n_test=48, image_size=64, seed=0))
 
 
-def write_colour_squares(folder, n: int, seed: int):
-    """An easy labelled set on disk: bright squares in the red, green or blue channel (any subset).
+def _prebuilt(name: str):
+    """`$EDGE_FIXTURE_MODELS/trained/NAME` when scripts/test.sh built it (once for every worker)."""
+    import os
+    from pathlib import Path
 
-    A small model learns it well in seconds, so its scores sit far from the thresholds and the
-    exporter's default gates can judge the conversion rather than the model's doubts."""
-    import csv
-
-    from PIL import Image
-
-    from make_fixture_models import LABELS, synthetic_images
-
-    folder.mkdir(parents=True, exist_ok=True)
-    x, y = synthetic_images(n, seed=seed)
-    with open(folder / "labels.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["filename", *LABELS])
-        for i, (img, row) in enumerate(zip(x, y)):
-            Image.fromarray(img).save(folder / f"{i:04d}.png")
-            w.writerow([f"{i:04d}.png", *(int(v) for v in row)])
-    return folder / "labels.csv"
+    folder = os.environ.get("EDGE_FIXTURE_MODELS")
+    path = Path(folder) / "trained" / name if folder else None
+    return path if path is not None and path.exists() else None
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """A tiny `compact` model trained for seconds on the colour-squares task: the run directory.
-
-    640 images, so the exporter judges parity on 128 held-out ones at its default tolerances."""
+    """A tiny `compact` model trained on the easy colour-squares task (make_fixture_models.py): its run dir."""
     pytest.importorskip("tensorflow")
-    from trainer import TrainConfig, train
+    prebuilt = _prebuilt("run")
+    if prebuilt:
+        return prebuilt
+    from make_fixture_models import build_trained_run
 
-    root = tmp_path_factory.mktemp("run")
-    labels_csv = write_colour_squares(root / "data", 640, seed=1)
-    result = train(TrainConfig(data=str(labels_csv), out=str(root / "run"), arch="compact", input_size=32,
-                               epochs=10, patience=10, batch_size=32, seed=0, verbose=False))
-    return result.run_dir
+    return build_trained_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="session")
 def exported(trained_run, tmp_path_factory):
     """{mode: ExportResult} of `trained_run` exported once per mode at the default gates."""
-    from exporter import ExportConfig, export
+    import pickle
 
-    out = tmp_path_factory.mktemp("exported")
-    return {mode: export(ExportConfig(run_dir=str(trained_run), out=str(out / f"{mode}.tflite"), quant=mode,
-                                      calibration_size=64), log=lambda m: None)
-            for mode in ("float32", "float16", "dynamic", "int8")}
+    prebuilt = _prebuilt("exported.pickle")
+    if prebuilt:
+        return pickle.loads(prebuilt.read_bytes())
+    from make_fixture_models import export_every_mode
+
+    return export_every_mode(trained_run, tmp_path_factory.mktemp("exported"))
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +69,30 @@ def fixture_models(tmp_path_factory):
     from make_fixture_models import build_fixture_models
 
     return build_fixture_models(tmp_path_factory.mktemp("fixture_models"))
+
+
+# Run order (it changes only how long the run takes, never what passes): the fast tests first, so
+# a broken build shows in seconds; then the slow ones, longest first, so that two workers finish
+# together instead of one waiting on a long test picked up last. Durations measured with
+# `pytest --durations=0` on the CI machine, longest first.
+LONGEST_FIRST = (
+    "test_benchmarks.py::test_smoke_run_writes_complete_report",
+    "test_transfer.py::test_pretrained_then_fine_tuned_beats_scratch_on_a_small_different_task",
+    "test_readme.py::test_own_data_commands_run_as_written",
+    "test_readme.py::test_quickstart_demo_runs",
+    "test_recipes.py::test_seed_recipe_matches_the_seed_script",
+    "test_distribute.py::test_two_workers_with_tf_config_train_one_model_and_only_the_chief_writes",
+    "test_quality.py::test_shuffled_labels_warn_in_summary_json_and_manifest",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> tuple[int, int]:
+        if item.get_closest_marker("slow") is None:
+            return (0, 0)
+        for i, name in enumerate(LONGEST_FIRST):
+            if item.nodeid.endswith(name):
+                return (1, i)
+        return (1, len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the collection order within each rank

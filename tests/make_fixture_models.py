@@ -12,6 +12,12 @@ Files written to OUT_DIR:
 - `plain.tflite`: the float32 model without metadata (a model from elsewhere);
 - `vector.tflite`: a model whose input is a (1, 10) vector, not an image;
 - `reference_frames.npy` / `keras_scores.npy`: a few uint8 frames and the Keras scores on them.
+
+With `--trained-run`, also what the exporter tests share (the `trained_run` and `exported`
+fixtures of tests/conftest.py), so that every pytest worker reuses one build:
+- `trained/run/`: a real `edge-train` run (compact, 32 px) on an easy colour-squares task it learns
+  well, and `trained/{mode}.tflite` its real exports at the default gates, with
+  `trained/exported.pickle` holding their `ExportResult`s.
 """
 from __future__ import annotations
 
@@ -103,8 +109,65 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
+def write_colour_squares(folder: Path, n: int, seed: int) -> Path:
+    """An easy labelled set on disk: bright squares in the red, green or blue channel (any subset).
+
+    A small model learns it well in seconds, so its scores sit far from the thresholds and the
+    exporter's default gates can judge the conversion rather than the model's doubts."""
+    import csv
+
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y = synthetic_images(n, seed=seed)
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["filename", *LABELS])
+        for i, (img, row) in enumerate(zip(x, y)):
+            Image.fromarray(img).save(folder / f"{i:04d}.png")
+            w.writerow([f"{i:04d}.png", *(int(v) for v in row)])
+    return folder / "labels.csv"
+
+
+def build_trained_run(root: Path) -> Path:
+    """A tiny `compact` model trained for seconds on the colour-squares task: the run directory.
+
+    640 images, so the exporter judges parity on 128 held-out ones at its default tolerances."""
+    from trainer import TrainConfig, train
+
+    labels_csv = write_colour_squares(root / "data", 640, seed=1)
+    result = train(TrainConfig(data=str(labels_csv), out=str(root / "run"), arch="compact", input_size=32,
+                               epochs=10, patience=10, batch_size=32, seed=0, verbose=False))
+    return result.run_dir
+
+
+def export_every_mode(run_dir: Path, out: Path) -> dict:
+    """{mode: ExportResult} of `run_dir` exported once per mode at the default gates."""
+    from exporter import ExportConfig, export
+
+    return {mode: export(ExportConfig(run_dir=str(run_dir), out=str(out / f"{mode}.tflite"), quant=mode,
+                                      calibration_size=64), log=lambda m: None)
+            for mode in MODES}
+
+
+def build_trained(out_dir: str | Path) -> tuple[Path, dict]:
+    """`trained/` in `out_dir` (see the module docstring): (run_dir, {mode: ExportResult})."""
+    import pickle
+
+    root = Path(out_dir) / "trained"
+    run_dir = build_trained_run(root)
+    exported = export_every_mode(run_dir, root)
+    (root / "exported.pickle").write_bytes(pickle.dumps(exported))
+    return run_dir, exported
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python tests/make_fixture_models.py OUT_DIR")
-    for name, path in build_fixture_models(sys.argv[1]).items():
-        print(f"{name:8s} {path}")
+    args = [a for a in sys.argv[1:] if a != "--trained-run"]
+    if len(args) != 1:
+        sys.exit("usage: python tests/make_fixture_models.py OUT_DIR [--trained-run]")
+    if "--trained-run" in sys.argv:
+        run_dir, exported = build_trained(args[0])
+        print(f"trained  {run_dir}; exported {', '.join(exported)}")
+    else:
+        for name, path in build_fixture_models(args[0]).items():
+            print(f"{name:8s} {path}")

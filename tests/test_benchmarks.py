@@ -58,8 +58,10 @@ def test_smoke_run_writes_complete_report(tmp_path):
     modes = {"float32", "float16", "dynamic", "int8"}
     for impl in ("keras_predict", "keras_call"):
         assert {r["batch"] for r in rows if r["impl"] == impl} == {1, 8}
+    threads = report["latency"]["threads"]
+    assert len(threads) >= 2  # a sweep, so the thread column is exercised
     for mode in modes:
-        for t in (1, 2, 4):
+        for t in threads:
             got = {(r["impl"], r["batch"]) for r in rows if r["mode"] == mode and r["threads"] == t}
             assert {("predict", 1), ("bare", 1), ("scores", 8), ("bare", 8), ("predict/bare", 1),
                     ("scores/bare", 8)} <= got, (mode, t)
@@ -76,12 +78,13 @@ def test_smoke_run_writes_complete_report(tmp_path):
 
     acc = report["accuracy"]
     assert set(acc["modes"]) == modes | {"int8-per-channel"} and acc["keras"]["size_bytes"] > 0
+    assert {r["gate"] for r in acc["modes"].values()} == {"not judged"}  # smoke exports once, gate relaxed
     for r in acc["modes"].values():
         for k in ("size_bytes", "map", "micro_f1", "macro_f1", "test_agreement_with_keras", "parity_min_agreement"):
             assert isinstance(r[k], numbers.Number) and math.isfinite(r[k]), k
 
     archs = report["architectures"]
-    assert set(archs) == {"seed", "compact", "mobilenetv3"}
+    assert set(archs) == {"seed", "compact"}  # the smoke profile's two (the full run adds mobilenetv3)
     for a in archs.values():
         assert a["params"] > 0 and a["macs"] > 0 and a["int8_size_bytes"] > 0 and a["int8_predict_p50_ms"] > 0
         assert 0 <= a["keras_test_map"] <= 1

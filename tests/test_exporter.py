@@ -79,7 +79,8 @@ def test_a_bad_keras_threshold_is_recalibrated_and_a_good_one_kept(trained_run, 
     thr = _export(run, tmp_path, "float32").metadata["thresholds"]
     f1 = lambda t: multilabel_report(val.y, scores, t, val.labels)["per_label"][val.labels[0]]["f1"]  # noqa: E731
     assert thr[0] < bad and f1(thr) > f1([bad] + good[1:]) + 0.1  # moved, for a real gain
-    assert thr[1:] == pytest.approx(good[1:])  # the good ones stayed
+    # The good ones stayed: re-derived from the TFLite scores, which differ from Keras's in the 7th digit.
+    assert thr[1:] == pytest.approx(good[1:], abs=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["ai-edge-litert", "tensorflow"])

@@ -1,9 +1,9 @@
 """The exported file in a real consumer of standard TFLite metadata: MediaPipe Tasks.
 
 Runs only where `mediapipe` imports (its own CI environment, see scripts/test.sh), against the
-fixture models (float32 and int8, written by the exporter's metadata writer) and, when
-`$EDGE_MEDIAPIPE_DEMO` names a folder holding `demo.tflite` (a real `edge-export` of a demo run)
-and `images/`, against that file on the demo images.
+fixture models (float32 and int8, written by the exporter's metadata writer) and, when the fixture
+folder holds `trained/` (`make_fixture_models.py --trained-run`: a real trained run and its real
+exports), against its int8 export on the images it was trained on.
 """
 from __future__ import annotations
 
@@ -35,11 +35,13 @@ def _models(fixture_models) -> list[tuple[str, Path, list]]:
     """(name, model, images): images are paths, or uint8 frames at input size."""
     frames = list(np.load(Path(fixture_models["int8"]).parent / "reference_frames.npy"))
     out = [(name, fixture_models[name], frames) for name in ("int8", "float32")]
-    demo = os.environ.get("EDGE_MEDIAPIPE_DEMO")
-    if demo:
-        images = sorted((Path(demo) / "images").glob("*.png"))
-        assert images, f"$EDGE_MEDIAPIPE_DEMO={demo} holds no images/*.png"
-        out.append(("demo", Path(demo) / "demo.tflite", images))
+    trained = Path(fixture_models["int8"]).parent / "trained"
+    if (trained / "int8.tflite").is_file():
+        images = sorted((trained / "data").glob("*.png"))[:24]
+        assert images, f"{trained} holds no data/*.png"
+        out.append(("exported", trained / "int8.tflite", images))
+    elif os.environ.get("EDGE_FIXTURE_MODELS"):  # scripts/test.sh builds it: missing is a broken run
+        pytest.fail(f"{trained} holds no int8.tflite: run tests/make_fixture_models.py DIR --trained-run")
     return out
 
 
@@ -79,7 +81,7 @@ def test_metadata_validates_with_mediapipe_schema(fixture_models):
         m = fb.ModelMetadata.GetRootAs(raw, 0)
         meta = md.read(data)
         assert m.Name() and m.Description() and m.Version() and m.MinParserVersion() == b"1.0.0"
-        if name != "demo":
+        if name != "exported":
             assert (m.Author(), m.License()) == (b"edge-multilabel tests", b"Apache-2.0")
         assert m.AssociatedFilesLength() == 1 and m.AssociatedFiles(0).Name() == b"edge_metadata.json"
         assert m.SubgraphMetadataLength() == 1

@@ -4,10 +4,13 @@ Every `edge-*` line of the README's `sh` blocks is executed as written, in a scr
 holds a small `photos/labels.csv`, with only these test-speed additions, each named here:
 `edge-train` gets a tiny budget (`--epochs 3 --input-size 32`), `edge-export` an open gate (a
 3-epoch model is judged on wiring here, not quality: the gate itself is tested in
-test_exporter.py), and `--watch` a time limit. The quickstart demo script runs whole, in the test's
-own environment, on a smaller data set (DEMO_N_TRAIN=400, DEMO_N_TEST=60, 8 epochs) with the same
-open gate as `edge-export` above (DEMO_EXPORT_ARGS): this checks the script's wiring; the full
-demo's quality is measured by the benchmark (benchmarks/results).
+test_exporter.py), and `--watch` a time limit. `edge-infer` runs as the installed command;
+`edge-train` and `edge-export` run their click commands in this process (the same argv, exit code
+and stderr; each command's own tests also start it as a real process), which spares a TensorFlow
+import per line. The quickstart demo script runs whole, in the test's own environment, on a
+smaller data set (DEMO_N_TRAIN=240, DEMO_N_TEST=40, 6 epochs at 48 px) with the same open gate as
+`edge-export` above (DEMO_EXPORT_ARGS): this checks the script's wiring; the full demo's quality is
+measured by the benchmark (benchmarks/results).
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ def test_quickstart_is_the_two_scripts_and_ci_runs_the_test_command():
     assert "scripts/test.sh" in (ROOT / ".ci/run").read_text()
 
 
-def test_own_data_commands_run_as_written(tmp_path):
+def test_own_data_commands_run_as_written(tmp_path, monkeypatch):
     make_demo_dataset(DemoConfig(str(tmp_path / "photos"), n_train=120, n_test=30, image_size=48, seed=3))
     (tmp_path / "photos/train.csv").rename(tmp_path / "photos/labels.csv")
     (tmp_path / "photos/test.csv").rename(tmp_path / "test.csv")
@@ -64,8 +67,15 @@ def test_own_data_commands_run_as_written(tmp_path):
         (tmp_path / f"captures/{i}.png").write_bytes((tmp_path / f"photos/train/{i:05d}.png").read_bytes())
     (tmp_path / "run/camera").mkdir(parents=True)
 
+    from click.testing import CliRunner
+
+    from exporter.cli import export_cmd
+    from trainer.cli import cli as train_cli
+
+    in_process = {"edge-train": train_cli, "edge-export": export_cmd}
     ran = []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    monkeypatch.chdir(tmp_path)
     for line in sh_commands():
         if not line.startswith("edge-"):
             continue
@@ -73,10 +83,15 @@ def test_own_data_commands_run_as_written(tmp_path):
         argv += TEST_SPEED.get(argv[0], [])
         if "--watch" in argv:
             argv += ["--watch-timeout", "2"]
-        proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
-        assert "Traceback" not in proc.stderr
+        if argv[0] in in_process:
+            res = CliRunner().invoke(in_process[argv[0]], argv[1:], prog_name=argv[0])
+            code, stderr = res.exit_code, res.stderr + (repr(res.exception) if res.exit_code else "")
+        else:
+            proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=600)
+            code, stderr = proc.returncode, proc.stderr
+        assert code == 0, f"{line}\n{stderr[-2000:]}"
+        assert "Traceback" not in stderr
         ran.append(argv[0] if argv[1] not in ("info", "eval", "bench") else f"{argv[0]} {argv[1]}")
     assert {"edge-train", "edge-export", "edge-infer", "edge-infer info", "edge-infer eval",
             "edge-infer bench"} <= set(ran)
@@ -85,7 +100,7 @@ def test_own_data_commands_run_as_written(tmp_path):
 
 def test_quickstart_demo_runs(tmp_path):
     env = dict(os.environ, VENV=sys.prefix, SKIP_INSTALL="1", DEMO_OUT=str(tmp_path / "demo"),
-               DEMO_N_TRAIN="400", DEMO_N_TEST="60", DEMO_EPOCHS="8",
+               DEMO_N_TRAIN="240", DEMO_N_TEST="40", DEMO_EPOCHS="6", DEMO_TRAIN_ARGS="--input-size 48",
                DEMO_EXPORT_ARGS=" ".join(TEST_SPEED["edge-export"]))
     proc = subprocess.run(["bash", str(ROOT / "scripts/demo.sh")], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
