@@ -18,7 +18,9 @@
 set -euo pipefail -m
 cd "$(dirname "$0")/.."
 PY=$(command -v "${PYTHON:-python3}")
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 TF_CPP_MIN_LOG_LEVEL=2 UV_PYTHON_DOWNLOADS=never
+# No bytecode compiled at install (20 s for TensorFlow's 10,000 modules): the first import writes
+# it for the modules actually used, and every later process reads it.
+export PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2 UV_PYTHON_DOWNLOADS=never
 T0=$SECONDS
 FIXTURES=$(mktemp -d)
 LOGS=$(mktemp -d)
@@ -36,10 +38,10 @@ install() {
   local venv=$1; shift
   if [ -x .venv/bin/uv ]; then
     [ -x "$venv/bin/python" ] || .venv/bin/uv venv -q --python "$PY" "$venv"
-    .venv/bin/uv pip install -q --python "$venv/bin/python" --compile-bytecode "$@"
+    .venv/bin/uv pip install -q --python "$venv/bin/python" "$@"
   else
     [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
-    "$venv/bin/python" -m pip install -q "$@"
+    "$venv/bin/python" -m pip install -q --no-compile "$@"
   fi
 }
 
@@ -107,7 +109,11 @@ fi
 install .venv -e ".[train,dev]"
 
 stamp "fixture models"
-.venv/bin/python tests/make_fixture_models.py "$FIXTURES" > /dev/null
+fixtures() {  # TensorFlow's start-up chatter goes to a log, shown only when the build fails
+  .venv/bin/python tests/make_fixture_models.py "$FIXTURES" "$@" > "$LOGS/fixtures.log" 2>&1 ||
+    { cat "$LOGS/fixtures.log"; echo "building the fixture models failed" >&2; return 1; }
+}
+fixtures
 if [ "$LEAN" = 1 ]; then
   # The lean environments' tests need only the runtime fixtures: they start now.
   if wait "$LEAN_INSTALL"; then
@@ -116,7 +122,7 @@ if [ "$LEAN" = 1 ]; then
     SIDE_RC=1
   fi
 fi
-.venv/bin/python tests/make_fixture_models.py "$FIXTURES" --trained-run > /dev/null
+fixtures --trained-run
 if [ "$MP" = 1 ]; then
   if wait "$MP_INSTALL"; then
     side test_mediapipe & JOBS+=($!); MP_JOB=$!
@@ -127,10 +133,10 @@ fi
 
 WORKERS=${TEST_WORKERS:-2}
 XDIST=()
-[ "$WORKERS" -gt 0 ] && XDIST=(-n "$WORKERS" --dist worksteal)
+[ "$WORKERS" -gt 0 ] && XDIST=(-n "$WORKERS" --dist loadgroup)
 stamp "full environment tests (${WORKERS} workers; fast tests first)"
 set +e
-EDGE_FIXTURE_MODELS="$FIXTURES" run_pytest .venv/bin/python -q "${XDIST[@]}" "$@"
+EDGE_FIXTURE_MODELS="$FIXTURES" run_pytest .venv/bin/python -q --durations=12 "${XDIST[@]}" "$@"
 FULL=$?
 [ -n "${LEAN_JOB:-}" ] && { wait "$LEAN_JOB" || SIDE_RC=1; }
 [ -n "${MP_JOB:-}" ] && { wait "$MP_JOB" || SIDE_RC=1; }

@@ -82,7 +82,7 @@ LONGEST_FIRST = (
     "test_readme.py::test_quickstart_demo_runs",
     "test_recipes.py::test_seed_recipe_matches_the_seed_script",
     "test_distribute.py::test_two_workers_with_tf_config_train_one_model_and_only_the_chief_writes",
-    "test_quality.py::test_shuffled_labels_warn_in_summary_json_and_manifest",
+    "test_quality.py::test_shuffled_labels_warn_in_summary_log_and_manifest",
 )
 
 

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +9,6 @@ import pytest
 
 from edge_runtime.dataset import read_labels_csv
 from trainer.quality import assess, format_verdict
-
-EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
 
 
 def _y(n=300, labels=4, seed=0):
@@ -63,25 +58,22 @@ def _shuffled_csv(src_csv: Path, out: Path, seed: int = 0) -> Path:
 
 
 @pytest.mark.slow
-def test_shuffled_labels_warn_in_summary_json_and_manifest(tmp_path):
-    from trainer.demo_data import DemoConfig, make_demo_dataset
-
-    train_csv, _ = make_demo_dataset(DemoConfig(str(tmp_path / "d"), n_train=400, n_test=1, image_size=32, seed=4))
-    csv = _shuffled_csv(train_csv, tmp_path / "shuffled.csv")
-    r = subprocess.run([str(EDGE_TRAIN), str(csv), "--out", str(tmp_path / "run"), "--input-size", "32",
-                        "--epochs", "6", "--json"], capture_output=True, text=True,
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert r.returncode == 0, r.stderr  # training worked; the model did not learn, and it says so
-    res = json.loads(r.stdout)
-    assert res["quality"]["learned"] is False and res["quality"]["verdict"] == "not_learned"
-    assert "WARNING: the model has NOT learned" in r.stderr
-    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert m["quality"] == res["quality"] and set(m["quality"]["per_label"]) == set(m["labels"])
-    assert all({"ap", "chance", "learned"} <= set(v) for v in m["quality"]["per_label"].values())
+def test_shuffled_labels_warn_in_summary_log_and_manifest(tmp_path):
+    """In process with click's runner (edge-train as a real process: test_trainer.py); stdout and
+    stderr are kept apart, as a shell sees them. `--json` carries `result.to_dict()`, whose
+    "quality" is the manifest's (test_trainer.py checks that JSON)."""
     from click.testing import CliRunner
 
     from trainer.cli import cli
+    from trainer.demo_data import DemoConfig, make_demo_dataset
 
-    out = CliRunner().invoke(cli, [str(csv), "--out", str(tmp_path / "run2"), "--input-size", "32", "--epochs", "2",
-                                   "--quiet"])
-    assert out.exit_code == 0 and "WARNING: the model has NOT learned" in out.stdout and "try:" in out.stdout
+    train_csv, _ = make_demo_dataset(DemoConfig(str(tmp_path / "d"), n_train=240, n_test=1, image_size=32, seed=4))
+    csv = _shuffled_csv(train_csv, tmp_path / "shuffled.csv")
+    r = CliRunner().invoke(cli, [str(csv), "--out", str(tmp_path / "run"), "--input-size", "32", "--epochs", "4"])
+    assert r.exit_code == 0, r.stderr  # training worked; the model did not learn, and it says so
+    assert "WARNING: the model has NOT learned" in r.stderr  # in the live log
+    assert "WARNING: the model has NOT learned" in r.stdout and "try:" in r.stdout  # and in the summary
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["quality"]["learned"] is False and m["quality"]["verdict"] == "not_learned"
+    assert set(m["quality"]["per_label"]) == set(m["labels"])
+    assert all({"ap", "chance", "learned"} <= set(v) for v in m["quality"]["per_label"].values())

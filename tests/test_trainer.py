@@ -273,6 +273,7 @@ def run(demo_data, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("trainer-run")  # one worker trains the module's `run` once
 def test_train_writes_all_artifacts(run, demo_data):
     d = run.run_dir
     assert sorted(p.name for p in d.iterdir()) == sorted(
@@ -301,6 +302,7 @@ def test_train_writes_all_artifacts(run, demo_data):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("trainer-run")  # one worker trains the module's `run` once
 def test_saved_model_loads_with_safe_mode_in_a_clean_process(run):
     code = (
         "import sys, numpy as np, keras\n"
@@ -332,6 +334,7 @@ def test_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("trainer-run")  # one worker trains the module's `run` once
 def test_crash_leaves_no_run_dir_and_existing_run_is_kept(demo_data, tmp_path, monkeypatch, run):
     from trainer import artifacts, train
     from trainer.errors import ConfigError
@@ -366,6 +369,7 @@ def test_cli_json_with_val_csv(demo_data, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert m["arch"] == "seed" and m["data"]["source_val_csv"] == Path(demo_data[1]).name
     assert m["data"]["n_val"] == 48
+    assert res["quality"] == m["quality"] and res["quality"]["verdict"] in ("learned", "weak", "not_learned")
 
 
 @pytest.mark.parametrize("content, needle", [

@@ -102,6 +102,7 @@ def parent_run(demo_data, tmp_path_factory):
     return train(TrainConfig(data=str(demo_data[0]), out=str(out), input_size=32, epochs=2, verbose=False))
 
 
+@pytest.mark.xdist_group("parent-run")  # one worker trains `parent_run` once
 def test_init_from_copies_body_and_remaps_head_by_label_name(parent_run, demo_data, tmp_path):
     import keras
 
@@ -132,6 +133,7 @@ def test_init_from_copies_body_and_remaps_head_by_label_name(parent_run, demo_da
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("parent-run")  # one worker trains `parent_run` once
 def test_init_from_run_records_lineage_in_the_manifest(parent_run, demo_data, tmp_path):
     csv = _relabel(demo_data[0], tmp_path / "b.csv", {"cross": "plus"})
     child = train(TrainConfig(data=str(csv), out=str(tmp_path / "child"), init_from=str(parent_run.run_dir),
@@ -146,6 +148,7 @@ def test_init_from_run_records_lineage_in_the_manifest(parent_run, demo_data, tm
     assert m["training"]["stages"][0]["warmup"] is True
 
 
+@pytest.mark.xdist_group("parent-run")  # one worker trains `parent_run` once
 def test_init_from_refuses_what_cannot_work(parent_run, tmp_path):
     with pytest.raises(ConfigError, match="not a run directory"):
         TrainConfig(data="d.csv", out="o", init_from=str(tmp_path))
