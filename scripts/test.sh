@@ -19,8 +19,9 @@ set -euo pipefail -m
 cd "$(dirname "$0")/.."
 PY=$(command -v "${PYTHON:-python3}")
 # No bytecode compiled at install (20 s for TensorFlow's 10,000 modules): the first import writes
-# it for the modules actually used, and every later process reads it.
+# it for the modules actually used, and every later process reads it (so it must be allowed to).
 export PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2 UV_PYTHON_DOWNLOADS=never
+unset PYTHONDONTWRITEBYTECODE
 T0=$SECONDS
 FIXTURES=$(mktemp -d)
 LOGS=$(mktemp -d)
