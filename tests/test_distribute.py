@@ -117,7 +117,9 @@ def test_two_workers_with_tf_config_train_one_model_and_only_the_chief_writes(de
     scratch.mkdir()
     procs = []
     for i in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(scratch),
+        # No bytecode: TensorFlow's autograph imports generated modules from TMPDIR, and Python's
+        # __pycache__ for them is not ours to clean up.
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(scratch), "PYTHONDONTWRITEBYTECODE": "1",
                "TF_CONFIG": tf_config(ports, "worker", i)}
         procs.append(subprocess.Popen(
             [str(EDGE_TRAIN), str(demo_data[0]), "--out", str(out), "--input-size", "32", "--epochs", "2",

