@@ -7,8 +7,8 @@
 #        and watch extras (.venv-litert: the OpenCV tests run there) and tflite-runtime on numpy < 2
 #        (.venv-tflite: no OpenCV, those tests skip);
 #      - MediaPipe Tasks (.venv-mediapipe), which reads our exported files;
-#   2. fixtures, built once with the real TensorFlow and exporter: the tiny runtime models, then a
-#      trained run exported in every mode, which every pytest worker reuses;
+#   2. fixtures, built once with the real TensorFlow and exporter: the tiny runtime models and, beside
+#      them, a trained run exported in every mode, which every pytest worker reuses;
 #   3. the full environment's tests on two workers (fast tests first, so a broken build shows in
 #      seconds), while the other environments run their tests beside it, each logging to a file
 #      printed at the end.
@@ -110,11 +110,15 @@ fi
 install .venv -e ".[train,dev]"
 
 stamp "fixture models"
-fixtures() {  # TensorFlow's start-up chatter goes to a log, shown only when the build fails
-  .venv/bin/python tests/make_fixture_models.py "$FIXTURES" "$@" > "$LOGS/fixtures.log" 2>&1 ||
-    { cat "$LOGS/fixtures.log"; echo "building the fixture models failed" >&2; return 1; }
+# fixtures NAME [ARGS]: TensorFlow's start-up chatter goes to a log, shown only when the build fails.
+fixtures() {
+  local log="$LOGS/fixtures-$1.log"; shift
+  .venv/bin/python tests/make_fixture_models.py "$FIXTURES" "$@" > "$log" 2>&1 ||
+    { cat "$log"; echo "building the fixture models failed" >&2; return 1; }
 }
-fixtures
+# The trained run (the longer build) on one core, the runtime models on the other.
+fixtures trained --trained-run & JOBS+=($!); TRAINED=$!
+fixtures runtime
 if [ "$LEAN" = 1 ]; then
   # The lean environments' tests need only the runtime fixtures: they start now.
   if wait "$LEAN_INSTALL"; then
@@ -123,7 +127,7 @@ if [ "$LEAN" = 1 ]; then
     SIDE_RC=1
   fi
 fi
-fixtures --trained-run
+wait "$TRAINED"
 if [ "$MP" = 1 ]; then
   if wait "$MP_INSTALL"; then
     side test_mediapipe & JOBS+=($!); MP_JOB=$!
