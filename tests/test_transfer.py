@@ -181,19 +181,21 @@ def test_pretrained_then_fine_tuned_beats_scratch_on_a_small_different_task(tmp_
     from edge_runtime.metrics import mean_average_precision
     from trainer.transfer import save_backbone_weights
 
-    # 32 px and 8 epochs: each run's cost is mostly tracing MobileNetV2's train step (about 20 s),
-    # not its epochs. Measured margins at these settings: 0.108 and 0.181 on two data seeds.
-    size, common = 32, dict(arch="mobilenetv2", width=0.35, input_size=32, verbose=False, seed=0)
-    src, _ = make_demo_dataset(DemoConfig(str(tmp_path / "a"), n_train=400, n_test=1, image_size=size, seed=1,
+    # Each run's cost is mostly tracing MobileNetV2's train step (about 20 s), not its epochs, so
+    # the data and epochs stay where the margin is wide: 0.71 vs 0.46 measured. Smaller (32 px,
+    # 400 images, 8 epochs) saved little time and gave margins from 0.18 down to 0.036 over
+    # repeated runs (the streamed input order is not bit-reproducible): flaky, so not used.
+    size, common = 48, dict(arch="mobilenetv2", width=0.35, input_size=48, verbose=False, seed=0)
+    src, _ = make_demo_dataset(DemoConfig(str(tmp_path / "a"), n_train=600, n_test=1, image_size=size, seed=1,
                                           labels=("circle", "square", "triangle")))
-    pre = train(TrainConfig(data=str(src), out=str(tmp_path / "pre"), epochs=8, **common))
+    pre = train(TrainConfig(data=str(src), out=str(tmp_path / "pre"), epochs=12, **common))
     weights = save_backbone_weights(pre.run_dir, tmp_path / "task_a.weights.h5")
     tgt, test = make_demo_dataset(DemoConfig(str(tmp_path / "b"), n_train=120, n_test=160, image_size=size, seed=2,
                                              labels=("star", "cross")))
     test_table, x_test = load_table(read_labels_csv(test), (size, size), "test")
     scores = {}
     for name, kw in (("scratch", {}), ("pretrained", {"weights": str(weights)})):
-        res = train(TrainConfig(data=str(tgt), out=str(tmp_path / name), epochs=8, **common, **kw))
+        res = train(TrainConfig(data=str(tgt), out=str(tmp_path / name), epochs=12, **common, **kw))
         model = keras.models.load_model(res.run_dir / "model.keras", compile=False)
         scores[name] = mean_average_precision(test_table.y, model.predict(x_test.astype(np.float32), verbose=0))
     print(f"pretrain val mAP {pre.metrics['map']:.3f}; target test mAP {scores}")
