@@ -2,16 +2,16 @@
 # The project's test command, on a fresh machine with only Python 3.10+ (3.11 in CI), pip and venv.
 #   1. environments, installed with uv (pip installs it; it unpacks TensorFlow several times faster
 #      than pip; pip itself is the fallback): .venv (TensorFlow, trainer, exporter, pytest-xdist)
-#      first, the others beside the fixtures:
+#      first, the others beside it:
 #      - two runtime-only environments with no TensorFlow: ai-edge-litert on numpy 2 with the video
 #        and watch extras (.venv-litert: the OpenCV tests run there) and tflite-runtime on numpy < 2
 #        (.venv-tflite: no OpenCV, those tests skip);
 #      - MediaPipe Tasks (.venv-mediapipe), which reads our exported files;
 #   2. fixtures, built once with the real TensorFlow and exporter: the tiny runtime models and, beside
 #      them, a trained run exported in every mode, which every pytest worker reuses;
-#   3. the full environment's tests on two workers (fast tests first, so a broken build shows in
-#      seconds), while the other environments run their tests beside it, each logging to a file
-#      printed at the end.
+#   3. the full environment's tests on two workers (fast tests first, then the longest slow ones:
+#      tests/conftest.py orders them), while the other environments run their tests beside it, each
+#      logging to a file printed at the end. A broken import fails the fixture build within seconds.
 # SKIP_LEAN=1 runs the full environment only; SKIP_MEDIAPIPE=1 leaves out the MediaPipe step;
 # TEST_WORKERS=N sets the pytest workers (default 2; 0 runs in one process). Extra arguments go to
 # the full environment's pytest run.
