@@ -19,7 +19,7 @@ from trainer.errors import ConfigError
 # Measured once here: mAP 0.458 (script) vs 0.439 (recipe), macro-F1 0.259 vs 0.211. Both are
 # only modestly above chance on this small set (5 epochs of 384 images). A later run with the same
 # seeds gave the recipe macro-F1 0.355 (the script's stayed 0.259): F1 at a fixed 0.5 swings with
-# every label whose scores sit near 0.5, and our streamed input order is not bit-reproducible. So
+# every label whose scores sit near 0.5, and training is not bit-reproducible from run to run. So
 # mAP (threshold-free) holds the tight bound, macro-F1 a looser one that still catches the 0.28 gap.
 SEED_TOLERANCE = {"map": 0.08, "macro_f1": 0.15}
 

@@ -184,7 +184,7 @@ def test_pretrained_then_fine_tuned_beats_scratch_on_a_small_different_task(tmp_
     # Each run's cost is mostly tracing MobileNetV2's train step (about 20 s), not its epochs, so
     # the data and epochs stay where the margin is wide: 0.71 vs 0.46 measured. Smaller (32 px,
     # 400 images, 8 epochs) saved little time and gave margins from 0.18 down to 0.036 over
-    # repeated runs (the streamed input order is not bit-reproducible): flaky, so not used.
+    # repeated runs (training is not bit-reproducible from run to run): flaky, so not used.
     size, common = 48, dict(arch="mobilenetv2", width=0.35, input_size=48, verbose=False, seed=0)
     src, _ = make_demo_dataset(DemoConfig(str(tmp_path / "a"), n_train=600, n_test=1, image_size=size, seed=1,
                                           labels=("circle", "square", "triangle")))
