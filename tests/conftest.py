@@ -72,17 +72,19 @@ def fixture_models(tmp_path_factory):
 
 
 # Run order (it changes only how long the run takes, never what passes): the fast tests first, so
-# a broken build shows in seconds; then the slow ones, longest first, so that two workers finish
-# together instead of one waiting on a long test picked up last. Durations measured with
-# `pytest --durations=0` on the CI machine, longest first.
+# a failure among them shows early; then the slow ones, longest first, so that the two workers of
+# scripts/test.sh finish together instead of one waiting on a long test picked up last. Order from
+# `--durations` of a two-worker run on the CI machine (the longest about 2 minutes).
 LONGEST_FIRST = (
-    "test_benchmarks.py::test_smoke_run_writes_complete_report",
     "test_transfer.py::test_pretrained_then_fine_tuned_beats_scratch_on_a_small_different_task",
+    "test_benchmarks.py::test_smoke_run_writes_complete_report",
     "test_readme.py::test_own_data_commands_run_as_written",
     "test_readme.py::test_quickstart_demo_runs",
     "test_recipes.py::test_seed_recipe_matches_the_seed_script",
+    "test_exporter.py::test_auto_keeps_the_smallest_passing_mode_and_explains_failures",
     "test_distribute.py::test_two_workers_with_tf_config_train_one_model_and_only_the_chief_writes",
-    "test_quality.py::test_shuffled_labels_warn_in_summary_log_and_manifest",
+    "test_streaming.py::test_streamed_and_in_memory_training_both_work_and_clean_up",
+    "test_distribute.py::test_mirrored_on_two_logical_cpu_devices",
 )
 
 
