@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from edge_runtime import atomic
 
-from .demo_data import write_split_csv
+from .demo_data import contrasting_colour, write_split_csv
 
 POOL = ("circle", "square", "triangle", "star", "cross", "hexagon", "ring", "arrow",
         "diamond", "pentagon", "bar", "tee")
@@ -82,7 +82,7 @@ def draw_clutter(objects: list[str], size: int, rng: np.random.Generator, camera
         cx, cy = rng.uniform(r, size - r, 2)
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         if name != "blob":  # a labelled object is visible against its surroundings (else its label is noise)
-            colour = _contrasting(img.getpixel((int(cx), int(cy))), rng)
+            colour = contrasting_colour(img.getpixel((int(cx), int(cy))), rng, min_distance=160)
         _draw(draw, name, cx, cy, r, rng.uniform(0, 2 * math.pi), colour, rng)
     cam = np.random.default_rng(1000 + camera)  # fixed per camera: its colour cast and optics
     cast = cam.uniform(0.8, 1.2, 3)
@@ -92,14 +92,6 @@ def draw_clutter(objects: list[str], size: int, rng: np.random.Generator, camera
     noise = 6 + 4 * (camera % 3)
     a = np.asarray(img, np.float32) * cast + rng.normal(0, noise, (size, size, 3))
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "RGB")
-
-
-def _contrasting(bg: tuple, rng: np.random.Generator) -> tuple[int, int, int]:
-    for _ in range(50):
-        c = rng.integers(0, 256, 3)
-        if np.abs(c - np.asarray(bg[:3])).sum() > 160:
-            return tuple(int(v) for v in c)
-    return tuple(int(255 - v) for v in bg[:3])
 
 
 def _texture(size: int, rng: np.random.Generator) -> np.ndarray:

@@ -78,7 +78,7 @@ def draw_image(shapes: list[str], size: int, rng: np.random.Generator) -> Image.
         r = rng.uniform(0.28, 0.45) * cell * 1.4
         cx = (c % 3 + 0.5) * cell + rng.uniform(-0.15, 0.15) * cell
         cy = (c // 3 + 0.5) * cell + rng.uniform(-0.15, 0.15) * cell
-        colour = _contrasting_colour(img.getpixel((int(cx), int(cy))), rng)
+        colour = contrasting_colour(img.getpixel((int(cx), int(cy))), rng)
         _draw_shape(draw, shape, cx, cy, r, rng.uniform(0, 2 * math.pi), colour)
     a = np.asarray(img, dtype=np.int16) + rng.normal(0, 8, (size, size, 3)).astype(np.int16)
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "RGB")
@@ -103,10 +103,11 @@ def _background(size: int, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a).astype(np.uint8), "RGB")
 
 
-def _contrasting_colour(bg: tuple, rng: np.random.Generator) -> tuple[int, int, int]:
+def contrasting_colour(bg: tuple, rng: np.random.Generator, min_distance: int = 200) -> tuple[int, int, int]:
+    """A random colour at least `min_distance` (sum of |RGB differences|) from `bg`, else its inverse."""
     for _ in range(50):
         c = rng.integers(0, 256, 3)
-        if np.abs(c - np.asarray(bg[:3])).sum() > 200:
+        if np.abs(c - np.asarray(bg[:3])).sum() > min_distance:
             return tuple(int(v) for v in c)
     return tuple(int(255 - v) for v in bg[:3])
 
