@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -17,17 +16,9 @@ from edge_common.shards import INDEX_FILE, ShardView, load_table_shards, open_sh
 from edge_runtime.dataset import read_labels_csv
 from edge_runtime.errors import DataError
 from edge_runtime.preprocess import load_image
-from trainer import Augment, TrainConfig
+from trainer.config import NO_AUGMENT
 
-NO_AUG = Augment(False, False, 0.0, 0.0, 0.0)
-EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
-
-
-def tiny_config(data, out, **kw) -> TrainConfig:
-    base = dict(data=str(data), out=str(out), input_size=32, epochs=2, batch_size=16, patience=5,
-                verbose=False, seed=0)
-    base.update(kw)
-    return TrainConfig(**base)
+from train_helpers import tiny_config
 
 
 def private_copies(src_paths, folder: Path) -> list[Path]:
@@ -179,7 +170,8 @@ def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path
     from trainer.data import prepare_data
     from trainer.streaming import steps_per_epoch
 
-    config = tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path / "cache"))
+    config = tiny_config(demo_data[0], tmp_path / "run", input_size=40, batch_size=16,
+                         cache_dir=str(tmp_path / "cache"))
     data = prepare_data(config)
     assert isinstance(data.train.x, ShardView) and isinstance(data.val.x, ShardView)
     assert len(data.train.x) + len(data.val.x) == 160
@@ -187,7 +179,7 @@ def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path
     for p, y in zip(data.train.table.paths, data.train.y):
         expect[_digest(load_image(p, (40, 40)))] = y
     seen = set()
-    ds = make_dataset(data.train.x, data.train.y, 16, NO_AUG, shuffle=True, seed=0)
+    ds = make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=True, seed=0)
     for images, labels in ds.take(steps_per_epoch(data.train.x, 16)):
         for img, lab in zip(images.numpy(), labels.numpy()):
             assert np.array_equal(img, np.round(img)) and img.dtype == np.float32
@@ -197,9 +189,9 @@ def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path
             seen.add(d)
     assert seen == set(expect)
     # Unshuffled, the stream is the table, row for row; and --in-memory splits the same rows.
-    mem = prepare_data(tiny_config(demo_data[0], tmp_path / "run", input_size=40, in_memory=True))
+    mem = prepare_data(tiny_config(demo_data[0], tmp_path / "run", input_size=40, batch_size=16, in_memory=True))
     assert isinstance(mem.train.x, np.ndarray) and mem.train.table.paths == data.train.table.paths
-    images, labels = next(iter(make_dataset(data.train.x, data.train.y, 16, NO_AUG, shuffle=False)))
+    images, labels = next(iter(make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False)))
     for i in range(16):
         expect_i = load_image(data.train.table.paths[i], (40, 40))
         assert np.array_equal(images[i].numpy(), expect_i.astype(np.float32)) and np.array_equal(mem.train.x[i], expect_i)
@@ -231,7 +223,7 @@ def test_streamed_and_in_memory_training_both_work_and_clean_up(demo_data, tmp_p
 
     runs = {}
     for name, kw in (("streamed", {}), ("memory", {"in_memory": True})):
-        r = train(tiny_config(demo_data[0], tmp_path / name, **kw))
+        r = train(tiny_config(demo_data[0], tmp_path / name, batch_size=16, **kw))
         runs[name] = r
         assert r.manifest["training"]["epochs_run"] == 2 and r.manifest["data"]["n_train"] == 128
         assert r.manifest["training"]["distribute"]["replicas"] == 1

@@ -17,17 +17,12 @@ from edge_runtime.preprocess import load_image
 from trainer import Arch, Augment, TrainConfig
 from trainer.errors import ConfigError, DataError
 from edge_common.images import load_images
+from trainer.config import NO_AUGMENT
 from trainer.losses import auto_pos_weights, resolve_pos_weights
 
-NO_AUG = Augment(False, False, 0.0, 0.0, 0.0)
+from train_helpers import tiny_config
+
 EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
-
-
-def tiny_config(data, out, **kw) -> TrainConfig:
-    base = dict(data=str(data), out=str(out), input_size=32, epochs=2, batch_size=32, patience=5,
-                verbose=False, seed=0)
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 # --- images -------------------------------------------------------------------------------------
@@ -134,7 +129,7 @@ def test_bad_augment_values_raise_config_error(kw):
 
 
 def test_config_to_dict_is_json_ready():
-    c = TrainConfig(data="d.csv", out="o", arch="seed", loss="focal", pos_weight=[1, 2], augment=NO_AUG)
+    c = TrainConfig(data="d.csv", out="o", arch="seed", loss="focal", pos_weight=[1, 2], augment=NO_AUGMENT)
     d = c.to_dict()
     assert d["arch"] == "seed" and d["loss"] == "focal" and d["pos_weight"] == [1.0, 2.0]
     assert d["augment"] == {"flip": False, "vflip": False, "translate": 0.0, "brightness": 0.0, "contrast": 0.0}
@@ -324,7 +319,7 @@ def test_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
 
     data = prepare_data(tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path)))
     for _ in range(2):  # second pass: from the cache
-        ds = make_dataset(data.train.x, data.train.y, 16, NO_AUG, shuffle=False)
+        ds = make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False)
         images, labels = next(iter(ds))
         for i in range(16):
             expect = load_image(data.train.table.paths[i], (40, 40))
