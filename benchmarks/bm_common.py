@@ -6,18 +6,19 @@ are compared with each other (a runtime call and its bare-interpreter floor, say
 interleaved blocks in the same process, so a load change on a shared machine hits them alike and
 their ratio stays meaningful even when the absolute numbers drift. Nothing here asserts speed.
 """
+
 from __future__ import annotations
 
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Mapping
 from importlib import metadata as importlib_metadata
-from typing import Callable, Mapping
 
 import numpy as np
 
-from edge_runtime.bench import Latency
+from edge_runtime.inference.bench import Latency
 
 _T0 = time.perf_counter()
 MODES = ("float32", "float16", "dynamic", "int8")  # every export mode, in the report's order
@@ -31,7 +32,7 @@ def log(msg: str) -> None:
 def stats(ns: list[int] | np.ndarray, batch: int = 1) -> dict:
     """Percentiles of per-call times (ms) and throughput in images/s at the median.
 
-    The statistics are the runtime's own (`edge_runtime.bench.Latency`), so a benchmark figure and
+    The statistics are the runtime's own (`edge_runtime.inference.bench.Latency`), so a benchmark figure and
     an `edge-infer bench` figure mean the same thing.
     """
     lat = Latency.of(np.asarray(ns, dtype=np.float64) / 1e9)
@@ -47,8 +48,9 @@ def stats(ns: list[int] | np.ndarray, batch: int = 1) -> dict:
     }
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], object]], *, warmup: int, runs: int,
-                     block: int = 10) -> dict[str, list[int]]:
+def time_interleaved(
+    fns: Mapping[str, Callable[[], object]], *, warmup: int, runs: int, block: int = 10
+) -> dict[str, list[int]]:
     """Per-call nanoseconds of each callable: warm-up, then `runs` calls in interleaved blocks."""
     for fn in fns.values():
         for _ in range(warmup):

@@ -16,6 +16,7 @@ Writes live.md and live.json in --out (atomically), with the machine and the exa
 Needs the `video` and `watch` extras (OpenCV, watchdog). Timings on a shared machine are noisy:
 compare ratios within one run. Nothing here asserts speed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bm_common import log, machine_info  # noqa: E402
 
 from edge_runtime import atomic  # noqa: E402
-from edge_runtime.classifier import Classifier  # noqa: E402
-from edge_runtime.decode import default_workers  # noqa: E402
-from edge_runtime.live import RunConfig, Runner  # noqa: E402
-from edge_runtime.output import Format, Writer  # noqa: E402
-from edge_runtime.sources import FrameSource  # noqa: E402
-from edge_runtime.watch import WatchConfig, Watcher  # noqa: E402
+from edge_runtime.inference.classifier import Classifier  # noqa: E402
+from edge_runtime.inference.decode import default_workers  # noqa: E402
+from edge_runtime.live.output import Format, Writer  # noqa: E402
+from edge_runtime.live.runner import RunConfig, Runner  # noqa: E402
+from edge_runtime.live.sources import FrameSource  # noqa: E402
+from edge_runtime.live.watch import WatchConfig, Watcher  # noqa: E402
 
 
 def photo(rng: np.random.Generator, w: int, h: int) -> Image.Image:
@@ -53,8 +54,10 @@ def photo(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     draw = ImageDraw.Draw(img)
     for _ in range(6):
         x0, y0 = int(rng.integers(0, w - 200)), int(rng.integers(0, h - 200))
-        draw.ellipse([x0, y0, x0 + int(rng.integers(50, 400)), y0 + int(rng.integers(50, 400))],
-                     fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        draw.ellipse(
+            [x0, y0, x0 + int(rng.integers(50, 400)), y0 + int(rng.integers(50, 400))],
+            fill=tuple(int(v) for v in rng.integers(0, 256, 3)),
+        )
     return img
 
 
@@ -89,7 +92,13 @@ def bench_folder(clf: Classifier, work: Path, n: int, reps: int) -> dict:
         photo(rng, 1920, 1080).save(folder / f"{i:05d}.jpg", quality=90)
     paths = sorted(str(p) for p in folder.iterdir())
     default = default_workers()
-    out: dict = {"images": n, "size": "1920x1080", "jpeg_quality": 90, "default_workers": default, "runs": reps}
+    out: dict = {
+        "images": n,
+        "size": "1920x1080",
+        "jpeg_quality": 90,
+        "default_workers": default,
+        "runs": reps,
+    }
 
     def rate(workers: int, draft: bool) -> tuple[float, float]:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -112,13 +121,21 @@ def bench_folder(clf: Classifier, work: Path, n: int, reps: int) -> dict:
         key = "draft" if draft else "full_decode"
         med = {k: statistics.median(x[0] for x in v) for k, v in runs.items()}
         busy = {k: statistics.median(x[1] for x in v) for k, v in runs.items()}
-        out[key] = {"images_per_s_1_worker": med[1], f"images_per_s_{default}_workers": med[default],
-                    "speedup": statistics.median(pairs), "control_speedup": statistics.median(controls),
-                    "cores_busy_1_worker": busy[1], f"cores_busy_{default}_workers": busy[default],
-                    "pair_speedups": pairs, "control_speedups": controls}
-        log(f"folder ({key}): {med[1]:.1f} img/s at 1 worker, {med[default]:.1f} at {default}: pairs "
+        out[key] = {
+            "images_per_s_1_worker": med[1],
+            f"images_per_s_{default}_workers": med[default],
+            "speedup": statistics.median(pairs),
+            "control_speedup": statistics.median(controls),
+            "cores_busy_1_worker": busy[1],
+            f"cores_busy_{default}_workers": busy[default],
+            "pair_speedups": pairs,
+            "control_speedups": controls,
+        }
+        log(
+            f"folder ({key}): {med[1]:.1f} img/s at 1 worker, {med[default]:.1f} at {default}: pairs "
             f"x{out[key]['speedup']:.2f} (control x{out[key]['control_speedup']:.2f}); cores busy "
-            f"{busy[1]:.2f} vs {busy[default]:.2f}")
+            f"{busy[1]:.2f} vs {busy[default]:.2f}"
+        )
     return out
 
 
@@ -145,16 +162,25 @@ def bench_video(clf: Classifier, work: Path, frames: int) -> dict:
         n += 1
     bare = n / (time.perf_counter() - t0)
     cap.release()
-    out: dict = {"frames": frames, "size": "1920x1080", "codec": "mp4v", "opencv_read_only_fps": bare}
+    out: dict = {
+        "frames": frames,
+        "size": "1920x1080",
+        "codec": "mp4v",
+        "opencv_read_only_fps": bare,
+    }
     for workers in (1, default_workers()):
         src = FrameSource(str(video))
         t0 = time.perf_counter()
-        done = sum(o.error is None for o in clf.predict_many(src.frames(), workers=workers,
-                                                             image_of=lambda f: f.image))
+        done = sum(
+            o.error is None
+            for o in clf.predict_many(src.frames(), workers=workers, image_of=lambda f: f.image)
+        )
         out[f"classified_fps_{workers}_workers"] = done / (time.perf_counter() - t0)
         src.close()
-    log(f"video 1080p: OpenCV read {bare:.1f} fps; classified "
-        + ", ".join(f"{v:.1f} fps ({k})" for k, v in out.items() if k.startswith("classified")))
+    log(
+        f"video 1080p: OpenCV read {bare:.1f} fps; classified "
+        + ", ".join(f"{v:.1f} fps ({k})" for k, v in out.items() if k.startswith("classified"))
+    )
     return out
 
 
@@ -163,7 +189,9 @@ def bench_memory(clf: Classifier, work: Path, total: int) -> dict:
     video = write_video(work / "rss.mp4", 500, 320, 240)
     samples: list[tuple[int, float]] = []
     frames = 0
-    runner = Runner(clf, RunConfig(), Writer(Format.JSON, clf.labels, live=True, out=open(os.devnull, "w")))
+    runner = Runner(
+        clf, RunConfig(), Writer(Format.JSON, clf.labels, live=True, out=open(os.devnull, "w"))
+    )
     t0 = time.perf_counter()
     while frames < total:  # the 500-frame clip again and again: 20,000 frames through one runner
         src = FrameSource(str(video))
@@ -175,11 +203,20 @@ def bench_memory(clf: Classifier, work: Path, total: int) -> dict:
         frames = runner.summary.frames
     secs = time.perf_counter() - t0
     first, last = samples[0][1], samples[-1][1]
-    log(f"memory: {frames} frames in {secs:.0f} s; RSS {first:.1f} MiB at 1,000 frames, {last:.1f} at {frames}, "
-        f"max {max(r for _, r in samples):.1f}")
-    return {"frames": frames, "frame_size": "320x240", "seconds": secs, "rss_mib_every_1000": samples,
-            "rss_mib_first": first, "rss_mib_last": last, "rss_mib_max": max(r for _, r in samples),
-            "growth_mib": last - first}
+    log(
+        f"memory: {frames} frames in {secs:.0f} s; RSS {first:.1f} MiB at 1,000 frames, {last:.1f} at {frames}, "
+        f"max {max(r for _, r in samples):.1f}"
+    )
+    return {
+        "frames": frames,
+        "frame_size": "320x240",
+        "seconds": secs,
+        "rss_mib_every_1000": samples,
+        "rss_mib_first": first,
+        "rss_mib_last": last,
+        "rss_mib_max": max(r for _, r in samples),
+        "growth_mib": last - first,
+    }
 
 
 # ------------------------------------------------------------------------------ 4. watch
@@ -215,12 +252,19 @@ def bench_watch(work: Path, files: int, polls: int) -> dict:
             mode, tracked = w.mode, w.tracked
         for i in range(polls):
             (folder / f"new{i}.jpg").unlink()
-        out[mode] = {"start_cpu_ms": start_cpu * 1e3, "idle_poll_cpu_ms": idle * 1e3,
-                     "poll_with_one_new_file_cpu_ms": busy * 1e3, "paths_tracked": tracked,
-                     "new_files": polls, "new_files_handed_out": handed}
-        log(f"watch ({mode}): start {start_cpu * 1e3:.0f} ms CPU, idle poll {idle * 1e3:.3f} ms CPU, "
+        out[mode] = {
+            "start_cpu_ms": start_cpu * 1e3,
+            "idle_poll_cpu_ms": idle * 1e3,
+            "poll_with_one_new_file_cpu_ms": busy * 1e3,
+            "paths_tracked": tracked,
+            "new_files": polls,
+            "new_files_handed_out": handed,
+        }
+        log(
+            f"watch ({mode}): start {start_cpu * 1e3:.0f} ms CPU, idle poll {idle * 1e3:.3f} ms CPU, "
             f"poll with a new file {busy * 1e3:.3f} ms CPU, {handed}/{polls} new files handed out, "
-            f"{tracked} paths tracked")
+            f"{tracked} paths tracked"
+        )
     return out
 
 
@@ -229,46 +273,70 @@ def markdown(r: dict) -> str:
     f, v, m, w = r["folder"], r["video"], r["memory"], r["watch"]
     d = f["default_workers"]
     lines = [
-        "# The device, live: benchmark", "",
+        "# The device, live: benchmark",
+        "",
         f"Command: `{r['command']}`  ",
         f"Machine: {r['machine']['cpu_model']}, {r['machine']['usable_cores']} usable cores, "
         f"load average at start {r['machine']['load_average_at_start']}; model `{r['model']}` "
-        f"({r['model_input']} input). A shared VM: compare ratios within this run.", "",
-        f"## Folder of {f['images']} {f['size']} JPEGs (quality {f['jpeg_quality']}), `predict_many`", "",
+        f"({r['model_input']} input). A shared VM: compare ratios within this run.",
+        "",
+        f"## Folder of {f['images']} {f['size']} JPEGs (quality {f['jpeg_quality']}), `predict_many`",
+        "",
         f"| decoding | 1 worker (img/s) | {d} workers (img/s) | speed-up | control speed-up | "
-        f"cores busy, 1 / {d} workers |", "|---|---|---|---|---|---|",
+        f"cores busy, 1 / {d} workers |",
+        "|---|---|---|---|---|---|",
     ]
     for key in ("draft", "full_decode"):
         x = f[key]
-        lines.append(f"| {key.replace('_', ' ')} | {x['images_per_s_1_worker']:.1f} | "
-                     f"{x[f'images_per_s_{d}_workers']:.1f} | x{x['speedup']:.2f} | x{x['control_speedup']:.2f} | "
-                     f"{x['cores_busy_1_worker']:.2f} / {x[f'cores_busy_{d}_workers']:.2f} |")
-    lines += ["", f"{f['runs']} adjacent pairs of runs per setting (order alternating); speed-ups are medians "
-              "of the per-pair ratios. Control: the same thread counts hashing with SHA-256 (GIL released), "
-              "measured next to each pair: the most any thread pool could gain on this machine at that "
-              "moment. Cores busy = this process's CPU seconds per wall-clock second.", "",
-              f"## 1080p video ({v['frames']} frames, {v['codec']})", "",
-              f"OpenCV read alone: {v['opencv_read_only_fps']:.1f} frames/s; classified: "
-              + ", ".join(f"{val:.1f} frames/s at {k.split('_')[2]} worker(s)" for k, val in v.items()
-                          if k.startswith("classified")) + ".", "",
-              f"## Memory over {m['frames']:,} frames ({m['frame_size']}, JSON lines to /dev/null)", "",
-              f"RSS {m['rss_mib_first']:.1f} MiB after 1,000 frames, {m['rss_mib_last']:.1f} MiB after "
-              f"{m['frames']:,} (max {m['rss_mib_max']:.1f}, growth {m['growth_mib']:+.1f} MiB).", "",
-              f"## Watch CPU per poll, {w['files']:,} files in the folder", "",
-              "Polls 50 ms apart; CPU time of the whole process (the notification thread included).", "",
-              "| mode | start (ms CPU) | idle poll (ms CPU) | poll with one new file (ms CPU) | new files handed out | paths tracked |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {key.replace('_', ' ')} | {x['images_per_s_1_worker']:.1f} | "
+            f"{x[f'images_per_s_{d}_workers']:.1f} | x{x['speedup']:.2f} | x{x['control_speedup']:.2f} | "
+            f"{x['cores_busy_1_worker']:.2f} / {x[f'cores_busy_{d}_workers']:.2f} |"
+        )
+    lines += [
+        "",
+        f"{f['runs']} adjacent pairs of runs per setting (order alternating); speed-ups are medians "
+        "of the per-pair ratios. Control: the same thread counts hashing with SHA-256 (GIL released), "
+        "measured next to each pair: the most any thread pool could gain on this machine at that "
+        "moment. Cores busy = this process's CPU seconds per wall-clock second.",
+        "",
+        f"## 1080p video ({v['frames']} frames, {v['codec']})",
+        "",
+        f"OpenCV read alone: {v['opencv_read_only_fps']:.1f} frames/s; classified: "
+        + ", ".join(
+            f"{val:.1f} frames/s at {k.split('_')[2]} worker(s)"
+            for k, val in v.items()
+            if k.startswith("classified")
+        )
+        + ".",
+        "",
+        f"## Memory over {m['frames']:,} frames ({m['frame_size']}, JSON lines to /dev/null)",
+        "",
+        f"RSS {m['rss_mib_first']:.1f} MiB after 1,000 frames, {m['rss_mib_last']:.1f} MiB after "
+        f"{m['frames']:,} (max {m['rss_mib_max']:.1f}, growth {m['growth_mib']:+.1f} MiB).",
+        "",
+        f"## Watch CPU per poll, {w['files']:,} files in the folder",
+        "",
+        "Polls 50 ms apart; CPU time of the whole process (the notification thread included).",
+        "",
+        "| mode | start (ms CPU) | idle poll (ms CPU) | poll with one new file (ms CPU) | new files handed out | paths tracked |",
+        "|---|---|---|---|---|---|",
+    ]
     for mode in ("inotify", "notify", "polling"):
         if mode in w:
             x = w[mode]
-            lines.append(f"| {mode} | {x['start_cpu_ms']:.0f} | {x['idle_poll_cpu_ms']:.3f} | "
-                         f"{x['poll_with_one_new_file_cpu_ms']:.3f} | {x['new_files_handed_out']}/{x['new_files']} | "
-                         f"{x['paths_tracked']:,} |")
+            lines.append(
+                f"| {mode} | {x['start_cpu_ms']:.0f} | {x['idle_poll_cpu_ms']:.3f} | "
+                f"{x['poll_with_one_new_file_cpu_ms']:.3f} | {x['new_files_handed_out']}/{x['new_files']} | "
+                f"{x['paths_tracked']:,} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("model")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--images", type=int, default=32, help="JPEGs in the folder")
@@ -279,8 +347,12 @@ def main() -> None:
     ap.add_argument("--polls", type=int, default=50)
     args = ap.parse_args()
     clf = Classifier.from_file(args.model)
-    report = {"command": " ".join(["python", *sys.argv]), "machine": machine_info(), "model": args.model,
-              "model_input": "x".join(map(str, clf.input_size))}
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine_info(),
+        "model": args.model,
+        "model_input": "x".join(map(str, clf.input_size)),
+    }
     work = Path(tempfile.mkdtemp(prefix="bm_live_"))
     try:
         report["folder"] = bench_folder(clf, work, args.images, args.reps)

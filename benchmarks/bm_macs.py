@@ -10,6 +10,7 @@ is also what batch-norm folding and fused activations make of most of it on the 
 Nested models (the MobileNetV3 backbone) are walked recursively. Shapes come from each layer's
 symbolic input/output, so the batch dimension (None) is dropped.
 """
+
 from __future__ import annotations
 
 import math

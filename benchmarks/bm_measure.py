@@ -3,18 +3,19 @@
 Every TFLite timing uses its own interpreter: `Classifier.scores` on a batch of 8 resizes the
 interpreter's input, which would take a batch-1 `predict` off its fast path if they shared one.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+from bm_common import log, stats, time_interleaved
 from PIL import Image
 
-from bm_common import log, stats, time_interleaved
-from edge_runtime.classifier import Classifier
-from edge_runtime.metrics import binarize, multilabel_report
-from edge_runtime.preprocess import load_image
+from edge_runtime.evaluation.metrics import binarize, multilabel_report
+from edge_runtime.inference.classifier import Classifier
+from edge_runtime.inference.preprocess import load_image
 
 
 def bare(data: bytes, threads: int, batch: np.ndarray):
@@ -26,7 +27,9 @@ def bare(data: bytes, threads: int, batch: np.ndarray):
     return Classifier.from_bytes(data, threads=threads).raw_invoker(batch)
 
 
-def keras_latency(model, frames: np.ndarray, batches: Sequence[int], warmup: int, runs: int) -> list[dict]:
+def keras_latency(
+    model, frames: np.ndarray, batches: Sequence[int], warmup: int, runs: int
+) -> list[dict]:
     """`model.predict` per call and a direct `model(x, training=False)`, per batch size."""
     rows = []
     for b in batches:
@@ -37,13 +40,24 @@ def keras_latency(model, frames: np.ndarray, batches: Sequence[int], warmup: int
         }
         times = time_interleaved(fns, warmup=warmup, runs=runs)
         for name, ns in times.items():
-            rows.append({"impl": name, "mode": "keras", "threads": None, "batch": b, **stats(ns, b)})
-        log(f"  keras batch {b}: predict p50 {rows[-2]['p50_ms']:.2f} ms, call p50 {rows[-1]['p50_ms']:.2f} ms")
+            rows.append(
+                {"impl": name, "mode": "keras", "threads": None, "batch": b, **stats(ns, b)}
+            )
+        log(
+            f"  keras batch {b}: predict p50 {rows[-2]['p50_ms']:.2f} ms, call p50 {rows[-1]['p50_ms']:.2f} ms"
+        )
     return rows
 
 
-def tflite_latency(path: Path, mode: str, frames: np.ndarray, threads: Sequence[int], batch: int,
-                   warmup: int, runs: int) -> list[dict]:
+def tflite_latency(
+    path: Path,
+    mode: str,
+    frames: np.ndarray,
+    threads: Sequence[int],
+    batch: int,
+    warmup: int,
+    runs: int,
+) -> list[dict]:
     """Runtime vs bare interpreter for one model file at each thread count.
 
     Batch 1: `Classifier.predict` on a uint8 frame at input size vs the bare floor.
@@ -58,27 +72,35 @@ def tflite_latency(path: Path, mode: str, frames: np.ndarray, threads: Sequence[
         clf8 = Classifier.from_bytes(data, name=path.name, threads=t)
         clf8.scores(big)  # resize once, outside the timing
         fns = {
-            ("predict", 1): lambda: clf1.predict(frame),
+            ("predict", 1): lambda c=clf1: c.predict(frame),
             ("bare", 1): bare(data, t, frame[None]),
-            ("scores", batch): lambda: clf8.scores(big),
+            ("scores", batch): lambda c=clf8: c.scores(big),
             ("bare", batch): bare(data, t, big),
         }
-        times = time_interleaved({f"{k[0]}@{k[1]}": f for k, f in fns.items()}, warmup=warmup, runs=runs)
+        times = time_interleaved(
+            {f"{k[0]}@{k[1]}": f for k, f in fns.items()}, warmup=warmup, runs=runs
+        )
         by = {}
-        for (impl, b) in fns:
+        for impl, b in fns:
             s = stats(times[f"{impl}@{b}"], b)
             by[(impl, b)] = s
             rows.append({"impl": impl, "mode": mode, "threads": t, "batch": b, **s})
         for impl, b in (("predict", 1), ("scores", batch)):
             ratio = by[(impl, b)]["p50_ms"] / by[("bare", b)]["p50_ms"]
-            rows.append({"impl": f"{impl}/bare", "mode": mode, "threads": t, "batch": b, "ratio_p50": ratio})
-        log(f"  {mode} threads {t}: predict p50 {by[('predict', 1)]['p50_ms']:.3f} ms "
+            rows.append(
+                {"impl": f"{impl}/bare", "mode": mode, "threads": t, "batch": b, "ratio_p50": ratio}
+            )
+        log(
+            f"  {mode} threads {t}: predict p50 {by[('predict', 1)]['p50_ms']:.3f} ms "
             f"(bare {by[('bare', 1)]['p50_ms']:.3f}), scores x{batch} p50 {by[('scores', batch)]['p50_ms']:.3f} ms "
-            f"(bare {by[('bare', batch)]['p50_ms']:.3f})")
+            f"(bare {by[('bare', batch)]['p50_ms']:.3f})"
+        )
     return rows
 
 
-def make_camera_jpegs(sources: Sequence[Path], out_dir: Path, size: tuple[int, int], quality: int = 90) -> list[Path]:
+def make_camera_jpegs(
+    sources: Sequence[Path], out_dir: Path, size: tuple[int, int], quality: int = 90
+) -> list[Path]:
     """Upscale demo images to a camera resolution and save them as JPEG files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -91,8 +113,13 @@ def make_camera_jpegs(sources: Sequence[Path], out_dir: Path, size: tuple[int, i
     return paths
 
 
-def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int,
-               float_clf: Classifier | None = None) -> dict:
+def end_to_end(
+    clf: Classifier,
+    files: Sequence[Path],
+    warmup: int,
+    runs: int,
+    float_clf: Classifier | None = None,
+) -> dict:
     """Images/s of predict(path) and of load_image alone, with and without draft decoding.
 
     Also the largest differences draft vs full: in the decoded input frame (0-255), in the
@@ -107,6 +134,7 @@ def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int,
             f = files[it["i"] % n]
             it["i"] += 1
             return fn(f)
+
         return call
 
     fns = {
@@ -122,24 +150,28 @@ def end_to_end(clf: Classifier, files: Sequence[Path], warmup: int, runs: int,
         a, b = clf.predict(f, draft=True), clf.predict(f, draft=False)
         diffs.append(max(abs(a.scores[k] - b.scores[k]) for k in a.scores))
         flips += int(set(a.labels) != set(b.labels))
-        d = np.abs(load_image(f, size, draft=True).astype(np.int16) - load_image(f, size, draft=False))
+        d = np.abs(
+            load_image(f, size, draft=True).astype(np.int16) - load_image(f, size, draft=False)
+        )
         pix.append((int(d.max()), float(d.mean())))
         if float_clf is not None:
             fa, fb = float_clf.predict(f, draft=True), float_clf.predict(f, draft=False)
             fdiffs.append(max(abs(fa.scores[k] - fb.scores[k]) for k in fa.scores))
     with Image.open(files[0]) as img:
         w, h = img.size
-    out.update({
-        "resolution": f"{w}x{h}",
-        "files": n,
-        "mean_file_kib": float(np.mean([f.stat().st_size for f in files]) / 1024),
-        "max_abs_score_diff": float(max(diffs)),
-        "float32_max_abs_score_diff": float(max(fdiffs)) if fdiffs else None,
-        "max_abs_pixel_diff": max(p[0] for p in pix),
-        "mean_abs_pixel_diff": float(np.mean([p[1] for p in pix])),
-        "images_with_different_labels": flips,
-        "speedup_predict_p50": out["predict_full"]["p50_ms"] / out["predict_draft"]["p50_ms"],
-    })
+    out.update(
+        {
+            "resolution": f"{w}x{h}",
+            "files": n,
+            "mean_file_kib": float(np.mean([f.stat().st_size for f in files]) / 1024),
+            "max_abs_score_diff": float(max(diffs)),
+            "float32_max_abs_score_diff": float(max(fdiffs)) if fdiffs else None,
+            "max_abs_pixel_diff": max(p[0] for p in pix),
+            "mean_abs_pixel_diff": float(np.mean([p[1] for p in pix])),
+            "images_with_different_labels": flips,
+            "speedup_predict_p50": out["predict_full"]["p50_ms"] / out["predict_draft"]["p50_ms"],
+        }
+    )
     return out
 
 
@@ -155,11 +187,17 @@ def load_split(table, size: tuple[int, int]) -> np.ndarray:
 
 def tflite_scores(path: Path, x: np.ndarray, chunk: int = 32) -> tuple[np.ndarray, Classifier]:
     clf = Classifier.from_file(path, threads=None)
-    return np.concatenate([clf.scores(x[i:i + chunk]) for i in range(0, len(x), chunk)]), clf
+    return np.concatenate([clf.scores(x[i : i + chunk]) for i in range(0, len(x), chunk)]), clf
 
 
-def accuracy_row(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, labels: list[str],
-                 keras_scores: np.ndarray, keras_thr: np.ndarray) -> dict:
+def accuracy_row(
+    y: np.ndarray,
+    scores: np.ndarray,
+    thresholds: np.ndarray,
+    labels: list[str],
+    keras_scores: np.ndarray,
+    keras_thr: np.ndarray,
+) -> dict:
     rep = multilabel_report(y, scores, thresholds, labels)
     keras_dec = binarize(keras_scores, keras_thr)
     agree = float(np.mean(binarize(scores, thresholds) == keras_dec))
@@ -172,6 +210,8 @@ def accuracy_row(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, labe
         "macro_f1": rep["macro_f1"],
         "test_agreement_with_keras": agree,
         "test_agreement_at_keras_thresholds": same_thr,
-        "max_threshold_shift": float(np.max(np.abs(np.asarray(thresholds, np.float64) - keras_thr))),
+        "max_threshold_shift": float(
+            np.max(np.abs(np.asarray(thresholds, np.float64) - keras_thr))
+        ),
         "test_max_abs_diff_vs_keras": float(np.max(np.abs(scores - keras_scores))),
     }

@@ -1,13 +1,14 @@
 """report.md and the PNG charts from the report dict (written atomically)."""
+
 from __future__ import annotations
 
 import io
 import math
 from pathlib import Path
 
-from edge_runtime import atomic
-
 from bm_common import MODES
+
+from edge_runtime import atomic
 
 CHARTS = ("latency_by_mode.png", "size_vs_map.png", "arch_comparison.png", "end_to_end.png")
 
@@ -54,12 +55,25 @@ def _chart_latency(report: dict, out: Path, plt, ticker) -> None:
     for ax, (impl, b) in zip(axes, (("predict", 1), ("scores", batch))):
         width = 0.8 / (len(threads) + 1)
         for i, t in enumerate(threads):
-            vals = [_one(report, impl=impl, mode=m, threads=t, batch=b).get("p50_ms", math.nan) / b for m in MODES]
-            ax.bar([j + i * width for j in range(len(MODES))], vals, width, label=f"{impl}, {t} thr")
-        bare = [_one(report, impl="bare", mode=m, threads=threads[0], batch=b).get("p50_ms", math.nan) / b
-                for m in MODES]
-        ax.bar([j + len(threads) * width for j in range(len(MODES))], bare, width, color="grey",
-               label=f"bare invoke, {threads[0]} thr")
+            vals = [
+                _one(report, impl=impl, mode=m, threads=t, batch=b).get("p50_ms", math.nan) / b
+                for m in MODES
+            ]
+            ax.bar(
+                [j + i * width for j in range(len(MODES))], vals, width, label=f"{impl}, {t} thr"
+            )
+        bare = [
+            _one(report, impl="bare", mode=m, threads=threads[0], batch=b).get("p50_ms", math.nan)
+            / b
+            for m in MODES
+        ]
+        ax.bar(
+            [j + len(threads) * width for j in range(len(MODES))],
+            bare,
+            width,
+            color="grey",
+            label=f"bare invoke, {threads[0]} thr",
+        )
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(MODES))], MODES)
         k = _one(report, impl="keras_call", batch=b).get("p50_ms", math.nan) / b
         ax.set_title(f"batch {b}: p50 ms per image (Keras direct call: {k:.2f} ms)")
@@ -81,11 +95,21 @@ def _chart_size_vs_map(report: dict, out: Path, plt, ticker) -> None:
     for i, m in enumerate(acc["modes"]):
         r = acc["modes"][m]
         ax.scatter(r["size_bytes"] / 1024, r["map"], s=50)
-        ax.annotate(m, (r["size_bytes"] / 1024, r["map"]), textcoords="offset points",
-                    xytext=(5, 6 if i % 2 else -14))
-    ax.scatter(acc["keras"]["size_bytes"] / 1024, acc["keras"]["map"], marker="s", s=50, color="black")
-    ax.annotate("keras (.keras)", (acc["keras"]["size_bytes"] / 1024, acc["keras"]["map"]),
-                textcoords="offset points", xytext=(5, -10))
+        ax.annotate(
+            m,
+            (r["size_bytes"] / 1024, r["map"]),
+            textcoords="offset points",
+            xytext=(5, 6 if i % 2 else -14),
+        )
+    ax.scatter(
+        acc["keras"]["size_bytes"] / 1024, acc["keras"]["map"], marker="s", s=50, color="black"
+    )
+    ax.annotate(
+        "keras (.keras)",
+        (acc["keras"]["size_bytes"] / 1024, acc["keras"]["map"]),
+        textcoords="offset points",
+        xytext=(5, -10),
+    )
     # At least 0.05 of mAP on the axis, so that differences in the 4th decimal do not look large.
     maps = [r["map"] for r in acc["modes"].values()] + [acc["keras"]["map"]]
     lo, hi = min(maps), max(maps)
@@ -109,10 +133,18 @@ def _chart_architectures(report: dict, out: Path, plt, ticker) -> None:
     archs = report["architectures"]
     names = list(archs)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
-    panels = (("params", "parameters (M)", 1e-6), ("macs", "MACs per image (M)", 1e-6),
-              ("int8_predict_p50_ms", "int8 predict p50, 1 thread (ms)", 1.0), ("keras_test_map", "test mAP (Keras)", 1.0))
+    panels = (
+        ("params", "parameters (M)", 1e-6),
+        ("macs", "MACs per image (M)", 1e-6),
+        ("int8_predict_p50_ms", "int8 predict p50, 1 thread (ms)", 1.0),
+        ("keras_test_map", "test mAP (Keras)", 1.0),
+    )
     for ax, (key, title, scale) in zip(axes, panels):
-        ax.bar(names, [(archs[n].get(key) or math.nan) * scale for n in names], color=["C0", "C1", "C2"][: len(names)])
+        ax.bar(
+            names,
+            [(archs[n].get(key) or math.nan) * scale for n in names],
+            color=["C0", "C1", "C2"][: len(names)],
+        )
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelsize=8)
     _save_png(fig, out / CHARTS[2])
@@ -126,7 +158,12 @@ def _chart_end_to_end(report: dict, out: Path, plt, ticker) -> None:
     keys = ("predict_draft", "predict_full", "decode_draft", "decode_full")
     width = 0.8 / len(keys)
     for i, k in enumerate(keys):
-        ax.bar([j + i * width for j in range(len(e2e))], [r[k]["images_per_s"] for r in e2e], width, label=k)
+        ax.bar(
+            [j + i * width for j in range(len(e2e))],
+            [r[k]["images_per_s"] for r in e2e],
+            width,
+            label=k,
+        )
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(e2e))], [r["resolution"] for r in e2e])
     ax.set_ylabel("images per second (1 / p50)")
     ax.set_title(f"JPEG q90 to scores ({report['end_to_end']['model']})")
@@ -182,9 +219,11 @@ def _md_latency(report: dict) -> list[str]:
     ]
     for impl in ("keras_predict", "keras_call"):
         for r in _rows(report, impl=impl):
-            L.append(f"| Keras `{'model.predict' if impl == 'keras_predict' else 'model(x, training=False)'}` | - | "
-                     f"{r['batch']} | {_f(r['p50_ms'])} | {_f(r['p90_ms'])} | {_f(r['p99_ms'])} | "
-                     f"{_f(r['images_per_s'], 1)} | - | - |")
+            L.append(
+                f"| Keras `{'model.predict' if impl == 'keras_predict' else 'model(x, training=False)'}` | - | "
+                f"{r['batch']} | {_f(r['p50_ms'])} | {_f(r['p90_ms'])} | {_f(r['p99_ms'])} | "
+                f"{_f(r['images_per_s'], 1)} | - | - |"
+            )
     for mode in MODES:
         for t in threads:
             for impl, b in (("predict", 1), ("scores", batch)):
@@ -193,9 +232,11 @@ def _md_latency(report: dict) -> list[str]:
                 ratio = _one(report, impl=f"{impl}/bare", mode=mode, threads=t, batch=b)
                 if not r:
                     continue
-                L.append(f"| {mode} `Classifier.{impl}` | {t} | {b} | {_f(r['p50_ms'])} | {_f(r['p90_ms'])} | "
-                         f"{_f(r['p99_ms'])} | {_f(r['images_per_s'], 1)} | {_f(bare.get('p50_ms'))} | "
-                         f"{_f(ratio.get('ratio_p50'), 2)} |")
+                L.append(
+                    f"| {mode} `Classifier.{impl}` | {t} | {b} | {_f(r['p50_ms'])} | {_f(r['p90_ms'])} | "
+                    f"{_f(r['p99_ms'])} | {_f(r['images_per_s'], 1)} | {_f(bare.get('p50_ms'))} | "
+                    f"{_f(ratio.get('ratio_p50'), 2)} |"
+                )
     L += ["", "![latency](latency_by_mode.png)", ""]
     return L
 
@@ -217,13 +258,15 @@ def _md_end_to_end(report: dict) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in e2e["results"]:
-        L.append(f"| {r['resolution']} | {r['files']} | {_f(r['mean_file_kib'], 0)} | "
-                 f"{_f(r['predict_draft']['images_per_s'], 1)} | {_f(r['predict_full']['images_per_s'], 1)} | "
-                 f"{_f(r['decode_draft']['images_per_s'], 1)} | {_f(r['decode_full']['images_per_s'], 1)} | "
-                 f"{_f(r['speedup_predict_p50'], 2)}x | {_f(r['max_abs_score_diff'], 4)} | "
-                 f"{_f(r.get('float32_max_abs_score_diff'), 6)} | "
-                 f"{r['max_abs_pixel_diff']} / {_f(r['mean_abs_pixel_diff'], 2)} | "
-                 f"{r['images_with_different_labels']} |")
+        L.append(
+            f"| {r['resolution']} | {r['files']} | {_f(r['mean_file_kib'], 0)} | "
+            f"{_f(r['predict_draft']['images_per_s'], 1)} | {_f(r['predict_full']['images_per_s'], 1)} | "
+            f"{_f(r['decode_draft']['images_per_s'], 1)} | {_f(r['decode_full']['images_per_s'], 1)} | "
+            f"{_f(r['speedup_predict_p50'], 2)}x | {_f(r['max_abs_score_diff'], 4)} | "
+            f"{_f(r.get('float32_max_abs_score_diff'), 6)} | "
+            f"{r['max_abs_pixel_diff']} / {_f(r['mean_abs_pixel_diff'], 2)} | "
+            f"{r['images_with_different_labels']} |"
+        )
     L += ["", "![end to end](end_to_end.png)", ""]
     return L
 
@@ -248,11 +291,13 @@ def _md_accuracy(report: dict) -> list[str]:
     for mode in acc["modes"]:
         r = acc["modes"][mode]
         scales = f" ({r['weight_scales']})" if r.get("weight_scales") else ""
-        L.append(f"| {mode}{scales} | {_f(r['size_bytes'] / 1024, 1)} | {_f(r['size_bytes'] / acc['keras']['size_bytes'])} | "
-                 f"{_f(r['map'])} | {_f(r['micro_f1'])} | {_f(r['macro_f1'])} | {_f(r['test_agreement_with_keras'])} | "
-                 f"{_f(r.get('test_agreement_at_keras_thresholds'))} | {_f(r.get('max_threshold_shift'))} | "
-                 f"{_f(r['test_max_abs_diff_vs_keras'], 4)} | {_f(r['parity_min_agreement'])} | "
-                 f"{_f(r['parity_max_abs'], 4)} | {_f(r['parity_map_drop'], 4)} | {r['gate']} |")
+        L.append(
+            f"| {mode}{scales} | {_f(r['size_bytes'] / 1024, 1)} | {_f(r['size_bytes'] / acc['keras']['size_bytes'])} | "
+            f"{_f(r['map'])} | {_f(r['micro_f1'])} | {_f(r['macro_f1'])} | {_f(r['test_agreement_with_keras'])} | "
+            f"{_f(r.get('test_agreement_at_keras_thresholds'))} | {_f(r.get('max_threshold_shift'))} | "
+            f"{_f(r['test_max_abs_diff_vs_keras'], 4)} | {_f(r['parity_min_agreement'])} | "
+            f"{_f(r['parity_max_abs'], 4)} | {_f(r['parity_map_drop'], 4)} | {r['gate']} |"
+        )
     L += ["", "![size vs mAP](size_vs_map.png)", ""]
     return L
 
@@ -273,10 +318,12 @@ def _md_architectures(report: dict) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, a in archs.items():
-        L.append(f"| {name} | {_f(a['params'])} | {_f(a['macs'])} | {_f(a['keras_size_bytes'] / 1024, 1)} | "
-                 f"{_f(a['int8_size_bytes'] / 1024, 1)} | {_f(a['int8_predict_p50_ms'])} | {_f(a['int8_bare_p50_ms'])} | "
-                 f"{a['epochs_run']} | {_f(a['train_seconds'], 0)} | {_f(a['keras_test_map'])} | "
-                 f"{_f(a['int8_test_map'])} | {a['int8_gate']} |")
+        L.append(
+            f"| {name} | {_f(a['params'])} | {_f(a['macs'])} | {_f(a['keras_size_bytes'] / 1024, 1)} | "
+            f"{_f(a['int8_size_bytes'] / 1024, 1)} | {_f(a['int8_predict_p50_ms'])} | {_f(a['int8_bare_p50_ms'])} | "
+            f"{a['epochs_run']} | {_f(a['train_seconds'], 0)} | {_f(a['keras_test_map'])} | "
+            f"{_f(a['int8_test_map'])} | {a['int8_gate']} |"
+        )
     L += ["", "![architectures](arch_comparison.png)", ""]
     return L
 

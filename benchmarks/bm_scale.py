@@ -20,6 +20,7 @@ Measured as a user runs it, `edge-train` in a child process under `/usr/bin/time
 Writes scale.md and scale.json to --out atomically, with the machine and the exact command.
 Data and runs stay in --work (default: a folder in the system temp dir) for re-runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bm_common import log, machine_info  # noqa: E402
+
 from edge_runtime import atomic  # noqa: E402
 
 EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
@@ -48,14 +50,21 @@ EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+ .* ([0-9.]+)s$", re.M)
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default=str(HERE / "results"), help="report folder (default benchmarks/results)")
-    p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "edge-bm-scale"),
-                   help="data and runs (kept for re-runs)")
+    p.add_argument(
+        "--out", default=str(HERE / "results"), help="report folder (default benchmarks/results)"
+    )
+    p.add_argument(
+        "--work",
+        default=str(Path(tempfile.gettempdir()) / "edge-bm-scale"),
+        help="data and runs (kept for re-runs)",
+    )
     p.add_argument("--n-small", type=int, default=5000)
     p.add_argument("--n-large", type=int, default=50000)
     p.add_argument("--size", type=int, default=96, help="demo image side and model input (px)")
     p.add_argument("--repeats", type=int, default=2, help="throughput runs per mode")
-    p.add_argument("--skip-accuracy", action="store_true", help="no demo-training accuracy comparison")
+    p.add_argument(
+        "--skip-accuracy", action="store_true", help="no demo-training accuracy comparison"
+    )
     return p.parse_args(argv)
 
 
@@ -68,7 +77,9 @@ def make_data(work: Path, n_large: int, n_small: int, size: int) -> tuple[Path, 
     if not (train_csv.is_file() and _rows(train_csv) == n_large):
         log(f"generating {n_large} demo images at {size} px in {folder} (minutes)")
         shutil.rmtree(folder, ignore_errors=True)
-        make_demo_dataset(DemoConfig(str(folder), n_train=n_large, n_test=8, image_size=size, seed=0))
+        make_demo_dataset(
+            DemoConfig(str(folder), n_train=n_large, n_test=8, image_size=size, seed=0)
+        )
     small_csv = folder / f"first-{n_small}.csv"
     with open(train_csv, newline="") as fh:
         rows = list(csv.reader(fh))[: n_small + 1]
@@ -87,38 +98,71 @@ def run_train(csv_path: Path, out: Path, args: list[str]) -> dict:
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rss_file = out.parent / f"{out.name}.rss"
-    cmd = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), str(EDGE_TRAIN), str(csv_path), "--out", str(out),
-           "--json", *args]
+    cmd = [
+        "/usr/bin/time",
+        "-f",
+        "%M",
+        "-o",
+        str(rss_file),
+        str(EDGE_TRAIN),
+        str(csv_path),
+        "--out",
+        str(out),
+        "--json",
+        *args,
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"edge-train failed ({proc.returncode}): {proc.stderr[-2000:]}")
     result = json.loads(proc.stdout)
     epochs = {int(e): float(s) for e, s in EPOCH_LINE.findall(proc.stderr)}
     manifest = json.loads((out / "manifest.json").read_text())
-    return {"command": "edge-train " + " ".join(shlex.quote(c) for c in cmd[6:]),
-            "peak_rss_mb": int(rss_file.read_text().split()[-1]) / 1024, "wall_s": round(wall, 1),
-            "epoch_seconds": epochs, "n_train": manifest["data"]["n_train"], "n_val": manifest["data"]["n_val"],
-            "val_map": result["metrics"].get("mAP"), "run_dir": str(out)}
+    return {
+        "command": "edge-train " + " ".join(shlex.quote(c) for c in cmd[6:]),
+        "peak_rss_mb": int(rss_file.read_text().split()[-1]) / 1024,
+        "wall_s": round(wall, 1),
+        "epoch_seconds": epochs,
+        "n_train": manifest["data"]["n_train"],
+        "n_val": manifest["data"]["n_val"],
+        "val_map": result["metrics"].get("mAP"),
+        "run_dir": str(out),
+    }
 
 
 def measure_rss(small: Path, large: Path, work: Path, size: int) -> dict:
     common = ["--epochs", "1", "--input-size", str(size)]
     res = {}
-    for name, csv_path, extra in (("streamed_small", small, []), ("streamed_large", large, []),
-                                  ("in_memory_small", small, ["--in-memory"])):
+    for name, csv_path, extra in (
+        ("streamed_small", small, []),
+        ("streamed_large", large, []),
+        ("in_memory_small", small, ["--in-memory"]),
+    ):
         log(f"RSS: {name}")
         res[name] = run_train(csv_path, work / "runs" / name, common + extra)
         log(f"  peak RSS {res[name]['peak_rss_mb']:.0f} MB, {res[name]['wall_s']} s")
-    res["ratio_large_over_small"] = res["streamed_large"]["peak_rss_mb"] / res["streamed_small"]["peak_rss_mb"]
+    res["ratio_large_over_small"] = (
+        res["streamed_large"]["peak_rss_mb"] / res["streamed_small"]["peak_rss_mb"]
+    )
     return res
 
 
 def measure_throughput(small: Path, work: Path, size: int, repeats: int) -> dict:
     """Two-epoch runs, alternating modes; images/s of each epoch = training images / epoch seconds."""
     cache = work / "cache"  # decoding is not part of an epoch: decode once, for both modes
-    common = ["--epochs", "2", "--patience", "5", "--input-size", str(size), "--cache-dir", str(cache)]
+    common = [
+        "--epochs",
+        "2",
+        "--patience",
+        "5",
+        "--input-size",
+        str(size),
+        "--cache-dir",
+        str(cache),
+    ]
     runs: dict[str, list[dict]] = {"streamed": [], "in_memory": []}
     for i in range(repeats):
         for mode, extra in (("streamed", []), ("in_memory", ["--in-memory"])):
@@ -131,11 +175,13 @@ def measure_throughput(small: Path, work: Path, size: int, repeats: int) -> dict
     def best(mode: str, epoch: int) -> float:
         return max(r["images_per_s"][epoch] for r in runs[mode])
 
-    return {"runs": runs,
-            "epoch1_ratio": best("streamed", 1) / best("in_memory", 1),
-            "epoch2_ratio": best("streamed", 2) / best("in_memory", 2),
-            "streamed_images_per_s": {1: best("streamed", 1), 2: best("streamed", 2)},
-            "in_memory_images_per_s": {1: best("in_memory", 1), 2: best("in_memory", 2)}}
+    return {
+        "runs": runs,
+        "epoch1_ratio": best("streamed", 1) / best("in_memory", 1),
+        "epoch2_ratio": best("streamed", 2) / best("in_memory", 2),
+        "streamed_images_per_s": {1: best("streamed", 1), 2: best("streamed", 2)},
+        "in_memory_images_per_s": {1: best("in_memory", 1), 2: best("in_memory", 2)},
+    }
 
 
 def measure_accuracy(work: Path) -> dict:
@@ -144,8 +190,8 @@ def measure_accuracy(work: Path) -> dict:
     import numpy as np
 
     from edge_common.images import load_table
-    from edge_runtime.dataset import read_labels_csv
-    from edge_runtime.metrics import mean_average_precision
+    from edge_runtime.evaluation.dataset import read_labels_csv
+    from edge_runtime.evaluation.metrics import mean_average_precision
     from trainer.demo_data import DemoConfig, make_demo_dataset
 
     folder = work / "demo-default"
@@ -174,7 +220,7 @@ def measure_formats(small: Path, size: int, work: Path) -> dict:
     import tensorflow as tf
 
     from edge_common.shards import open_shards
-    from edge_runtime.dataset import read_labels_csv
+    from edge_runtime.evaluation.dataset import read_labels_csv
 
     table = read_labels_csv(small)
     shards = open_shards(table.paths, (size, size), work / "cache")
@@ -185,33 +231,56 @@ def measure_formats(small: Path, size: int, work: Path) -> dict:
             for sh in shards.shards:
                 arr = np.load(sh.file, mmap_mode="r")
                 for img in arr:
-                    feat = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[img.tobytes()]))}
-                    w.write(tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString())
+                    feat = {
+                        "image": tf.train.Feature(
+                            bytes_list=tf.train.BytesList(value=[img.tobytes()])
+                        )
+                    }
+                    w.write(
+                        tf.train.Example(
+                            features=tf.train.Features(feature=feat)
+                        ).SerializeToString()
+                    )
     shape = shards.shape
 
     def npy_fixed():
         files = [str(s.file) for s in shards.shards]
         heads = np.array([s.header_bytes for s in shards.shards], np.int64)
         ds = tf.data.Dataset.from_tensor_slices((files, heads)).interleave(
-            lambda f, h: tf.data.FixedLengthRecordDataset(f, rec, header_bytes=h, buffer_size=1 << 20),
-            cycle_length=4, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.map(lambda r: tf.reshape(tf.io.decode_raw(r, tf.uint8), shape), num_parallel_calls=tf.data.AUTOTUNE)
+            lambda f, h: tf.data.FixedLengthRecordDataset(
+                f, rec, header_bytes=h, buffer_size=1 << 20
+            ),
+            cycle_length=4,
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return ds.map(
+            lambda r: tf.reshape(tf.io.decode_raw(r, tf.uint8), shape),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
 
     def tfrecord():
         spec = {"image": tf.io.FixedLenFeature([], tf.string)}
         ds = tf.data.TFRecordDataset(str(tfr), buffer_size=1 << 20)
-        return ds.map(lambda s: tf.reshape(tf.io.decode_raw(tf.io.parse_single_example(s, spec)["image"], tf.uint8),
-                                           shape), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(
+            lambda s: tf.reshape(
+                tf.io.decode_raw(tf.io.parse_single_example(s, spec)["image"], tf.uint8), shape
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
 
     def npy_mmap_generator():
         def gen():
             for sh in shards.shards:
                 yield from np.load(sh.file, mmap_mode="r")
+
         return tf.data.Dataset.from_generator(gen, output_signature=tf.TensorSpec(shape, tf.uint8))
 
     res = {}
-    for name, make in (("npy_fixed_length", npy_fixed), ("tfrecord_example", tfrecord),
-                       ("npy_mmap_generator", npy_mmap_generator)):
+    for name, make in (
+        ("npy_fixed_length", npy_fixed),
+        ("tfrecord_example", tfrecord),
+        ("npy_mmap_generator", npy_mmap_generator),
+    ):
         rates = []
         for _ in range(2):
             t0 = time.perf_counter()
@@ -243,27 +312,49 @@ def report_md(r: dict) -> str:
     ]
     for name in ("streamed_small", "streamed_large", "in_memory_small"):
         x = rss[name]
-        lines.append(f"| {name.replace('_', ' ')} | {x['n_train']:,} / {x['n_val']:,} | {x['peak_rss_mb']:,.0f} MB |")
-    lines += ["", f"Streamed, {rss['streamed_large']['n_train'] + rss['streamed_large']['n_val']:,} vs "
-              f"{rss['streamed_small']['n_train'] + rss['streamed_small']['n_val']:,} images: "
-              f"**{rss['ratio_large_over_small']:.2f}x** peak RSS (target <= 1.3x).", "",
-              "## Epoch throughput, streamed vs `--in-memory` (best of the alternated runs)", "",
-              "| epoch | streamed images/s | in-memory images/s | ratio |", "|---|---|---|---|"]
+        lines.append(
+            f"| {name.replace('_', ' ')} | {x['n_train']:,} / {x['n_val']:,} | {x['peak_rss_mb']:,.0f} MB |"
+        )
+    lines += [
+        "",
+        f"Streamed, {rss['streamed_large']['n_train'] + rss['streamed_large']['n_val']:,} vs "
+        f"{rss['streamed_small']['n_train'] + rss['streamed_small']['n_val']:,} images: "
+        f"**{rss['ratio_large_over_small']:.2f}x** peak RSS (target <= 1.3x).",
+        "",
+        "## Epoch throughput, streamed vs `--in-memory` (best of the alternated runs)",
+        "",
+        "| epoch | streamed images/s | in-memory images/s | ratio |",
+        "|---|---|---|---|",
+    ]
     for e in (1, 2):
         s, i = tp["streamed_images_per_s"][e], tp["in_memory_images_per_s"][e]
         lines.append(f"| {e} | {s:,.0f} | {i:,.0f} | {s / i:.2f}x |")
-    lines += ["", "Epoch seconds as `edge-train` prints them (training steps plus the epoch's validation "
-              "pass); epoch 1 also traces the graphs. Target: streamed >= 0.9x.", ""]
+    lines += [
+        "",
+        "Epoch seconds as `edge-train` prints them (training steps plus the epoch's validation "
+        "pass); epoch 1 also traces the graphs. Target: streamed >= 0.9x.",
+        "",
+    ]
     if r.get("accuracy"):
         a = r["accuracy"]
-        lines += ["## Accuracy: default demo training (1,500 train / 300 test images)", "",
-                  "| input | epochs run | test mAP |", "|---|---|---|",
-                  f"| streamed | {a['streamed']['epochs_run']} | {a['streamed']['test_map']:.4f} |",
-                  f"| in-memory | {a['in_memory']['epochs_run']} | {a['in_memory']['test_map']:.4f} |", "",
-                  f"Difference {a['test_map_difference']:+.4f} (target within 0.01).", ""]
+        lines += [
+            "## Accuracy: default demo training (1,500 train / 300 test images)",
+            "",
+            "| input | epochs run | test mAP |",
+            "|---|---|---|",
+            f"| streamed | {a['streamed']['epochs_run']} | {a['streamed']['test_map']:.4f} |",
+            f"| in-memory | {a['in_memory']['epochs_run']} | {a['in_memory']['test_map']:.4f} |",
+            "",
+            f"Difference {a['test_map_difference']:+.4f} (target within 0.01).",
+            "",
+        ]
     f = r["formats"]
-    lines += ["## Shard format: tf.data read rate of the same pixels", "",
-              "| format | images/s |", "|---|---|"]
+    lines += [
+        "## Shard format: tf.data read rate of the same pixels",
+        "",
+        "| format | images/s |",
+        "|---|---|",
+    ]
     for name in ("npy_fixed_length", "tfrecord_example", "npy_mmap_generator"):
         lines.append(f"| {name.replace('_', ' ')} | {f[name]['images_per_s']:,.0f} |")
     lines += ["", f"Bytes on disk: .npy {f['npy_bytes']:,}, TFRecord {f['tfrecord_bytes']:,}.", ""]
@@ -275,10 +366,18 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/bm_scale.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
+    command = "python benchmarks/bm_scale.py " + " ".join(
+        shlex.quote(x) for x in (argv or sys.argv[1:])
+    )
     machine = machine_info()
     small, large = make_data(work, a.n_large, a.n_small, a.size)
-    result = {"command": command, "machine": machine, "size": a.size, "n_small": a.n_small, "n_large": a.n_large}
+    result = {
+        "command": command,
+        "machine": machine,
+        "size": a.size,
+        "n_small": a.n_small,
+        "n_large": a.n_large,
+    }
     result["rss"] = measure_rss(small, large, work, a.size)
     result["throughput"] = measure_throughput(small, work, a.size, a.repeats)
     result["formats"] = measure_formats(small, a.size, work)

@@ -10,6 +10,7 @@
 
 MODEL is e.g. a fixture model from `python tests/make_fixture_models.py DIR` (DIR/int8.tflite).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from bm_common import time_interleaved
+
 from edge_runtime import Classifier
-from edge_runtime.bench import draft_comparison
+from edge_runtime.inference.bench import draft_comparison
 
 
 def overhead(clf: Classifier, rounds: int, per_round: int) -> dict:
@@ -35,11 +36,20 @@ def overhead(clf: Classifier, rounds: int, per_round: int) -> dict:
         return clf.predict(frame)
 
     # Interleaved blocks, so drifts in clock or load hit both alike; medians per call.
-    times = time_interleaved({"bare": bare, "predict": predict}, warmup=per_round, runs=rounds * per_round,
-                             block=per_round)
+    times = time_interleaved(
+        {"bare": bare, "predict": predict},
+        warmup=per_round,
+        runs=rounds * per_round,
+        block=per_round,
+    )
     b, p = (float(np.median(times[k])) / 1e3 for k in ("bare", "predict"))
-    return {"input_dtype": clf.input_dtype.name, "bare_us": round(b, 3), "predict_us": round(p, 3),
-            "overhead_us": round(p - b, 3), "ratio": round(p / b, 4)}
+    return {
+        "input_dtype": clf.input_dtype.name,
+        "bare_us": round(b, 3),
+        "predict_us": round(p, 3),
+        "overhead_us": round(p - b, 3),
+        "ratio": round(p / b, 4),
+    }
 
 
 def _rss_mb() -> float:
@@ -62,8 +72,12 @@ def memory(clf: Classifier, n: int) -> dict:
     for i in range(n - warm):
         clf.predict(frames[i % 8])
     end = _rss_mb()
-    return {"predictions": n, "rss_mb_after_1000": round(after_warmup, 2), "rss_mb_at_end": round(end, 2),
-            "growth_mb": round(end - after_warmup, 2)}
+    return {
+        "predictions": n,
+        "rss_mb_after_1000": round(after_warmup, 2),
+        "rss_mb_at_end": round(end, 2),
+        "growth_mb": round(end - after_warmup, 2),
+    }
 
 
 def big_jpeg(path: Path, size=(4000, 3000)) -> None:
@@ -73,7 +87,9 @@ def big_jpeg(path: Path, size=(4000, 3000)) -> None:
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
     big = np.asarray(Image.fromarray(small).resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
-    big = np.clip(big + rng.integers(-8, 9, size=big.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+    big = np.clip(big + rng.integers(-8, 9, size=big.shape, dtype=np.int16), 0, 255).astype(
+        np.uint8
+    )
     Image.fromarray(big).save(path, quality=90)
 
 
@@ -88,8 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-predictions", type=int, default=10_000)
     args = ap.parse_args(argv)
     clf = Classifier.from_file(args.model, threads=args.threads, backend=args.backend)
-    out = {"model": args.model, "backend": clf.backend, "threads": args.threads,
-           "input_size": list(clf.input_size), "overhead": overhead(clf, args.rounds, args.per_round)}
+    out = {
+        "model": args.model,
+        "backend": clf.backend,
+        "threads": args.threads,
+        "input_size": list(clf.input_size),
+        "overhead": overhead(clf, args.rounds, args.per_round),
+    }
     out["memory"] = memory(clf, args.memory_predictions)
     with tempfile.TemporaryDirectory() as tmp:
         jpeg = Path(tmp) / "big.jpg"

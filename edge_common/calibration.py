@@ -2,17 +2,23 @@
 
 Training-side only (the device reads thresholds from the model file, it never fits them).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from edge_runtime.metrics import check_pair, ranked_cuts
+from edge_runtime.evaluation.metrics import check_pair, ranked_cuts
 
 
-def best_f1_threshold(y_true_col: np.ndarray, scores_col: np.ndarray, default: float = 0.5,
-                      prior: float | None = None, slack: float = 0.0) -> float:
+def best_f1_threshold(
+    y_true_col: np.ndarray,
+    scores_col: np.ndarray,
+    default: float = 0.5,
+    prior: float | None = None,
+    slack: float = 0.0,
+) -> float:
     """The threshold that maximises F1 of one label; `default` if it has no positive.
 
     Candidates are the gaps between consecutive distinct scores; the threshold is put at the
@@ -34,14 +40,23 @@ def best_f1_threshold(y_true_col: np.ndarray, scores_col: np.ndarray, default: f
     # Midpoint of each gap; past the lowest score, go just under it (everything positive).
     below = np.r_[s[last[:-1] + 1], max(s[-1] - 1e-3, 0.0)]
     candidates = (s[last] + below) / 2.0
-    ties = np.flatnonzero(f1 >= f1.max() - (slack if prior is not None else 0.0))  # decreasing threshold
+    ties = np.flatnonzero(
+        f1 >= f1.max() - (slack if prior is not None else 0.0)
+    )  # decreasing threshold
     best = ties[0] if prior is None else ties[np.argmin(np.abs(candidates[ties] - prior))]
     return float(candidates[best])
 
 
-def calibrate_thresholds(y_true: np.ndarray, scores: np.ndarray, default: float = 0.5,
-                         prior: Sequence[float] | np.ndarray | None = None, slack: float = 0.0) -> np.ndarray:
+def calibrate_thresholds(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    default: float = 0.5,
+    prior: Sequence[float] | np.ndarray | None = None,
+    slack: float = 0.0,
+) -> np.ndarray:
     """Per-label F1-maximising thresholds (see `best_f1_threshold`; `prior`: one per label)."""
     y, s = check_pair(y_true, scores)
     pri = [None] * y.shape[1] if prior is None else [float(p) for p in prior]
-    return np.array([best_f1_threshold(y[:, j], s[:, j], default, pri[j], slack) for j in range(y.shape[1])])
+    return np.array(
+        [best_f1_threshold(y[:, j], s[:, j], default, pri[j], slack) for j in range(y.shape[1])]
+    )

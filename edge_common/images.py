@@ -4,23 +4,24 @@ Decoding a few thousand photos takes longer than a small model's epoch, and it i
 every run, so the decoded uint8 array is cached. The cache key hashes everything the pixels
 depend on: absolute paths, file sizes and mtimes, the input size and the preprocessing
 description; any change makes a new key, so a stale cache is never read. The decoding itself is
-the runtime's parallel decoder (`edge_runtime.decode`), so a data set's pixels are exactly the
+the runtime's parallel decoder (`edge_runtime.inference.decode`), so a data set's pixels are exactly the
 device's.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from edge_runtime import atomic
-from edge_runtime.dataset import LabelTable, SkippedRow
-from edge_runtime.decode import decode_many
 from edge_runtime.errors import DataError
-from edge_runtime.preprocess import PREPROCESSING
+from edge_runtime.evaluation.dataset import LabelTable, SkippedRow
+from edge_runtime.inference.decode import decode_many
+from edge_runtime.inference.preprocess import PREPROCESSING
 
 Failure = tuple[int, Path, str]  # (index in `paths`, path, reason)
 
@@ -28,7 +29,9 @@ Failure = tuple[int, Path, str]  # (index in `paths`, path, reason)
 def cache_key(paths: Sequence[Path], size: tuple[int, int]) -> str:
     """A hash of the inputs that determine the decoded pixels."""
     h = hashlib.sha256()
-    h.update(json.dumps({"size": list(size), "preprocessing": PREPROCESSING}, sort_keys=True).encode())
+    h.update(
+        json.dumps({"size": list(size), "preprocessing": PREPROCESSING}, sort_keys=True).encode()
+    )
     for p in paths:
         p = Path(p).resolve()
         try:
@@ -74,8 +77,13 @@ def load_images(
     return out, failures
 
 
-def load_table(table: LabelTable, size: tuple[int, int], what: str, cache_dir: str | Path | None = None,
-               workers: int | None = None) -> tuple[LabelTable, np.ndarray]:
+def load_table(
+    table: LabelTable,
+    size: tuple[int, int],
+    what: str,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+) -> tuple[LabelTable, np.ndarray]:
     """Decode a label table's images; drop the unreadable rows (recorded as skipped rows).
 
     Raises `DataError` when no image is readable. The returned table and array line up row for
@@ -88,21 +96,27 @@ def load_table(table: LabelTable, size: tuple[int, int], what: str, cache_dir: s
     return table, x[keep]
 
 
-def drop_unreadable(table: LabelTable, failures: Sequence[Failure], what: str) -> tuple[LabelTable, np.ndarray]:
+def drop_unreadable(
+    table: LabelTable, failures: Sequence[Failure], what: str
+) -> tuple[LabelTable, np.ndarray]:
     """The table without its unreadable rows (recorded as skipped rows) and the kept row indices.
 
     Raises `DataError` when no row is left.
     """
     bad = {i for i, _, _ in failures}
-    extra = [SkippedRow(table.rows[i] if table.rows else 0, str(p), f"unreadable image: {reason}")
-             for i, p, reason in failures]
+    extra = [
+        SkippedRow(table.rows[i] if table.rows else 0, str(p), f"unreadable image: {reason}")
+        for i, p, reason in failures
+    ]
     keep = np.array([i for i in range(len(table)) if i not in bad], dtype=np.int64)
     if not len(keep):
         raise DataError(f"{table.csv_path}: no readable {what} image; first problem: {extra[0]}")
     return table.subset(keep, extra_skipped=extra), keep
 
 
-def _read_cache(npy: Path, meta: Path, n: int, hw: tuple[int, int]) -> tuple[np.ndarray, list[Failure]] | None:
+def _read_cache(
+    npy: Path, meta: Path, n: int, hw: tuple[int, int]
+) -> tuple[np.ndarray, list[Failure]] | None:
     if not (npy.is_file() and meta.is_file()):
         return None
     # A corrupt cache (empty, truncated, not an array, malformed meta) is just a miss.
@@ -124,7 +138,9 @@ def _write_cache(npy: Path, meta: Path, arr: np.ndarray, failures: list[Failure]
     try:
         with atomic.replacing(npy) as fh:
             np.save(fh, arr, allow_pickle=False)
-        atomic.write_json(meta, {"failures": [[i, str(p), r] for i, p, r in failures],
-                                 "preprocessing": PREPROCESSING})
+        atomic.write_json(
+            meta,
+            {"failures": [[i, str(p), r] for i, p, r in failures], "preprocessing": PREPROCESSING},
+        )
     except OSError:
         pass  # caching is an optimisation; a read-only cache dir must not fail training

@@ -1,18 +1,21 @@
-"""Writing a labels CSV (the trainer's split files); the reader is `edge_runtime.dataset`."""
+"""Writing a labels CSV (the trainer's split files); the reader is `edge_runtime.evaluation.dataset`."""
+
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from edge_runtime import atomic
-from edge_runtime.dataset import FILENAME_COLUMN
+from edge_runtime.evaluation.dataset import FILENAME_COLUMN
 
 
-def write_labels_csv(path: str | Path, paths: Sequence[Path | str], y: np.ndarray, labels: Sequence[str]) -> None:
+def write_labels_csv(
+    path: str | Path, paths: Sequence[Path | str], y: np.ndarray, labels: Sequence[str]
+) -> None:
     """Write layout (b): `filename` (as given) plus one 0/1 column per label, atomically."""
     buf = io.StringIO(newline="")
     w = csv.writer(buf)

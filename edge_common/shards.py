@@ -19,6 +19,7 @@ Rows are stored in a fixed pseudo-random order derived from the key, so that a C
 label (a folder per class) still mixes in a bounded shuffle buffer; `position[r]` is where row
 `r` lives.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,16 +27,16 @@ import os
 import shutil
 import sys
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from edge_runtime import atomic
-from edge_runtime.dataset import LabelTable
-from edge_runtime.decode import decode_many
 from edge_runtime.errors import DataError
+from edge_runtime.evaluation.dataset import LabelTable
+from edge_runtime.inference.decode import decode_many
 
 from .images import Failure, cache_key, drop_unreadable
 
@@ -96,7 +97,9 @@ class ShardSet:
                 offset = sh.header_bytes + (int(pos[k]) - sh.start) * rec
                 buf = os.pread(fds[j], rec, offset)
                 if len(buf) != rec:
-                    raise DataError(f"{sh.file}: shard truncated while reading (delete the cache folder)")
+                    raise DataError(
+                        f"{sh.file}: shard truncated while reading (delete the cache folder)"
+                    )
                 out[k] = np.frombuffer(buf, dtype=np.uint8).reshape(self.shape)
         finally:
             for fd in fds.values():
@@ -127,7 +130,7 @@ class ShardView:
         """Where each row lives in the shard set (the streamed reader's numbering)."""
         return self.shards.position[self.rows]
 
-    def __getitem__(self, index) -> "ShardView":
+    def __getitem__(self, index) -> ShardView:
         return ShardView(self.shards, np.asarray(self.rows[index], dtype=np.int64).reshape(-1))
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -147,9 +150,16 @@ def images_per_shard(size: tuple[int, int], shard_bytes: int = SHARD_BYTES) -> i
     return max(MIN_SHARD_IMAGES, shard_bytes // (size[0] * size[1] * 3))
 
 
-def open_shards(paths: Sequence[Path | str], size: tuple[int, int], cache_dir: str | Path, *,
-                workers: int | None = None, shard_images: int | None = None,
-                progress: Progress | None = None, temporary: bool = False) -> ShardSet:
+def open_shards(
+    paths: Sequence[Path | str],
+    size: tuple[int, int],
+    cache_dir: str | Path,
+    *,
+    workers: int | None = None,
+    shard_images: int | None = None,
+    progress: Progress | None = None,
+    temporary: bool = False,
+) -> ShardSet:
     """The shard set of `paths` at `size` (width, height): read back if cached, else decoded.
 
     Decoding streams through `decode_many` and holds one shard in memory at a time. Unreadable
@@ -165,17 +175,27 @@ def open_shards(paths: Sequence[Path | str], size: tuple[int, int], cache_dir: s
     position = _positions(n, folder.name)
     bounds = [(s, min(s + per, n)) for s in range(0, n, per)]
     index = _read_index(folder, n, size, per)
-    todo = [j for j, (s, e) in enumerate(bounds)
-            if index is None or _shard_header(folder / _name(j), e - s, size) is None]
+    todo = [
+        j
+        for j, (s, e) in enumerate(bounds)
+        if index is None or _shard_header(folder / _name(j), e - s, size) is None
+    ]
     failures: dict[int, list[Failure]] = {} if index is None else index
     if todo:
         folder.mkdir(parents=True, exist_ok=True)
         # position -> row: shard j holds the rows whose position falls in bounds[j]
         order = np.argsort(position, kind="stable")
         for j in todo:
-            failures[j] = _write_shard(folder / _name(j), paths, order[bounds[j][0]:bounds[j][1]], size,
-                                       workers, progress, done_before=sum(e - s for s, e in bounds[:j]),
-                                       total=n)
+            failures[j] = _write_shard(
+                folder / _name(j),
+                paths,
+                order[bounds[j][0] : bounds[j][1]],
+                size,
+                workers,
+                progress,
+                done_before=sum(e - s for s, e in bounds[:j]),
+                total=n,
+            )
         _write_index(folder, n, size, per, failures)
     shards = []
     for j, (s, e) in enumerate(bounds):
@@ -183,22 +203,36 @@ def open_shards(paths: Sequence[Path | str], size: tuple[int, int], cache_dir: s
         if header is None:  # written a moment ago: the disk or another process broke it
             raise DataError(f"{folder / _name(j)}: shard unreadable right after writing it")
         shards.append(Shard(folder / _name(j), s, e - s, header))
-    result = ShardSet(folder, size, shards, position,
-                      sorted((f for fs in failures.values() for f in fs), key=lambda f: f[0]))
+    result = ShardSet(
+        folder,
+        size,
+        shards,
+        position,
+        sorted((f for fs in failures.values() for f in fs), key=lambda f: f[0]),
+    )
     if temporary:
         weakref.finalize(result, shutil.rmtree, str(cache_dir), True)
     return result
 
 
-def load_table_shards(table: LabelTable, size: tuple[int, int], what: str, cache_dir: str | Path, *,
-                      workers: int | None = None, progress: Progress | None = None,
-                      temporary: bool = False) -> tuple[LabelTable, ShardView]:
+def load_table_shards(
+    table: LabelTable,
+    size: tuple[int, int],
+    what: str,
+    cache_dir: str | Path,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    temporary: bool = False,
+) -> tuple[LabelTable, ShardView]:
     """`edge_common.images.load_table` for data sets larger than memory: a view, not an array.
 
     Unreadable rows are dropped and recorded as skipped rows; `DataError` if none is readable.
     The returned table and view line up row for row.
     """
-    shards = open_shards(table.paths, size, cache_dir, workers=workers, progress=progress, temporary=temporary)
+    shards = open_shards(
+        table.paths, size, cache_dir, workers=workers, progress=progress, temporary=temporary
+    )
     if not shards.failures:
         return table, ShardView(shards, np.arange(len(table), dtype=np.int64))
     table, keep = drop_unreadable(table, shards.failures, what)
@@ -220,6 +254,7 @@ def print_progress(label: str, every: float = 0.1) -> Progress:
 
 # --- internals ------------------------------------------------------------------------------------
 
+
 def _name(j: int) -> str:
     return f"shard-{j:05d}.npy"
 
@@ -230,8 +265,16 @@ def _positions(n: int, key: str) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n).astype(np.int64)
 
 
-def _write_shard(path: Path, paths: list[Path], rows: np.ndarray, size: tuple[int, int],
-                 workers: int | None, progress: Progress | None, done_before: int, total: int) -> list[Failure]:
+def _write_shard(
+    path: Path,
+    paths: list[Path],
+    rows: np.ndarray,
+    size: tuple[int, int],
+    workers: int | None,
+    progress: Progress | None,
+    done_before: int,
+    total: int,
+) -> list[Failure]:
     w, h = size
     buf = np.zeros((len(rows), h, w, 3), dtype=np.uint8)
     failures: list[Failure] = []
@@ -247,8 +290,10 @@ def _write_shard(path: Path, paths: list[Path], rows: np.ndarray, size: tuple[in
         with atomic.replacing(path) as fh:
             np.save(fh, buf, allow_pickle=False)
     except OSError as exc:
-        raise DataError(f"{path}: cannot write shard ({exc.strerror or exc}); "
-                        "use --cache-dir on a disk with space") from None
+        raise DataError(
+            f"{path}: cannot write shard ({exc.strerror or exc}); "
+            "use --cache-dir on a disk with space"
+        ) from None
     return failures
 
 
@@ -274,22 +319,41 @@ def _shard_header(path: Path, count: int, size: tuple[int, int]) -> int | None:
     return header
 
 
-def _read_index(folder: Path, n: int, size: tuple[int, int], per: int) -> dict[int, list[Failure]] | None:
+def _read_index(
+    folder: Path, n: int, size: tuple[int, int], per: int
+) -> dict[int, list[Failure]] | None:
     try:
         info = json.loads((folder / INDEX_FILE).read_text())
-        if (info.get("format") != FORMAT_VERSION or info.get("count") != n or info.get("size") != list(size)
-                or info.get("shard_images") != per):
+        if (
+            info.get("format") != FORMAT_VERSION
+            or info.get("count") != n
+            or info.get("size") != list(size)
+            or info.get("shard_images") != per
+        ):
             return None
-        return {int(j): [(int(i), Path(p), str(r)) for i, p, r in fs] for j, fs in info["failures"].items()}
+        return {
+            int(j): [(int(i), Path(p), str(r)) for i, p, r in fs]
+            for j, fs in info["failures"].items()
+        }
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return None  # missing or corrupt index: a miss
 
 
-def _write_index(folder: Path, n: int, size: tuple[int, int], per: int, failures: dict[int, list[Failure]]) -> None:
-    from edge_runtime.preprocess import PREPROCESSING
+def _write_index(
+    folder: Path, n: int, size: tuple[int, int], per: int, failures: dict[int, list[Failure]]
+) -> None:
+    from edge_runtime.inference.preprocess import PREPROCESSING
 
-    atomic.write_json(folder / INDEX_FILE, {
-        "format": FORMAT_VERSION, "count": n, "size": list(size), "shard_images": per,
-        "preprocessing": PREPROCESSING,
-        "failures": {str(j): [[i, str(p), r] for i, p, r in fs] for j, fs in sorted(failures.items())},
-    })
+    atomic.write_json(
+        folder / INDEX_FILE,
+        {
+            "format": FORMAT_VERSION,
+            "count": n,
+            "size": list(size),
+            "shard_images": per,
+            "preprocessing": PREPROCESSING,
+            "failures": {
+                str(j): [[i, str(p), r] for i, p, r in fs] for j, fs in sorted(failures.items())
+            },
+        },
+    )

@@ -2,11 +2,20 @@
 
 Never imports TensorFlow or Keras (a test checks `sys.modules`).
 """
-from .classifier import Classifier, Outcome, Prediction
-from .decode import decode_many
-from .errors import BackendError, DataError, EdgeError, ImageError, LabelsError, ModelError, SourceError
-from .events import Hysteresis
-from .preprocess import PREPROCESSING, load_image
+
+from .errors import (
+    BackendError,
+    DataError,
+    EdgeError,
+    ImageError,
+    LabelsError,
+    ModelError,
+    SourceError,
+)
+from .inference.classifier import Classifier, Outcome, Prediction
+from .inference.decode import decode_many
+from .inference.preprocess import PREPROCESSING, load_image
+from .live.events import Hysteresis
 
 __version__ = "0.1.0"
 

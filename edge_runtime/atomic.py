@@ -4,16 +4,18 @@ The data goes to a temporary file in the destination's own folder (same filesyst
 to disk, then renamed over the destination; `os.replace` is atomic on POSIX and Windows, so a
 crash or a failed gate never leaves a half-written file where a device would pick it up.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 Library code raises these; only the click CLIs turn them into one-line messages and exit codes.
 They live in the runtime because it is the one package every other part may import.
 """
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """The export stage's configuration and per-mode parity tolerances."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -26,11 +27,16 @@ class Tolerances:
 # dynamic and int8 move them by whole quantization steps, so they are judged by what a user sees
 # (decisions and ranking), not by raw probability differences.
 DEFAULT_TOLERANCES: dict[QuantMode, Tolerances] = {
-    QuantMode.FLOAT32: Tolerances(max_abs=1e-4, mean_abs=1e-5, min_agreement=0.99, max_map_drop=0.001),
-    QuantMode.FLOAT16: Tolerances(max_abs=0.02, mean_abs=0.002, min_agreement=0.98, max_map_drop=0.01),
+    QuantMode.FLOAT32: Tolerances(
+        max_abs=1e-4, mean_abs=1e-5, min_agreement=0.99, max_map_drop=0.001
+    ),
+    QuantMode.FLOAT16: Tolerances(
+        max_abs=0.02, mean_abs=0.002, min_agreement=0.98, max_map_drop=0.01
+    ),
     QuantMode.DYNAMIC: Tolerances(min_agreement=0.98, max_map_drop=0.02),
     QuantMode.INT8: Tolerances(min_agreement=0.98, max_map_drop=0.02),
 }
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -40,7 +46,9 @@ class ExportConfig:
     out: str = "model.tflite"
     quant: QuantMode = QuantMode.INT8
     data: str | None = None  # CSV of calibration images (default: the run's training split)
-    val_data: str | None = None  # CSV of held-out images for the gate (default: the run's val split)
+    val_data: str | None = (
+        None  # CSV of held-out images for the gate (default: the run's val split)
+    )
     calibration_size: int = 300
     weight_scales: WeightScales = WeightScales.AUTO  # int8 only
     overrides: dict = field(default_factory=dict)  # Tolerances fields to override, any mode
@@ -62,7 +70,9 @@ class ExportConfig:
             self.tolerances(cand.mode)  # refuse impossible tolerances before any work
 
     def tolerances(self, mode: QuantMode) -> Tolerances:
-        tol = replace(DEFAULT_TOLERANCES[mode], **{k: v for k, v in self.overrides.items() if v is not None})
+        tol = replace(
+            DEFAULT_TOLERANCES[mode], **{k: v for k, v in self.overrides.items() if v is not None}
+        )
         if mode is QuantMode.INT8 and tol.max_abs is not None and tol.max_abs < INT8_OUTPUT_STEP:
             raise ValueError(
                 f"max_abs {tol.max_abs} is below one int8 output step (1/256 = {INT8_OUTPUT_STEP:.5f}): "
@@ -72,7 +82,10 @@ class ExportConfig:
 
     def candidates(self) -> tuple[Candidate, ...]:
         """The conversions to try, in order; the first that passes its gate is kept."""
-        forced = {WeightScales.PER_TENSOR: INT8_PER_TENSOR, WeightScales.PER_CHANNEL: INT8_PER_CHANNEL}
+        forced = {
+            WeightScales.PER_TENSOR: INT8_PER_TENSOR,
+            WeightScales.PER_CHANNEL: INT8_PER_CHANNEL,
+        }
         if self.quant is QuantMode.AUTO:
             order = AUTO_ORDER
         elif self.quant is QuantMode.INT8:

@@ -1,11 +1,12 @@
 """Keras -> TFLite conversion for the four quantization modes, builtin ops only."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
 import tempfile
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -18,8 +19,12 @@ class ConversionError(EdgeError):
     """The converter failed, or produced ops the device runtimes cannot run."""
 
 
-def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[np.ndarray]] | None = None,
-            scales: WeightScales | str | None = None) -> bytes:
+def convert(
+    model,
+    mode: QuantMode | str,
+    representative: Callable[[], Iterable[np.ndarray]] | None = None,
+    scales: WeightScales | str | None = None,
+) -> bytes:
     """Convert a Keras model to TFLite bytes (no metadata).
 
     `representative` (int8 only) yields uint8 HxWx3 images from the one preprocessing path; the
@@ -65,10 +70,14 @@ def convert(model, mode: QuantMode | str, representative: Callable[[], Iterable[
         with _captured_output():
             data = conv.convert()
     except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
-        raise ConversionError(f"TFLite conversion ({mode.value}) failed: {first_line(exc)}") from exc
+        raise ConversionError(
+            f"TFLite conversion ({mode.value}) failed: {first_line(exc)}"
+        ) from exc
     bad = [op for op in op_names(data) if not _is_builtin(op)]
     if bad:
-        raise ConversionError(f"converted model uses non-builtin ops the device cannot run: {sorted(set(bad))}")
+        raise ConversionError(
+            f"converted model uses non-builtin ops the device cannot run: {sorted(set(bad))}"
+        )
     return data
 
 
@@ -99,8 +108,8 @@ def _captured_output() -> Iterator[None]:
 
 
 def op_names(model: bytes) -> list[str]:
-    """Operator names of a TFLite model in graph order (see `edge_runtime.backend.op_names`)."""
-    from edge_runtime.backend import op_names as listed
+    """Operator names of a TFLite model in graph order (see `edge_runtime.inference.backend.op_names`)."""
+    from edge_runtime.inference.backend import op_names as listed
 
     names = listed(model)
     if names is None:
@@ -109,4 +118,6 @@ def op_names(model: bytes) -> list[str]:
 
 
 def _is_builtin(op_name: str) -> bool:
-    return not (op_name.startswith("Flex") or op_name in ("CUSTOM", "DELEGATE") or op_name.islower())
+    return not (
+        op_name.startswith("Flex") or op_name in ("CUSTOM", "DELEGATE") or op_name.islower()
+    )

@@ -1,14 +1,15 @@
 """Calibration and held-out images for an export, found through the run's manifest."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from edge_common.images import load_table
-from edge_runtime.dataset import LabelTable, read_labels_csv
 from edge_runtime.errors import DataError, LabelsError
+from edge_runtime.evaluation.dataset import LabelTable, read_labels_csv
 
 from .config import ExportConfig
 
@@ -26,10 +27,14 @@ def _table(csv: str | Path, run, what: str) -> LabelTable:
 def _csv_from_manifest(run, key: str, what: str) -> Path:
     rel = (run.manifest.get("data") or {}).get(key)
     if not rel:
-        raise DataError(f"the run's manifest names no {what} CSV; pass one with --data / --val-data")
+        raise DataError(
+            f"the run's manifest names no {what} CSV; pass one with --data / --val-data"
+        )
     path = (run.run_dir / rel) if not Path(rel).is_absolute() else Path(rel)
     if not path.is_file():
-        raise DataError(f"{path}: {what} CSV named by the manifest is missing; pass one with --data / --val-data")
+        raise DataError(
+            f"{path}: {what} CSV named by the manifest is missing; pass one with --data / --val-data"
+        )
     return path
 
 
@@ -51,8 +56,9 @@ def pick_calibration(y: np.ndarray, n: int, seed: int) -> list[int]:
     return sorted((chosen + rest)[:n])
 
 
-def representative_images(config: ExportConfig, run, log: Callable[[str], None],
-                          exclude: frozenset[Path] = frozenset()) -> tuple[list[np.ndarray], LabelTable]:
+def representative_images(
+    config: ExportConfig, run, log: Callable[[str], None], exclude: frozenset[Path] = frozenset()
+) -> tuple[list[np.ndarray], LabelTable]:
     """Up to `calibration_size` training images in which every label is represented, and their rows.
 
     int8 calibration sets each tensor's range from these images; a label whose positives never
@@ -71,8 +77,9 @@ def representative_images(config: ExportConfig, run, log: Callable[[str], None],
     return list(x), table
 
 
-def held_out_images(config: ExportConfig, run, log: Callable[[str], None]
-                    ) -> tuple[np.ndarray, np.ndarray, frozenset[Path]]:
+def held_out_images(
+    config: ExportConfig, run, log: Callable[[str], None]
+) -> tuple[np.ndarray, np.ndarray, frozenset[Path]]:
     """The validation images, their 0/1 labels, and their paths (kept out of calibration)."""
     csv = config.val_data or _csv_from_manifest(run, "val_csv", "validation")
     table = _table(csv, run, "validation")

@@ -3,20 +3,22 @@
 `export()` reads as its four steps: load the run, compute the Keras reference on held-out
 images, try each candidate conversion until one passes its gate, write the result.
 """
+
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from edge_common.calibration import calibrate_thresholds
-from edge_runtime import __version__, atomic, metadata
+from edge_runtime import __version__, atomic
 from edge_runtime.errors import EdgeError, first_line
+from edge_runtime.modelfile import metadata
 
 from .config import ExportConfig
 from .convert import ConversionError, convert, op_names
@@ -37,7 +39,7 @@ class ExportError(EdgeError):
 class ParityError(EdgeError):
     """The exported model failed its parity gate (the report says where)."""
 
-    def __init__(self, message: str, result: "ExportResult") -> None:
+    def __init__(self, message: str, result: ExportResult) -> None:
         super().__init__(message)
         self.result = result
 
@@ -83,21 +85,25 @@ class ExportResult:
         return self.out is not None
 
     def to_dict(self) -> dict:
-        return atomic.to_jsonable({
-            "passed": self.passed,
-            "out": self.out,
-            "mode": self.mode,
-            "weight_scales": self.weight_scales,
-            "size_bytes": self.size_bytes,
-            "keras_size_bytes": self.keras_size_bytes,
-            "size_ratio": self.size_bytes / self.keras_size_bytes if self.keras_size_bytes else None,
-            "ops": self.ops,
-            "attempts": [asdict(a) for a in self.attempts],
-            "parity": self.parity.to_dict() if self.parity else None,
-            "metadata": self.metadata,
-            "report_path": self.report_path,
-            "seconds": self.seconds,
-        })
+        return atomic.to_jsonable(
+            {
+                "passed": self.passed,
+                "out": self.out,
+                "mode": self.mode,
+                "weight_scales": self.weight_scales,
+                "size_bytes": self.size_bytes,
+                "keras_size_bytes": self.keras_size_bytes,
+                "size_ratio": self.size_bytes / self.keras_size_bytes
+                if self.keras_size_bytes
+                else None,
+                "ops": self.ops,
+                "attempts": [asdict(a) for a in self.attempts],
+                "parity": self.parity.to_dict() if self.parity else None,
+                "metadata": self.metadata,
+                "report_path": self.report_path,
+                "seconds": self.seconds,
+            }
+        )
 
     def save(self, path: str | Path | None = None) -> Path:
         return atomic.write_json(path or self.report_path, self.to_dict())
@@ -106,7 +112,9 @@ class ExportResult:
         lines = [a.line() for a in self.attempts]
         if self.parity:
             lines.append(self.parity.table())
-        verdict = f"wrote {self.out}" if self.passed else "NOT written: no mode passed its parity gate"
+        verdict = (
+            f"wrote {self.out}" if self.passed else "NOT written: no mode passed its parity gate"
+        )
         lines.append(
             f"{Candidate(self.mode, self.weight_scales).label}: {self.size_bytes / 1024:.1f} KiB (Keras file "
             f"{self.keras_size_bytes / 1024:.1f} KiB), {len(self.ops)} ops [{', '.join(sorted(set(self.ops)))}]; "
@@ -162,11 +170,13 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
         if rep.passed:
             break
     if chosen is None:
-        raise ConversionError("no mode could be converted: " + "; ".join(a.reason for a in attempts))
+        raise ConversionError(
+            "no mode could be converted: " + "; ".join(a.reason for a in attempts)
+        )
     return write(run, chosen, attempts, config, time.perf_counter() - t0)
 
 
-def reference(run: "Run", config: ExportConfig, log: Callable[[str], None]) -> Reference:
+def reference(run: Run, config: ExportConfig, log: Callable[[str], None]) -> Reference:
     """Held-out images and Keras's scores on them; int8 calibration images when a candidate needs them."""
     from .data import held_out_images, representative_images
 
@@ -178,25 +188,41 @@ def reference(run: "Run", config: ExportConfig, log: Callable[[str], None]) -> R
     return Reference(x, y, scores, np.asarray(run.manifest["thresholds"], dtype=np.float64), calib)
 
 
-def try_candidate(run: "Run", ref: Reference, cand: Candidate, config: ExportConfig) -> Converted:
+def try_candidate(run: Run, ref: Reference, cand: Candidate, config: ExportConfig) -> Converted:
     """Convert one candidate, run it the way the device does, judge it, embed the final metadata."""
     flat = convert(run.model, cand.mode, lambda: iter(ref.calibration), scales=cand.scales)
     # Judge a complete file (flatbuffer + metadata) loaded the way the device loads it; the
     # thresholds in it are replaced below, once the exported model's own scores are known.
-    data = write_model(flat, _metadata(run, cand, ref.keras_thresholds, None, None), _model_info(run, config))
+    data = write_model(
+        flat, _metadata(run, cand, ref.keras_thresholds, None, None), _model_info(run, config)
+    )
     tfl_scores = _device_scores(data, ref.x, config)
     # Quantization shifts scores, so the device gets thresholds fitted to its own outputs;
     # a threshold leaves the Keras one only for a real F1 gain (RECALIBRATION_SLACK).
-    tfl_thr = calibrate_thresholds(ref.y, tfl_scores, prior=ref.keras_thresholds, slack=RECALIBRATION_SLACK)
-    report = check_parity(cand.mode.value, run.labels, ref.y, ref.keras_scores, tfl_scores, ref.keras_thresholds,
-                          tfl_thr, config.tolerances(cand.mode))
+    tfl_thr = calibrate_thresholds(
+        ref.y, tfl_scores, prior=ref.keras_thresholds, slack=RECALIBRATION_SLACK
+    )
+    report = check_parity(
+        cand.mode.value,
+        run.labels,
+        ref.y,
+        ref.keras_scores,
+        tfl_scores,
+        ref.keras_thresholds,
+        tfl_thr,
+        config.tolerances(cand.mode),
+    )
     n_calib = len(ref.calibration) if cand.mode is QuantMode.INT8 else None
-    return Converted(cand, write_model(flat, _metadata(run, cand, tfl_thr, report, n_calib), _model_info(run, config)),
-                     report)
+    return Converted(
+        cand,
+        write_model(flat, _metadata(run, cand, tfl_thr, report, n_calib), _model_info(run, config)),
+        report,
+    )
 
 
-def write(run: "Run", chosen: Converted, attempts: list[Attempt], config: ExportConfig,
-          seconds: float) -> ExportResult:
+def write(
+    run: Run, chosen: Converted, attempts: list[Attempt], config: ExportConfig, seconds: float
+) -> ExportResult:
     """Write the JSON report (always, first: a failed gate must say where) and, on a pass, the model."""
     passed = chosen.report.passed
     result = ExportResult(
@@ -217,9 +243,13 @@ def write(run: "Run", chosen: Converted, attempts: list[Attempt], config: Export
         if passed:
             atomic.write_bytes(config.out, chosen.data)
     except OSError as exc:
-        raise ExportError(f"cannot write {exc.filename or config.out}: {exc.strerror or exc}") from None
+        raise ExportError(
+            f"cannot write {exc.filename or config.out}: {exc.strerror or exc}"
+        ) from None
     if not passed:
-        raise ParityError(f"{chosen.candidate.label} export failed its parity gate: {attempts[-1].reason}", result)
+        raise ParityError(
+            f"{chosen.candidate.label} export failed its parity gate: {attempts[-1].reason}", result
+        )
     return result
 
 
@@ -261,17 +291,23 @@ def _load_run(config: ExportConfig) -> Run:
             raise ValueError(f"input size {w}x{h} is outside 1..4096")
         thresholds = [float(t) for t in manifest["thresholds"]]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"{manifest_path}: corrupt manifest ({type(exc).__name__}: {exc})") from None
+        raise ExportError(
+            f"{manifest_path}: corrupt manifest ({type(exc).__name__}: {exc})"
+        ) from None
     try:
         import keras
     except ImportError:
-        raise ExportError("edge-export needs TensorFlow: pip install 'edge-multilabel[train]'") from None
+        raise ExportError(
+            "edge-export needs TensorFlow: pip install 'edge-multilabel[train]'"
+        ) from None
     _check_keras_archive(model_path)
 
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for bad files
-        raise ExportError(f"{model_path}: cannot load Keras model ({first_line(exc)[:200]})") from None
+        raise ExportError(
+            f"{model_path}: cannot load Keras model ({first_line(exc)[:200]})"
+        ) from None
     act = getattr(model.layers[-1], "activation", None)
     act_name = getattr(act, "__name__", str(act))
     if act_name != "sigmoid":
@@ -294,7 +330,9 @@ def _read_manifest(path: Path) -> dict:
     except OSError as exc:
         raise ExportError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if len(raw) > MAX_MANIFEST_BYTES:
-        raise ExportError(f"{path}: over {MAX_MANIFEST_BYTES >> 20} MiB, not a manifest edge-train wrote")
+        raise ExportError(
+            f"{path}: over {MAX_MANIFEST_BYTES >> 20} MiB, not a manifest edge-train wrote"
+        )
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except RecursionError:
@@ -302,7 +340,9 @@ def _read_manifest(path: Path) -> dict:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ExportError(f"{path}: corrupt manifest ({exc})") from None
     if not isinstance(manifest, dict):
-        raise ExportError(f"{path}: corrupt manifest (a JSON {type(manifest).__name__}, not an object)")
+        raise ExportError(
+            f"{path}: corrupt manifest (a JSON {type(manifest).__name__}, not an object)"
+        )
     return manifest
 
 
@@ -313,23 +353,34 @@ def _check_keras_archive(path: Path) -> None:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ExportError(f"{path}: cannot load Keras model (not a .keras archive: {exc})") from None
+        raise ExportError(
+            f"{path}: cannot load Keras model (not a .keras archive: {exc})"
+        ) from None
     total = sum(i.file_size for i in infos)
     if len(infos) > MAX_KERAS_MEMBERS or total > MAX_KERAS_BYTES:
-        raise ExportError(f"{path}: {len(infos)} members inflating to {total:,} bytes, over the limits "
-                          f"({MAX_KERAS_MEMBERS}, {MAX_KERAS_BYTES:,}): not a model edge-train wrote")
+        raise ExportError(
+            f"{path}: {len(infos)} members inflating to {total:,} bytes, over the limits "
+            f"({MAX_KERAS_MEMBERS}, {MAX_KERAS_BYTES:,}): not a model edge-train wrote"
+        )
 
 
 def _device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.ndarray:
     """Scores through the runtime's own loading path, exactly as the device gets them."""
-    from edge_runtime.classifier import Classifier
+    from edge_runtime.inference.classifier import Classifier
 
-    clf = Classifier.from_bytes(data, name="<export>", threads=config.threads, backend=config.backend)
+    clf = Classifier.from_bytes(
+        data, name="<export>", threads=config.threads, backend=config.backend
+    )
     return np.asarray(clf.scores(images), dtype=np.float64)
 
 
-def _metadata(run: Run, cand: Candidate, thresholds: np.ndarray,
-              report: ParityReport | None, n_calibration: int | None) -> dict:
+def _metadata(
+    run: Run,
+    cand: Candidate,
+    thresholds: np.ndarray,
+    report: ParityReport | None,
+    n_calibration: int | None,
+) -> dict:
     m = run.manifest
     metrics = m.get("metrics", {}).get("calibrated", {})
     w, h = run.input_size
@@ -337,11 +388,19 @@ def _metadata(run: Run, cand: Candidate, thresholds: np.ndarray,
         "labels": run.labels,
         # NaN scores (a broken conversion) give NaN thresholds, which no reader accepts: such a
         # model fails its gate anyway, and keeps the trainer's threshold so its report can be read.
-        "thresholds": [float(t) if np.isfinite(t) else float(k) for t, k in zip(thresholds, m["thresholds"])],
+        "thresholds": [
+            float(t) if np.isfinite(t) else float(k) for t, k in zip(thresholds, m["thresholds"])
+        ],
         "thresholds_source": f"re-calibrated (max F1; moved from the Keras threshold only for an F1 gain "
-                             f"over {RECALIBRATION_SLACK}) on the exported model's outputs on held-out images"
-        if report else "trainer",
-        "input": {"width": w, "height": h, "channels": 3, "dtype": "uint8" if cand.mode is QuantMode.INT8 else "float32"},
+        f"over {RECALIBRATION_SLACK}) on the exported model's outputs on held-out images"
+        if report
+        else "trainer",
+        "input": {
+            "width": w,
+            "height": h,
+            "channels": 3,
+            "dtype": "uint8" if cand.mode is QuantMode.INT8 else "float32",
+        },
         "preprocessing": m.get("preprocessing"),
         "arch": m.get("arch"),
         "quantization": cand.mode.value,
@@ -372,11 +431,14 @@ def _file_name(path: object) -> str | None:
 def _model_info(run: Run, config: ExportConfig) -> ModelInfo:
     """The standard metadata's descriptive fields: the user's, else defaults without paths."""
     given = config.model_info
-    labels = ", ".join(run.labels[:10]) + (f", ... ({len(run.labels)} in all)" if len(run.labels) > 10 else "")
+    labels = ", ".join(run.labels[:10]) + (
+        f", ... ({len(run.labels)} in all)" if len(run.labels) > 10 else ""
+    )
     return ModelInfo(
         name=given.name or run.run_dir.resolve().name,
-        description=given.description or f"Multi-label image classifier ({run.manifest.get('arch') or 'model'}): "
-                                         f"one independent probability per label ({labels}).",
+        description=given.description
+        or f"Multi-label image classifier ({run.manifest.get('arch') or 'model'}): "
+        f"one independent probability per label ({labels}).",
         version=given.version or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         author=given.author,
         license=given.license,

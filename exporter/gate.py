@@ -1,15 +1,16 @@
 """The parity gate: compare Keras and TFLite outputs, judge them against tolerances."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from edge_runtime import atomic
-from edge_runtime.metrics import multilabel_report
+from edge_runtime.evaluation.metrics import multilabel_report
 
 from . import parity
 from .config import Tolerances
@@ -90,8 +91,12 @@ def check_parity(
     """Compute every parity metric and list each tolerance that is exceeded."""
     mx = parity.max_abs_diff(keras_scores, tflite_scores)
     mean = parity.mean_abs_diff(keras_scores, tflite_scores)
-    agree = parity.decision_agreement(keras_scores, tflite_scores, keras_thresholds, keras_thresholds)
-    device = parity.decision_agreement(keras_scores, tflite_scores, keras_thresholds, tflite_thresholds)
+    agree = parity.decision_agreement(
+        keras_scores, tflite_scores, keras_thresholds, keras_thresholds
+    )
+    device = parity.decision_agreement(
+        keras_scores, tflite_scores, keras_thresholds, tflite_thresholds
+    )
     drop = parity.map_drop(y_true, keras_scores, tflite_scores)
     per_label = [
         {
@@ -109,7 +114,9 @@ def check_parity(
     tflite_overall = _overall(y_true, tflite_scores, tflite_thresholds, labels)
     # The overall verdicts first: they lead the one-line reason. NaN never passes.
     if tol.min_map is not None and not tflite_overall["map"] >= tol.min_map:
-        failures.append(f"mAP {tflite_overall['map']:.4f} on the held-out truth < required {tol.min_map}")
+        failures.append(
+            f"mAP {tflite_overall['map']:.4f} on the held-out truth < required {tol.min_map}"
+        )
     if not drop <= tol.max_map_drop:
         failures.append(f"mAP drop {drop:.4f} > {tol.max_map_drop}")
     for r in per_label:
@@ -118,7 +125,9 @@ def check_parity(
         if tol.mean_abs is not None and not r["mean_abs"] <= tol.mean_abs:
             failures.append(f"{r['label']}: mean |diff| {r['mean_abs']:.6f} > {tol.mean_abs}")
         if not r["agreement"] >= tol.min_agreement:
-            failures.append(f"{r['label']}: decision agreement {r['agreement']:.3f} < {tol.min_agreement}")
+            failures.append(
+                f"{r['label']}: decision agreement {r['agreement']:.3f} < {tol.min_agreement}"
+            )
 
     return ParityReport(
         mode=mode,
@@ -133,7 +142,9 @@ def check_parity(
     )
 
 
-def _overall(y_true: np.ndarray, scores: np.ndarray, thr: np.ndarray, labels: Sequence[str]) -> dict:
+def _overall(
+    y_true: np.ndarray, scores: np.ndarray, thr: np.ndarray, labels: Sequence[str]
+) -> dict:
     """mAP, micro and macro F1 against the ground truth (NaN for outputs holding NaN)."""
     if np.isnan(scores).any():
         return {"map": math.nan, "micro_f1": math.nan, "macro_f1": math.nan}

@@ -7,14 +7,15 @@ built with the `flatbuffers` package from the published schema (metadata_schema.
 identifier "M001", field numbers below), and put into the model the way TFLite Support's
 populator does: a new buffer holding it, named by a `Metadata` entry "TFLITE_METADATA". The
 associated files (`labels.txt` as TENSOR_AXIS_LABELS, our `edge_metadata.json`) go in the ZIP
-appended by `edge_runtime.metadata.embed`, which also records the flatbuffer's SHA-256.
+appended by `edge_runtime.modelfile.metadata.embed`, which also records the flatbuffer's SHA-256.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_runtime import metadata
 from edge_runtime.errors import ModelError
+from edge_runtime.modelfile import metadata
 
 METADATA_NAME = "TFLITE_METADATA"
 # Fields used here all exist since metadata schema 1.0.0: the oldest parser reads them.
@@ -39,7 +40,9 @@ class ModelInfo:
     license: str = ""
 
 
-def metadata_buffer(info: ModelInfo, labels: list[str], width: int, height: int, input_dtype: str) -> bytes:
+def metadata_buffer(
+    info: ModelInfo, labels: list[str], width: int, height: int, input_dtype: str
+) -> bytes:
     """The `ModelMetadata` flatbuffer (identifier M001) describing our classifier."""
     import flatbuffers  # the train extra: `edge-export --help` works without it
 
@@ -84,31 +87,65 @@ def metadata_buffer(info: ModelInfo, labels: list[str], width: int, height: int,
     norm = table([("ref", 0, floats([0.0])), ("ref", 1, floats([1.0]))])
     unit = table([("u8", 0, NORMALIZATION_OPTIONS), ("ref", 1, norm)])
     stats_in = table([("ref", 0, floats([255.0])), ("ref", 1, floats([0.0]))])
-    tensor_in = table([
-        ("ref", 0, string("image")),
-        ("ref", 1, string(f"RGB image, {width}x{height}, {input_dtype} pixel values 0-255 (the model normalises "
-                          "them itself: mean 0, std 1)")),
-        ("ref", 3, content_in), ("ref", 4, refs([unit])), ("ref", 5, stats_in),
-    ])
+    tensor_in = table(
+        [
+            ("ref", 0, string("image")),
+            (
+                "ref",
+                1,
+                string(
+                    f"RGB image, {width}x{height}, {input_dtype} pixel values 0-255 (the model normalises "
+                    "them itself: mean 0, std 1)"
+                ),
+            ),
+            ("ref", 3, content_in),
+            ("ref", 4, refs([unit])),
+            ("ref", 5, stats_in),
+        ]
+    )
     # Output: one independent probability per label (sigmoid, multi-label: never softmax).
-    labels_file = associated_file(LABELS_FILE, "Label names, one a line, in score order", TENSOR_AXIS_LABELS)
+    labels_file = associated_file(
+        LABELS_FILE, "Label names, one a line, in score order", TENSOR_AXIS_LABELS
+    )
     content_out = table([("u8", 0, FEATURE_PROPERTIES), ("ref", 1, table([]))])
     stats_out = table([("ref", 0, floats([1.0])), ("ref", 1, floats([0.0]))])
-    tensor_out = table([
-        ("ref", 0, string("probability")),
-        ("ref", 1, string(f"Independent probability of each of {len(labels)} labels (sigmoid, multi-label). "
-                          f"Each label has its own decision threshold, in {metadata.MEMBER}.")),
-        ("ref", 3, content_out), ("ref", 5, stats_out), ("ref", 6, refs([labels_file])),
-    ])
+    tensor_out = table(
+        [
+            ("ref", 0, string("probability")),
+            (
+                "ref",
+                1,
+                string(
+                    f"Independent probability of each of {len(labels)} labels (sigmoid, multi-label). "
+                    f"Each label has its own decision threshold, in {metadata.MEMBER}."
+                ),
+            ),
+            ("ref", 3, content_out),
+            ("ref", 5, stats_out),
+            ("ref", 6, refs([labels_file])),
+        ]
+    )
     subgraph = table([("ref", 2, refs([tensor_in])), ("ref", 3, refs([tensor_out]))])
-    ours = associated_file(metadata.MEMBER, "edge-multilabel metadata: per-label thresholds, preprocessing, "
-                           "training and parity summaries, SHA-256 of the flatbuffer", UNKNOWN_FILE)
+    ours = associated_file(
+        metadata.MEMBER,
+        "edge-multilabel metadata: per-label thresholds, preprocessing, "
+        "training and parity summaries, SHA-256 of the flatbuffer",
+        UNKNOWN_FILE,
+    )
     name, description, version = string(info.name), string(info.description), string(info.version)
     author, license_, parser = string(info.author), string(info.license), string(MIN_PARSER_VERSION)
-    root = table([
-        ("ref", 0, name), ("ref", 1, description), ("ref", 2, version), ("ref", 3, refs([subgraph])),
-        ("ref", 4, author), ("ref", 5, license_), ("ref", 6, refs([ours])), ("ref", 7, parser),
-    ])
+    root = table(
+        [
+            ("ref", 0, name),
+            ("ref", 1, description),
+            ("ref", 2, version),
+            ("ref", 3, refs([subgraph])),
+            ("ref", 4, author),
+            ("ref", 5, license_),
+            ("ref", 6, refs([ours])),
+            ("ref", 7, parser),
+        ]
+    )
     b.Finish(root, file_identifier=b"M001")
     return bytes(b.Output())
 
@@ -119,7 +156,9 @@ def populate(flat: bytes, meta_buffer: bytes) -> bytes:
     from tensorflow.lite.python import schema_py_generated as tfl
 
     model = tfl.ModelT.InitFromObj(tfl.Model.GetRootAs(metadata.strip(flat), 0))
-    model.metadata = [m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
+    model.metadata = [
+        m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())
+    ]
     buf = tfl.BufferT()
     buf.data = meta_buffer
     model.buffers.append(buf)
@@ -143,7 +182,11 @@ def _aligned_buffer_class(tfl):
         def Pack(self, builder):
             data = None
             if self.data is not None:
-                raw = self.data.tobytes() if hasattr(self.data, "tobytes") else bytes(bytearray(self.data))
+                raw = (
+                    self.data.tobytes()
+                    if hasattr(self.data, "tobytes")
+                    else bytes(bytearray(self.data))
+                )
                 builder.StartVector(1, len(raw), 16)
                 builder.head -= len(raw)
                 builder.Bytes[builder.head : builder.head + len(raw)] = raw
@@ -165,6 +208,8 @@ def write_model(flat: bytes, edge_metadata: dict, info: ModelInfo) -> bytes:
     if any("\n" in label or "\r" in label for label in labels):
         raise ModelError("a label contains a line break: it cannot be written to labels.txt")
     size = edge_metadata.get("input") or {}
-    buffer = metadata_buffer(info, labels, int(size["width"]), int(size["height"]), str(size.get("dtype", "uint8")))
+    buffer = metadata_buffer(
+        info, labels, int(size["width"]), int(size["height"]), str(size.get("dtype", "uint8"))
+    )
     labels_txt = "".join(f"{label}\n" for label in labels).encode("utf-8")
     return metadata.embed(populate(flat, buffer), edge_metadata, files={LABELS_FILE: labels_txt})

@@ -1,4 +1,5 @@
 """The export stage's closed choices: quantization mode and int8 weight scales."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return self.mode.value + (f" {self.scales.value}" if self.scales is WeightScales.PER_TENSOR else "")
+        return self.mode.value + (
+            f" {self.scales.value}" if self.scales is WeightScales.PER_TENSOR else ""
+        )
 
 
 INT8_PER_TENSOR = Candidate(QuantMode.INT8, WeightScales.PER_TENSOR)

@@ -4,13 +4,14 @@ Every function takes (n_samples, n_labels) arrays and returns per-label numpy ar
 float), raising `ValueError` on empty input or mismatched shapes. A NaN anywhere counts as an
 infinite difference / a disagreement, so a model that emits NaN can never pass a gate.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from edge_runtime.metrics import binarize, mean_average_precision
+from edge_runtime.evaluation.metrics import binarize, mean_average_precision
 
 # The int8 sigmoid output has a fixed scale of 1/256: no tolerance on raw probabilities of a
 # full-integer model may be tighter than one step.
@@ -21,7 +22,9 @@ def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"outputs must be two 2-D arrays of one shape, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"outputs must be two 2-D arrays of one shape, got {a.shape} and {b.shape}"
+        )
     if a.shape[0] == 0:
         raise ValueError("no samples to compare")
     return a, b
@@ -60,7 +63,9 @@ def map_drop(y_true: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -
     """mAP(reference) - mAP(candidate) against the ground truth; inf if the candidate has NaN."""
     reference, candidate = _pair(reference, candidate)
     if np.asarray(y_true).shape != reference.shape:
-        raise ValueError(f"ground truth {np.asarray(y_true).shape} does not match outputs {reference.shape}")
+        raise ValueError(
+            f"ground truth {np.asarray(y_true).shape} does not match outputs {reference.shape}"
+        )
     if np.isnan(candidate).any():
         return math.inf
     ref, cand = mean_average_precision(y_true, reference), mean_average_precision(y_true, candidate)

@@ -34,7 +34,7 @@ $BIN/edge-infer "$OUT/shapes.tflite" "$OUT"/data/test/0000[0-4].png
 
 echo "== 5/6 edge-infer eval on the test split (never seen in training)"
 $BIN/edge-infer eval "$OUT/shapes.tflite" "$OUT/data/test.csv" --json > "$OUT/eval.json"
-$BIN/python -c "import json, sys; from edge_runtime.metrics import format_report; \
+$BIN/python -c "import json, sys; from edge_runtime.evaluation.metrics import format_report; \
 print(format_report(json.load(open(sys.argv[1])), sys.argv[2]))" "$OUT/eval.json" "int8 model on the test split"
 
 echo "== 6/6 latency"

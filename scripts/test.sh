@@ -7,9 +7,10 @@
 #        and watch extras (.venv-litert: the OpenCV tests run there) and tflite-runtime on numpy < 2
 #        (.venv-tflite: no OpenCV, those tests skip);
 #      - MediaPipe Tasks (.venv-mediapipe), which reads our exported files;
-#   2. fixtures, built once with the real TensorFlow and exporter: the tiny runtime models and, beside
+#   2. ruff: lint and format check (a failure stops here, in seconds);
+#   3. fixtures, built once with the real TensorFlow and exporter: the tiny runtime models and, beside
 #      them, a trained run exported in every mode, which every pytest worker reuses;
-#   3. the full environment's tests on two workers (fast tests first, then the longest slow ones:
+#   4. the full environment's tests on two workers (fast tests first, then the longest slow ones:
 #      tests/conftest.py orders them), while the other environments run their tests beside it, each
 #      logging to a file printed at the end. A broken import fails the fixture build within seconds.
 # SKIP_LEAN=1 runs the full environment only; SKIP_MEDIAPIPE=1 leaves out the MediaPipe step;
@@ -108,6 +109,10 @@ if [ "$MP" = 1 ]; then
   side install_mediapipe & JOBS+=($!); MP_INSTALL=$!
 fi
 install .venv -e ".[train,dev]"
+
+stamp "ruff (lint and format check)"
+.venv/bin/ruff check -q . || { echo "ruff check failed (ruff check --fix . mends most)" >&2; exit 1; }
+.venv/bin/ruff format -q --check . || { echo "ruff format --check failed: run ruff format ." >&2; exit 1; }
 
 stamp "fixture models"
 # fixtures NAME [ARGS]: TensorFlow's start-up chatter goes to a log, shown only when the build fails.

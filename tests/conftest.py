@@ -1,4 +1,5 @@
 """Shared fixtures: small seeded demo data, made once per test session."""
+
 from __future__ import annotations
 
 import pytest
@@ -63,9 +64,13 @@ def fixture_models(tmp_path_factory):
     if folder:
         index = Path(folder) / "fixtures.json"
         if not index.is_file():
-            pytest.fail(f"$EDGE_FIXTURE_MODELS={folder} holds no fixtures.json: run tests/make_fixture_models.py")
+            pytest.fail(
+                f"$EDGE_FIXTURE_MODELS={folder} holds no fixtures.json: run tests/make_fixture_models.py"
+            )
         return {name: Path(folder) / file for name, file in json.loads(index.read_text()).items()}
-    pytest.importorskip("tensorflow", reason="building fixture models needs TensorFlow; set $EDGE_FIXTURE_MODELS")
+    pytest.importorskip(
+        "tensorflow", reason="building fixture models needs TensorFlow; set $EDGE_FIXTURE_MODELS"
+    )
     from make_fixture_models import build_fixture_models
 
     return build_fixture_models(tmp_path_factory.mktemp("fixture_models"))

@@ -7,6 +7,7 @@ Used by tests/test_fuzz_models.py, and on the command line to make the measured 
 writes GOOD's flatbuffer followed by an archive whose `edge_metadata.json` inflates to GIB
 (default 3) GiB of JSON whitespace: a ~3 MB file.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ import sys
 import zlib
 from pathlib import Path
 
-from edge_runtime import metadata as md
-from edge_runtime.flatbuffer import _Reader
+from edge_runtime.modelfile import metadata as md
+from edge_runtime.modelfile.flatbuffer import Reader
 
 _MIB = 1 << 20
 
@@ -46,19 +47,57 @@ def archive(members: list[tuple[str, bytes, int, int, int, int]], offset: int) -
     for name, stream, method, crc, csize, size in members:
         raw = name.encode()
         at = offset + len(local)
-        local += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, method, 0, 0x21, crc, csize, size, len(raw), 0)
+        local += struct.pack(
+            "<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, method, 0, 0x21, crc, csize, size, len(raw), 0
+        )
         local += raw + stream
-        central += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, method, 0, 0x21, crc, csize,
-                               size, len(raw), 0, 0, 0, 0, 0, at) + raw
+        central += (
+            struct.pack(
+                "<4sHHHHHHIIIHHHHHII",
+                b"PK\x01\x02",
+                20,
+                20,
+                0,
+                method,
+                0,
+                0x21,
+                crc,
+                csize,
+                size,
+                len(raw),
+                0,
+                0,
+                0,
+                0,
+                0,
+                at,
+            )
+            + raw
+        )
     n = len(members)
-    return bytes(local + central + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, n & 0xFFFF, n & 0xFFFF,
-                                              len(central), offset + len(local), 0))
+    return bytes(
+        local
+        + central
+        + struct.pack(
+            "<4sHHHHIIH",
+            b"PK\x05\x06",
+            0,
+            0,
+            n & 0xFFFF,
+            n & 0xFFFF,
+            len(central),
+            offset + len(local),
+            0,
+        )
+    )
 
 
 def with_json(flat: bytes, payload: bytes, method: int = 0) -> bytes:
     """`flat` + an archive whose metadata member holds `payload` (stored or deflated)."""
     stream = payload if method == 0 else zlib.compress(payload, 9)[2:-4]
-    return flat + archive([(md.MEMBER, stream, method, zlib.crc32(payload), len(stream), len(payload))], len(flat))
+    return flat + archive(
+        [(md.MEMBER, stream, method, zlib.crc32(payload), len(stream), len(payload))], len(flat)
+    )
 
 
 def bomb(good: bytes, gib: float = 3, lie: bool = False, crc: bool = True) -> bytes:
@@ -71,7 +110,7 @@ def bomb(good: bytes, gib: float = 3, lie: bool = False, crc: bool = True) -> by
 
 def input_shape_at(flat: bytes) -> int:
     """Byte position of the input tensor's shape vector (its length word) in a TFLite flatbuffer."""
-    r = _Reader(flat)
+    r = Reader(flat)
     model = r.table(r.u32(0))
     sub = r.tables(model, 2)[0]
     first, _ = r.vector(sub, 1)  # subgraph.inputs
@@ -82,11 +121,11 @@ def input_shape_at(flat: bytes) -> int:
 
 def with_input_shape(good: bytes, dims: list[int]) -> bytes:
     """The model with its input shape (and signature) overwritten in place by `dims` (rank 4)."""
-    flat, tail = md.strip(good), good[len(md.strip(good)):]
+    flat, tail = md.strip(good), good[len(md.strip(good)) :]
     data = bytearray(flat)
     at = input_shape_at(flat)
     struct.pack_into("<4i", data, at + 4, *dims)
-    r = _Reader(bytes(flat))
+    r = Reader(bytes(flat))
     # The signature (field 7) holds -1 for a dynamic batch: patch it alike when present.
     model = r.table(r.u32(0))
     sub = r.tables(model, 2)[0]
@@ -101,7 +140,7 @@ def with_input_shape(good: bytes, dims: list[int]) -> bytes:
 
 def std_metadata_span(flat: bytes) -> tuple[int, int] | None:
     """(first byte, length) of the TFLITE_METADATA buffer's data, or None."""
-    r = _Reader(flat)
+    r = Reader(flat)
     model = r.table(r.u32(0))
     for entry in r.tables(model, 6):
         if r.string(entry, 0) == b"TFLITE_METADATA":
@@ -122,19 +161,31 @@ def cases(good: bytes, seed: int = 0, n_mutations: int = 18) -> dict[str, tuple[
     big = json.dumps(dict(meta, padding=" " * (md.MAX_MEMBER_BYTES + 10))).encode()
     out["oversized_stored_json"] = (with_json(flat, big), "refuse")
     out["nested_json_deep"] = (with_json(flat, b"[" * 200_000 + b"]" * 200_000, method=8), "refuse")
-    out["nested_json_moderate"] = (with_json(flat, json.dumps(dict(meta, x=[[[[[[[[[[1]]]]]]]]]])).encode()), "refuse")
-    for key, value in [("labels", {"a": 1}), ("labels", ["x"] * 20_000), ("thresholds", [float("nan")] * 3),
-                       ("thresholds", [5, 0.5, 0.5]), ("input", {"width": 60000, "height": 60000}),
-                       ("input", {"width": "32"}), ("labels", ["a", "b"]), ("integrity", {"flatbuffer_sha256": 7})]:
+    out["nested_json_moderate"] = (
+        with_json(flat, json.dumps(dict(meta, x=[[[[[[[[[[1]]]]]]]]]])).encode()),
+        "refuse",
+    )
+    for key, value in [
+        ("labels", {"a": 1}),
+        ("labels", ["x"] * 20_000),
+        ("thresholds", [float("nan")] * 3),
+        ("thresholds", [5, 0.5, 0.5]),
+        ("input", {"width": 60000, "height": 60000}),
+        ("input", {"width": "32"}),
+        ("labels", ["a", "b"]),
+        ("integrity", {"flatbuffer_sha256": 7}),
+    ]:
         payload = json.dumps(dict(meta, **{key: value})).encode()
         out[f"json_bad_{key}_{len(out)}"] = (with_json(flat, payload), "refuse")
     out["json_not_utf8"] = (with_json(flat, b"\xff\xfe{}"), "refuse")
     many = [(f"f{i}", b"", 0, 0, 0, 0) for i in range(1000)]
     out["archive_many_entries"] = (flat + archive(many, len(flat)), "refuse")
-    tail = bytearray(good[len(flat):])
-    for name, (pos, value) in {"eocd_directory_offset": (len(tail) - 6, 0xFFFFFF00),
-                               "eocd_directory_size": (len(tail) - 10, 0x7FFFFFFF),
-                               "eocd_entry_count": (len(tail) - 12, 9)}.items():
+    tail = bytearray(good[len(flat) :])
+    for name, (pos, value) in {
+        "eocd_directory_offset": (len(tail) - 6, 0xFFFFFF00),
+        "eocd_directory_size": (len(tail) - 10, 0x7FFFFFFF),
+        "eocd_entry_count": (len(tail) - 12, 9),
+    }.items():
         bad = bytearray(tail)
         struct.pack_into("<I" if "count" not in name else "<H", bad, pos, value)
         out[name] = (flat + bytes(bad), "refuse")
@@ -142,7 +193,7 @@ def cases(good: bytes, seed: int = 0, n_mutations: int = 18) -> dict[str, tuple[
     out["negative_input_dim"] = (with_input_shape(good, [1, -7, 32, 3]), "refuse")
     out["zero_input_dim"] = (with_input_shape(good, [1, 0, 32, 3]), "either")
     out["odd_input_shape"] = (with_input_shape(good, [1, 33, 31, 3]), "either")
-    for i in range(8):
+    for _ in range(8):
         cut = rng.randrange(8, len(good))
         out[f"truncated_{cut}"] = (good[:cut], "either")
     for i in range(n_mutations):

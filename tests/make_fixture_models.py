@@ -19,6 +19,7 @@ fixtures of tests/conftest.py), so that every pytest worker reuses one build:
   well, and `trained/{mode}.tflite` its real exports at the default gates, with
   `trained/exported.pickle` holding their `ExportResult`s.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
     """Write the fixture models into `out_dir`; return {name: path} (modes, "plain", "vector")."""
     import tensorflow as tf
 
-    from edge_runtime.preprocess import PREPROCESSING
+    from edge_runtime.inference.preprocess import PREPROCESSING
     from exporter.convert import convert
     from exporter.model_metadata import ModelInfo, write_model
 
@@ -74,8 +75,7 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
     np.save(out / "keras_scores.npy", model.predict(frames.astype(np.float32), verbose=0))
 
     def representative():
-        for img in x[:64]:
-            yield img
+        yield from x[:64]
 
     paths: dict[str, Path] = {}
     for mode in MODES:
@@ -83,7 +83,11 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
         meta = {
             "labels": LABELS,
             "thresholds": THRESHOLDS,
-            "input": {"width": SIZE, "height": SIZE, "dtype": "uint8" if mode == "int8" else "float32"},
+            "input": {
+                "width": SIZE,
+                "height": SIZE,
+                "dtype": "uint8" if mode == "int8" else "float32",
+            },
             "preprocessing": dict(PREPROCESSING),
             "arch": "fixture-cnn",
             "quantization": mode,
@@ -92,8 +96,13 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
             "toolkit_version": "0.1.0",
         }
         paths[mode] = out / f"{mode}.tflite"
-        info = ModelInfo(name=f"fixture-{mode}", description="Fixture: which colour has a bright square",
-                         version="1", author="edge-multilabel tests", license="Apache-2.0")
+        info = ModelInfo(
+            name=f"fixture-{mode}",
+            description="Fixture: which colour has a bright square",
+            version="1",
+            author="edge-multilabel tests",
+            license="Apache-2.0",
+        )
         paths[mode].write_bytes(write_model(data, meta, info))
         if mode == "float32":
             paths["plain"] = out / "plain.tflite"
@@ -136,8 +145,19 @@ def build_trained_run(root: Path) -> Path:
     from trainer import TrainConfig, train
 
     labels_csv = write_colour_squares(root / "data", 640, seed=1)
-    result = train(TrainConfig(data=str(labels_csv), out=str(root / "run"), arch="compact", input_size=32,
-                               epochs=10, patience=10, batch_size=32, seed=0, verbose=False))
+    result = train(
+        TrainConfig(
+            data=str(labels_csv),
+            out=str(root / "run"),
+            arch="compact",
+            input_size=32,
+            epochs=10,
+            patience=10,
+            batch_size=32,
+            seed=0,
+            verbose=False,
+        )
+    )
     return result.run_dir
 
 
@@ -145,9 +165,18 @@ def export_every_mode(run_dir: Path, out: Path) -> dict:
     """{mode: ExportResult} of `run_dir` exported once per mode at the default gates."""
     from exporter import ExportConfig, export
 
-    return {mode: export(ExportConfig(run_dir=str(run_dir), out=str(out / f"{mode}.tflite"), quant=mode,
-                                      calibration_size=64), log=lambda m: None)
-            for mode in MODES}
+    return {
+        mode: export(
+            ExportConfig(
+                run_dir=str(run_dir),
+                out=str(out / f"{mode}.tflite"),
+                quant=mode,
+                calibration_size=64,
+            ),
+            log=lambda m: None,
+        )
+        for mode in MODES
+    }
 
 
 def build_trained(out_dir: str | Path) -> tuple[Path, dict]:

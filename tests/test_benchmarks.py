@@ -1,4 +1,5 @@
 """The benchmark suite runs end to end and writes a complete report (no speed is asserted)."""
+
 from __future__ import annotations
 
 import json
@@ -34,19 +35,30 @@ def test_smoke_run_writes_complete_report(tmp_path):
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "[bench" in proc.stderr  # progress lines on stderr
 
     md = (out / "report.md").read_text()
-    for heading in ("## Machine", "## 1. Latency", "## 2. End to end", "## 3. Size and accuracy", "## 4. Architectures"):
+    for heading in (
+        "## Machine",
+        "## 1. Latency",
+        "## 2. End to end",
+        "## 3. Size and accuracy",
+        "## 4. Architectures",
+    ):
         assert heading in md
     assert "benchmarks/run.py --smoke" in md  # the exact command
     for name in CHARTS:
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
-    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))  # atomic writes left nothing
+    assert not list(out.glob("*.tmp")) and not list(
+        out.glob(".*.tmp")
+    )  # atomic writes left nothing
 
     report = json.loads((out / "report.json").read_text())
     for section in SECTIONS:
@@ -63,8 +75,14 @@ def test_smoke_run_writes_complete_report(tmp_path):
     for mode in modes:
         for t in threads:
             got = {(r["impl"], r["batch"]) for r in rows if r["mode"] == mode and r["threads"] == t}
-            assert {("predict", 1), ("bare", 1), ("scores", 8), ("bare", 8), ("predict/bare", 1),
-                    ("scores/bare", 8)} <= got, (mode, t)
+            assert {
+                ("predict", 1),
+                ("bare", 1),
+                ("scores", 8),
+                ("bare", 8),
+                ("predict/bare", 1),
+                ("scores/bare", 8),
+            } <= got, (mode, t)
     for r in rows:
         value = r.get("p50_ms", r.get("ratio_p50"))
         assert isinstance(value, float) and math.isfinite(value) and value > 0, r
@@ -78,13 +96,30 @@ def test_smoke_run_writes_complete_report(tmp_path):
 
     acc = report["accuracy"]
     assert set(acc["modes"]) == modes | {"int8-per-channel"} and acc["keras"]["size_bytes"] > 0
-    assert {r["gate"] for r in acc["modes"].values()} == {"not judged"}  # smoke exports once, gate relaxed
+    assert {r["gate"] for r in acc["modes"].values()} == {
+        "not judged"
+    }  # smoke exports once, gate relaxed
     for r in acc["modes"].values():
-        for k in ("size_bytes", "map", "micro_f1", "macro_f1", "test_agreement_with_keras", "parity_min_agreement"):
+        for k in (
+            "size_bytes",
+            "map",
+            "micro_f1",
+            "macro_f1",
+            "test_agreement_with_keras",
+            "parity_min_agreement",
+        ):
             assert isinstance(r[k], numbers.Number) and math.isfinite(r[k]), k
 
     archs = report["architectures"]
-    assert set(archs) == {"seed", "compact"}  # the smoke profile's two (the full run adds mobilenetv3)
+    assert set(archs) == {
+        "seed",
+        "compact",
+    }  # the smoke profile's two (the full run adds mobilenetv3)
     for a in archs.values():
-        assert a["params"] > 0 and a["macs"] > 0 and a["int8_size_bytes"] > 0 and a["int8_predict_p50_ms"] > 0
+        assert (
+            a["params"] > 0
+            and a["macs"] > 0
+            and a["int8_size_bytes"] > 0
+            and a["int8_predict_p50_ms"] > 0
+        )
         assert 0 <= a["keras_test_map"] <= 1

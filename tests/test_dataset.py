@@ -1,4 +1,5 @@
-"""edge_runtime.dataset: both CSV layouts and every kind of bad input (no TensorFlow needed)."""
+"""edge_runtime.evaluation.dataset: both CSV layouts and every kind of bad input (no TensorFlow needed)."""
+
 from __future__ import annotations
 
 import sys
@@ -8,8 +9,8 @@ import pytest
 from PIL import Image
 
 from edge_common.labels_csv import write_labels_csv
-from edge_runtime.dataset import read_labels_csv
 from edge_runtime.errors import LabelsError
+from edge_runtime.evaluation.dataset import read_labels_csv
 
 
 @pytest.fixture
@@ -27,7 +28,9 @@ def write(folder, text, name="labels.csv"):
 
 @pytest.mark.runtime
 def test_joined_layout_all_separators_and_empty_negative(folder):
-    t = read_labels_csv(write(folder, "filename,labels\na.png,dog cat\nb.png,cat;bird\nc.png,bird|dog\nd.png,\n"))
+    t = read_labels_csv(
+        write(folder, "filename,labels\na.png,dog cat\nb.png,cat;bird\nc.png,bird|dog\nd.png,\n")
+    )
     assert t.labels == ["bird", "cat", "dog"]  # sorted unique
     assert t.y.tolist() == [[0, 1, 1], [1, 1, 0], [1, 0, 1], [0, 0, 0]]
     assert t.y.dtype == np.uint8
@@ -101,13 +104,19 @@ def test_label_without_positive_warns(folder):
 
 
 @pytest.mark.runtime
-@pytest.mark.parametrize("text, match", [
-    ("", "empty file"),
-    ("image,labels\na.png,cat\n", "no 'filename' column"),
-    ("a.png,cat\nb.png,dog\n", "no 'filename' column"),
-    ("filename,labels\nx.png,cat\ny.png,dog\n", r"no usable rows \(2 skipped\).*row 2 \(x.png\)"),
-    ("filename,labels\n", "no usable rows"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "empty file"),
+        ("image,labels\na.png,cat\n", "no 'filename' column"),
+        ("a.png,cat\nb.png,dog\n", "no 'filename' column"),
+        (
+            "filename,labels\nx.png,cat\ny.png,dog\n",
+            r"no usable rows \(2 skipped\).*row 2 \(x.png\)",
+        ),
+        ("filename,labels\n", "no usable rows"),
+    ],
+)
 def test_unusable_csv_raises(folder, text, match):
     with pytest.raises(LabelsError, match=match):
         read_labels_csv(write(folder, text))
@@ -128,7 +137,9 @@ def test_write_then_read_roundtrip(folder):
     assert t.y.tolist() == [[1, 0], [1, 1]]
     write_labels_csv(folder / "out.csv", paths[:1], np.array([[0, 1]]), ["x", "y"])  # replaces it
     assert read_labels_csv(folder / "out.csv").y.tolist() == [[0, 1]]
-    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
+    assert not [
+        p.name for p in folder.iterdir() if p.name.endswith(".tmp")
+    ]  # no temporary file left
 
 
 @pytest.mark.runtime
@@ -144,6 +155,8 @@ def test_subset_keeps_rows_and_handles_empty_index(folder):
 def test_dataset_module_is_tf_free():
     import subprocess
 
-    code = ("import sys, edge_runtime.dataset; "
-            "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules)")
+    code = (
+        "import sys, edge_runtime.evaluation.dataset; "
+        "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,5 @@
 """The exporter end to end on a real (tiny) trained model: modes, metadata, the gate, errors."""
+
 from __future__ import annotations
 
 import importlib
@@ -15,10 +16,11 @@ from click.testing import CliRunner
 
 pytest.importorskip("tensorflow")
 
-from edge_runtime import metadata  # noqa: E402
-from edge_runtime.classifier import Classifier  # noqa: E402
-from edge_runtime.preprocess import load_image  # noqa: E402
+from edge_runtime.inference.classifier import Classifier  # noqa: E402
+from edge_runtime.inference.preprocess import load_image  # noqa: E402
+from edge_runtime.modelfile import metadata  # noqa: E402
 from exporter import DEFAULT_TOLERANCES, ExportConfig, QuantMode, WeightScales, export  # noqa: E402
+
 export_module = importlib.import_module("exporter.export")  # the module, not the function
 from exporter.cli import export_cmd  # noqa: E402
 
@@ -31,8 +33,10 @@ pytestmark = pytest.mark.slow
 
 def _export(trained_run, tmp_path, mode, **kw):
     out = tmp_path / f"{mode}.tflite"
-    return export(ExportConfig(run_dir=str(trained_run), out=str(out), quant=mode, calibration_size=64, **kw),
-                  log=lambda m: None)
+    return export(
+        ExportConfig(run_dir=str(trained_run), out=str(out), quant=mode, calibration_size=64, **kw),
+        log=lambda m: None,
+    )
 
 
 @pytest.mark.parametrize("mode", ["float32", "float16", "dynamic", "int8"])
@@ -57,17 +61,20 @@ def test_every_mode_passes_its_default_gate_and_embeds_metadata(trained_run, exp
 def test_int8_takes_uint8_input(exported):
     clf = Classifier.from_file(exported["int8"].out)
     assert np.dtype(clf.input_dtype) == np.uint8
-    assert exported["int8"].weight_scales is WeightScales.PER_TENSOR  # the smaller file passed first
+    assert (
+        exported["int8"].weight_scales is WeightScales.PER_TENSOR
+    )  # the smaller file passed first
 
 
 def test_a_bad_keras_threshold_is_recalibrated_and_a_good_one_kept(trained_run, exported, tmp_path):
     """Re-calibration on the exported model's outputs moves a threshold that costs F1, and only that one."""
-    from edge_runtime.dataset import read_labels_csv
-    from edge_runtime.metrics import multilabel_report
+    from edge_runtime.evaluation.dataset import read_labels_csv
+    from edge_runtime.evaluation.metrics import multilabel_report
 
     val = read_labels_csv(Path(trained_run) / "val_split.csv")
     scores = Classifier.from_file(exported["float32"].out).scores(
-        np.stack([load_image(p, (32, 32)) for p in val.paths]))
+        np.stack([load_image(p, (32, 32)) for p in val.paths])
+    )
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     manifest = json.loads((run / "manifest.json").read_text())
@@ -96,7 +103,9 @@ def _perturbed_convert(real):
 
         broken = keras.models.clone_model(model)
         rng = np.random.default_rng(0)
-        broken.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+        broken.set_weights(
+            [w + rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()]
+        )
         return real(broken, mode, representative, **kw)
 
     return convert
@@ -106,8 +115,10 @@ def test_gate_fails_on_perturbed_weights_and_writes_nothing(trained_run, tmp_pat
     out = tmp_path / "model.tflite"
     out.write_bytes(b"previous good model")
     monkeypatch.setattr(export_module, "convert", _perturbed_convert(export_module.convert))
-    res = CliRunner().invoke(export_cmd, [str(trained_run), "--quant", "float32", "--out", str(out),
-                                          "--calibration-size", "32"])
+    res = CliRunner().invoke(
+        export_cmd,
+        [str(trained_run), "--quant", "float32", "--out", str(out), "--calibration-size", "32"],
+    )
     assert res.exit_code == 1, res.output
     assert "FAIL" in res.output and "FAILED:" in res.output
     assert out.read_bytes() == b"previous good model"  # never replaced by an unverified model
@@ -122,29 +133,66 @@ def test_gate_fails_when_the_device_preprocesses_differently(trained_run, tmp_pa
         from PIL import Image
 
         h, w = images.shape[1:3]
-        small = [np.asarray(Image.fromarray(im).resize((w // 4, h // 4), Image.NEAREST).resize((w, h), Image.NEAREST))
-                 for im in images]
+        small = [
+            np.asarray(
+                Image.fromarray(im)
+                .resize((w // 4, h // 4), Image.NEAREST)
+                .resize((w, h), Image.NEAREST)
+            )
+            for im in images
+        ]
         return real(data, np.stack(small), config)
 
     monkeypatch.setattr(export_module, "_device_scores", skewed)
-    res = CliRunner().invoke(export_cmd, [str(trained_run), "--quant", "float32", "--out", str(tmp_path / "m.tflite")])
+    res = CliRunner().invoke(
+        export_cmd, [str(trained_run), "--quant", "float32", "--out", str(tmp_path / "m.tflite")]
+    )
     assert res.exit_code == 1
     assert not (tmp_path / "m.tflite").exists()
 
 
 def test_auto_keeps_the_smallest_passing_mode_and_explains_failures(trained_run, tmp_path):
-    res = CliRunner().invoke(export_cmd, [str(trained_run), "--quant", "auto", "--out", str(tmp_path / "a.tflite"),
-                                          "--json", "--calibration-size", "32"])
+    res = CliRunner().invoke(
+        export_cmd,
+        [
+            str(trained_run),
+            "--quant",
+            "auto",
+            "--out",
+            str(tmp_path / "a.tflite"),
+            "--json",
+            "--calibration-size",
+            "32",
+        ],
+    )
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
-    assert [(a["mode"], a["scales"], a["passed"]) for a in d["attempts"]] == [("int8", "per-tensor", True)]
+    assert [(a["mode"], a["scales"], a["passed"]) for a in d["attempts"]] == [
+        ("int8", "per-tensor", True)
+    ]
     assert d["mode"] == "int8" and d["weight_scales"] == "per-tensor" and Path(d["out"]).is_file()
-    impossible = CliRunner().invoke(export_cmd, [str(trained_run), "--quant", "auto", "--out",
-                                                 str(tmp_path / "b.tflite"), "--max-map-drop", "-1", "--json"])
+    impossible = CliRunner().invoke(
+        export_cmd,
+        [
+            str(trained_run),
+            "--quant",
+            "auto",
+            "--out",
+            str(tmp_path / "b.tflite"),
+            "--max-map-drop",
+            "-1",
+            "--json",
+        ],
+    )
     assert impossible.exit_code == 1
     d = json.loads(impossible.stdout)
     assert [(a["mode"], a["scales"]) for a in d["attempts"]] == [
-        ("int8", "per-tensor"), ("int8", "per-channel"), ("dynamic", None), ("float16", None), ("float32", None)]
+        ("int8", "per-tensor"),
+        ("int8", "per-channel"),
+        ("dynamic", None),
+        ("float16", None),
+        ("float32", None),
+    ]
     assert all("mAP drop" in a["reason"] for a in d["attempts"]) and d["out"] is None
     assert not (tmp_path / "b.tflite").exists()
 
@@ -165,27 +213,37 @@ def test_clear_errors(trained_run, tmp_path):
     bad = tmp_path / "corrupt"
     shutil.copytree(trained_run, bad)
     (bad / "model.keras").write_bytes(b"not a zip")
-    assert "cannot load Keras model" in _one_line_error(run.invoke(export_cmd, [str(bad), "--out", str(tmp_path / "x.tflite")]))
+    assert "cannot load Keras model" in _one_line_error(
+        run.invoke(export_cmd, [str(bad), "--out", str(tmp_path / "x.tflite")])
+    )
 
     mism = tmp_path / "mismatch"
     shutil.copytree(trained_run, mism)
     m = json.loads((mism / "manifest.json").read_text())
     m["labels"] = m["labels"][:-1]
     (mism / "manifest.json").write_text(json.dumps(m))
-    assert "outputs" in _one_line_error(run.invoke(export_cmd, [str(mism), "--out", str(tmp_path / "x.tflite")]))
+    assert "outputs" in _one_line_error(
+        run.invoke(export_cmd, [str(mism), "--out", str(tmp_path / "x.tflite")])
+    )
 
     nocal = tmp_path / "nocal"
     shutil.copytree(trained_run, nocal)
     (nocal / "train_split.csv").unlink()
-    assert "calibration" in _one_line_error(run.invoke(export_cmd, [str(nocal), "--out", str(tmp_path / "x.tflite")]))
+    assert "calibration" in _one_line_error(
+        run.invoke(export_cmd, [str(nocal), "--out", str(tmp_path / "x.tflite")])
+    )
     # ... which only int8 needs: float modes export without calibration images.
-    ok = run.invoke(export_cmd, [str(nocal), "--quant", "float32", "--out", str(tmp_path / "f.tflite")])
+    ok = run.invoke(
+        export_cmd, [str(nocal), "--quant", "float32", "--out", str(tmp_path / "f.tflite")]
+    )
     assert ok.exit_code == 0, ok.output
     assert metadata.read(tmp_path / "f.tflite")["calibration_images"] is None
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    res = run.invoke(export_cmd, [str(trained_run), "--quant", "float32", "--out", str(blocker / "m.tflite")])
+    res = run.invoke(
+        export_cmd, [str(trained_run), "--quant", "float32", "--out", str(blocker / "m.tflite")]
+    )
     assert "cannot write" in _one_line_error(res)
 
     assert not (tmp_path / "x.tflite").exists()
@@ -208,28 +266,54 @@ def test_softmax_model_is_refused(trained_run, tmp_path):
 
 def test_cli_as_a_real_subprocess(trained_run, tmp_path):
     out = tmp_path / "sub.tflite"
-    proc = subprocess.run([sys.executable, "-c", "from exporter.cli import main; main()", str(trained_run),
-                           "--quant", "dynamic", "--out", str(out), "--json"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from exporter.cli import main; main()",
+            str(trained_run),
+            "--quant",
+            "dynamic",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["passed"] is True and out.is_file()
-    help_ = subprocess.run([sys.executable, "-c", "from exporter.cli import main; main()", "--help"],
-                           capture_output=True, text=True, timeout=120)
+    help_ = subprocess.run(
+        [sys.executable, "-c", "from exporter.cli import main; main()", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "Examples:" in help_.stdout
 
 
 def test_min_map_fails_a_model_that_parity_alone_would_pass(trained_run, tmp_path):
     """Judged against shuffled truth the model is at chance: parity passes, --min-map fails (exit 1)."""
     from edge_common.labels_csv import write_labels_csv
-    from edge_runtime.dataset import read_labels_csv
+    from edge_runtime.evaluation.dataset import read_labels_csv
 
     val = read_labels_csv(Path(trained_run) / "val_split.csv")
     shuffled = np.random.default_rng(0).permutation(val.y)
     write_labels_csv(tmp_path / "shuffled.csv", val.paths, shuffled, val.labels)
-    args = [str(trained_run), "--quant", "float32", "--val-data", str(tmp_path / "shuffled.csv"), "--json"]
+    args = [
+        str(trained_run),
+        "--quant",
+        "float32",
+        "--val-data",
+        str(tmp_path / "shuffled.csv"),
+        "--json",
+    ]
     ok = CliRunner().invoke(export_cmd, [*args, "--out", str(tmp_path / "a.tflite")])
     assert ok.exit_code == 0, ok.output  # parity alone: Keras and TFLite agree on a useless model
-    res = CliRunner().invoke(export_cmd, [*args, "--out", str(tmp_path / "b.tflite"), "--min-map", "0.9"])
+    res = CliRunner().invoke(
+        export_cmd, [*args, "--out", str(tmp_path / "b.tflite"), "--min-map", "0.9"]
+    )
     assert res.exit_code == 1, res.output
     d = json.loads(res.stdout)
     assert d["out"] is None and d["parity"]["failures"][0].startswith("mAP ")
@@ -249,7 +333,9 @@ def test_training_and_device_see_the_same_pixels_end_to_end(trained_run, exporte
     rng = np.random.default_rng(0)
     paths = []
     for i in range(6):
-        img = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).resize((800, 600), Image.BICUBIC)
+        img = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).resize(
+            (800, 600), Image.BICUBIC
+        )
         exif = Image.Exif()
         exif[0x0112] = (1, 6, 8)[i % 3]
         paths.append(tmp_path / f"photo{i}.jpg")
@@ -265,7 +351,9 @@ def test_training_and_device_see_the_same_pixels_end_to_end(trained_run, exporte
     np.testing.assert_allclose(device, keras_scores, atol=1e-4)
 
 
-def test_int8_falls_back_to_per_channel_when_per_tensor_fails(trained_run, exported, tmp_path, monkeypatch):
+def test_int8_falls_back_to_per_channel_when_per_tensor_fails(
+    trained_run, exported, tmp_path, monkeypatch
+):
     """Default int8: the smaller per-tensor file if it passes the gate, else the per-channel one."""
     from dataclasses import replace
 
@@ -282,7 +370,9 @@ def test_int8_falls_back_to_per_channel_when_per_tensor_fails(trained_run, expor
     monkeypatch.setattr(export_module, "check_parity", per_tensor_fails)
     res = _export(trained_run, tmp_path, "int8")
     assert [(a.mode, a.scales, a.passed) for a in res.attempts] == [
-        (QuantMode.INT8, WeightScales.PER_TENSOR, False), (QuantMode.INT8, WeightScales.PER_CHANNEL, True)]
+        (QuantMode.INT8, WeightScales.PER_TENSOR, False),
+        (QuantMode.INT8, WeightScales.PER_CHANNEL, True),
+    ]
     assert res.weight_scales is WeightScales.PER_CHANNEL
     assert metadata.read(res.out)["weight_scales"] == "per-channel"
     assert metadata.read(exported["int8"].out)["weight_scales"] == "per-tensor"

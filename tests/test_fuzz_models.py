@@ -1,6 +1,7 @@
 """Hostile model files (issue 13): a seeded set built from the int8 fixture model, each loaded by
 `Classifier.from_file` and by the real `edge-infer info` in a subprocess with a memory and CPU
 limit. No crash, no signal, no traceback: a one-line error (exit 2) or a correct result."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from edge_runtime import metadata as md
-from edge_runtime.flatbuffer import check_structure
-from edge_runtime.errors import ModelError
 from hostile_models import cases
+
+from edge_runtime.errors import ModelError
+from edge_runtime.modelfile import metadata as md
+from edge_runtime.modelfile.flatbuffer import check_structure
 
 pytestmark = pytest.mark.runtime
 
@@ -42,7 +43,7 @@ def _peak():  # this process's own high-water mark: rusage of a child also count
 
 
 atexit.register(_peak)
-from edge_runtime.classifier import Classifier
+from edge_runtime.inference.classifier import Classifier
 from edge_runtime.errors import EdgeError
 path = sys.argv[1]
 try:
@@ -64,17 +65,28 @@ def _limits() -> None:
 
 def run_limited(args: list[str]) -> dict:
     """Run `args` under the limits: returncode (negative = signal), stdout, stderr, wall time."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
-        proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, preexec_fn=_limits, env=env)
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, preexec_fn=_limits, env=env
+        )
         timer = threading.Timer(WALL_SECONDS, proc.kill)
         timer.start()
         proc.wait()
         timer.cancel()
         out.seek(0), err.seek(0)
-        return {"rc": proc.returncode, "stdout": out.read().decode("utf-8", "replace"),
-                "stderr": err.read().decode("utf-8", "replace"), "seconds": time.monotonic() - t0}
+        return {
+            "rc": proc.returncode,
+            "stdout": out.read().decode("utf-8", "replace"),
+            "stderr": err.read().decode("utf-8", "replace"),
+            "seconds": time.monotonic() - t0,
+        }
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +104,7 @@ def hostile(fixture_models, tmp_path_factory):
 @pytest.fixture(scope="module")
 def outcomes(hostile):
     """Every case run once (two at a time: the suite must stay under a minute on 2 cores)."""
+
     def one(item):
         name, (path, _) = item
         peak = path.with_suffix(".peak")
@@ -105,7 +118,17 @@ def outcomes(hostile):
 
 def test_suite_is_seeded_and_varied(hostile):
     kinds = {name.split("_")[0] for name in hostile}
-    assert {"bomb", "nested", "json", "archive", "eocd", "absurd", "truncated", "mutated", "stdmeta"} <= kinds
+    assert {
+        "bomb",
+        "nested",
+        "json",
+        "archive",
+        "eocd",
+        "absurd",
+        "truncated",
+        "mutated",
+        "stdmeta",
+    } <= kinds
     assert len(hostile) >= 40
 
 
@@ -117,7 +140,9 @@ def test_no_crash_no_traceback(hostile, outcomes, fixture_models):
         o = outcomes[name]
         lines = o["stdout"].splitlines()
         # Our warnings, and the interpreter library's own INFO line about its delegate.
-        err_lines = [x for x in o["stderr"].splitlines() if not x.startswith(("Warning: ", "INFO: "))]
+        err_lines = [
+            x for x in o["stderr"].splitlines() if not x.startswith(("Warning: ", "INFO: "))
+        ]
         why = None
         if o["rc"] < 0:
             why = f"killed by signal {-o['rc']}"
@@ -138,17 +163,24 @@ def test_no_crash_no_traceback(hostile, outcomes, fixture_models):
                     # `info` exits 1 exactly when the model was changed after export, and a
                     # changed flatbuffer that still loads must be reported as changed.
                     changed = path.read_bytes()[: len(good_flat)] != good_flat
-                    if (o["rc"] == 1) != (status == "modified") or (changed and status != "modified"):
+                    if (o["rc"] == 1) != (status == "modified") or (
+                        changed and status != "modified"
+                    ):
                         why = f"integrity {status} with exit {o['rc']} (flatbuffer changed: {changed})"
                     # A correct result: one score per label, and our labels whenever the
                     # metadata survived (a damaged archive gives generic names, never wrong ones).
                     elif len(info["labels"]) != first["n_outputs"] or (
-                            info["has_metadata"] and info["labels"] != labels):
+                        info["has_metadata"] and info["labels"] != labels
+                    ):
                         why = f"inconsistent result {info['labels']}"
             else:
                 if o["rc"] != 2:
                     why = f"refused by Classifier but `info` exited {o['rc']}"
-                elif len(err_lines) != 1 or not err_lines[0].startswith("Error: ") or str(path) not in err_lines[0]:
+                elif (
+                    len(err_lines) != 1
+                    or not err_lines[0].startswith("Error: ")
+                    or str(path) not in err_lines[0]
+                ):
                     why = f"not a one-line error naming the file: {o['stderr'][-300:]!r}"
         if why:
             problems.append(f"{name}: {why}")
@@ -156,8 +188,14 @@ def test_no_crash_no_traceback(hostile, outcomes, fixture_models):
 
 
 def test_refusals_are_fast_and_small(hostile, outcomes):
-    for name in ("bomb_3gib", "bomb_lying_directory", "nested_json_deep", "oversized_stored_json",
-                 "archive_many_entries", "absurd_input_60000"):
+    for name in (
+        "bomb_3gib",
+        "bomb_lying_directory",
+        "nested_json_deep",
+        "oversized_stored_json",
+        "archive_many_entries",
+        "absurd_input_60000",
+    ):
         o = outcomes[name]
         assert o["rc"] == 2, (name, o["stderr"])
         assert o["peak_mb"] < REFUSED_PEAK_MB, (name, o["peak_mb"])
@@ -182,9 +220,9 @@ def test_bounds_check_on_crafted_flatbuffers(fixture_models):
     struct.pack_into("<i", bad_vtable, root, -len(flat))  # vtable beyond the end
     crafted["vtable past the end"] = bytes(bad_vtable)
     huge_vector = bytearray(flat)
-    from edge_runtime.flatbuffer import _Reader
+    from edge_runtime.modelfile.flatbuffer import Reader
 
-    r = _Reader(flat)
+    r = Reader(flat)
     model = r.table(root)
     at = r.field(model, 4)  # buffers vector
     struct.pack_into("<I", huge_vector, at + r.u32(at), 0x3FFFFFFF)  # a length far past the end

@@ -5,6 +5,7 @@ fixture models (float32 and int8, written by the exporter's metadata writer) and
 folder holds `trained/` (`make_fixture_models.py --trained-run`: a real trained run and its real
 exports), against its int8 export on the images it was trained on.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,8 @@ import pytest
 mp = pytest.importorskip("mediapipe", reason="needs the mediapipe package (its own CI environment)")
 
 from edge_runtime import Classifier  # noqa: E402
-from edge_runtime import metadata as md  # noqa: E402
-from edge_runtime.preprocess import load_image  # noqa: E402
+from edge_runtime.inference.preprocess import load_image  # noqa: E402
+from edge_runtime.modelfile import metadata as md  # noqa: E402
 
 INT8_STEP = 1 / 256  # an int8 sigmoid output moves in steps of 1/256
 
@@ -26,8 +27,9 @@ def _classifier(path: Path):
     from mediapipe.tasks import python as mpt
     from mediapipe.tasks.python import vision
 
-    options = vision.ImageClassifierOptions(base_options=mpt.BaseOptions(model_asset_path=str(path)),
-                                            max_results=-1)
+    options = vision.ImageClassifierOptions(
+        base_options=mpt.BaseOptions(model_asset_path=str(path)), max_results=-1
+    )
     return vision.ImageClassifier.create_from_options(options)
 
 
@@ -40,8 +42,12 @@ def _models(fixture_models) -> list[tuple[str, Path, list]]:
         images = sorted((trained / "data").glob("*.png"))[:24]
         assert images, f"{trained} holds no data/*.png"
         out.append(("exported", trained / "int8.tflite", images))
-    elif os.environ.get("EDGE_FIXTURE_MODELS"):  # scripts/test.sh builds it: missing is a broken run
-        pytest.fail(f"{trained} holds no int8.tflite: run tests/make_fixture_models.py DIR --trained-run")
+    elif os.environ.get(
+        "EDGE_FIXTURE_MODELS"
+    ):  # scripts/test.sh builds it: missing is a broken run
+        pytest.fail(
+            f"{trained} holds no int8.tflite: run tests/make_fixture_models.py DIR --trained-run"
+        )
     return out
 
 
@@ -56,7 +62,9 @@ def test_mediapipe_names_and_scores_match_edge_infer(fixture_models):
                 # at input size (MediaPipe's own resize is not ours: not what is compared here).
                 frame = load_image(image, ours.input_size) if isinstance(image, Path) else image
                 expected = ours.predict(frame).scores
-                result = mp_clf.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame)))
+                result = mp_clf.classify(
+                    mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
+                )
                 categories = result.classifications[0].categories
                 got = {c.category_name: c.score for c in categories}
                 assert sorted(got) == sorted(ours.labels), (name, got)  # names from labels.txt
@@ -64,7 +72,9 @@ def test_mediapipe_names_and_scores_match_edge_infer(fixture_models):
                 for label in ours.labels:
                     worst = max(worst, abs(got[label] - expected[label]))
         assert worst <= step + 1e-6, f"{name}: MediaPipe and edge-infer differ by {worst}"
-        print(f"{name}: {len(images)} images, {len(ours.labels)} labels, max |mediapipe - edge-infer| = {worst:.6f}")
+        print(
+            f"{name}: {len(images)} images, {len(ours.labels)} labels, max |mediapipe - edge-infer| = {worst:.6f}"
+        )
 
 
 def test_metadata_validates_with_mediapipe_schema(fixture_models):
@@ -75,7 +85,10 @@ def test_metadata_validates_with_mediapipe_schema(fixture_models):
     for name, path, _ in _models(fixture_models):
         data = path.read_bytes()
         model = tfl.Model.GetRootAs(data, 0)
-        entries = {model.Metadata(i).Name(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+        entries = {
+            model.Metadata(i).Name(): model.Metadata(i).Buffer()
+            for i in range(model.MetadataLength())
+        }
         raw = model.Buffers(entries[b"TFLITE_METADATA"]).DataAsNumpy().tobytes()
         assert fb.ModelMetadata.ModelMetadataBufferHasIdentifier(raw, 0)
         m = fb.ModelMetadata.GetRootAs(raw, 0)
@@ -83,18 +96,29 @@ def test_metadata_validates_with_mediapipe_schema(fixture_models):
         assert m.Name() and m.Description() and m.Version() and m.MinParserVersion() == b"1.0.0"
         if name != "exported":
             assert (m.Author(), m.License()) == (b"edge-multilabel tests", b"Apache-2.0")
-        assert m.AssociatedFilesLength() == 1 and m.AssociatedFiles(0).Name() == b"edge_metadata.json"
+        assert (
+            m.AssociatedFilesLength() == 1 and m.AssociatedFiles(0).Name() == b"edge_metadata.json"
+        )
         assert m.SubgraphMetadataLength() == 1
         sg = m.SubgraphMetadata(0)
         assert sg.InputTensorMetadataLength() == 1 and sg.OutputTensorMetadataLength() == 1
         inp, out = sg.InputTensorMetadata(0), sg.OutputTensorMetadata(0)
-        assert inp.Name() == b"image" and inp.Content().ContentPropertiesType() == fb.ContentProperties.ImageProperties
+        assert (
+            inp.Name() == b"image"
+            and inp.Content().ContentPropertiesType() == fb.ContentProperties.ImageProperties
+        )
         props = fb.ImageProperties()
         props.Init(inp.Content().ContentProperties().Bytes, inp.Content().ContentProperties().Pos)
         assert props.ColorSpace() == fb.ColorSpaceType.RGB
-        assert (props.DefaultSize().Width(), props.DefaultSize().Height()) == (meta["input"]["width"], meta["input"]["height"])
+        assert (props.DefaultSize().Width(), props.DefaultSize().Height()) == (
+            meta["input"]["width"],
+            meta["input"]["height"],
+        )
         unit = inp.ProcessUnits(0)
-        assert inp.ProcessUnitsLength() == 1 and unit.OptionsType() == fb.ProcessUnitOptions.NormalizationOptions
+        assert (
+            inp.ProcessUnitsLength() == 1
+            and unit.OptionsType() == fb.ProcessUnitOptions.NormalizationOptions
+        )
         norm = fb.NormalizationOptions()
         norm.Init(unit.Options().Bytes, unit.Options().Pos)
         assert list(norm.MeanAsNumpy()) == [0.0] and list(norm.StdAsNumpy()) == [1.0]
@@ -104,5 +128,8 @@ def test_metadata_validates_with_mediapipe_schema(fixture_models):
         assert (list(out.Stats().MaxAsNumpy()), list(out.Stats().MinAsNumpy())) == ([1.0], [0.0])
         assert out.AssociatedFilesLength() == 1
         labels_file = out.AssociatedFiles(0)
-        assert labels_file.Name() == b"labels.txt" and labels_file.Type() == fb.AssociatedFileType.TENSOR_AXIS_LABELS
+        assert (
+            labels_file.Name() == b"labels.txt"
+            and labels_file.Type() == fb.AssociatedFileType.TENSOR_AXIS_LABELS
+        )
         assert md.archive(data).read("labels.txt").decode().splitlines() == meta["labels"]

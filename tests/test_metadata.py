@@ -1,4 +1,5 @@
 """Metadata appended to a .tflite file: round trip, old layouts, bounded reading, corruption."""
+
 from __future__ import annotations
 
 import io
@@ -8,10 +9,10 @@ import tracemalloc
 import zipfile
 
 import pytest
-
-from edge_runtime import metadata
-from edge_runtime.errors import ModelError
 from hostile_models import bomb, with_json
+
+from edge_runtime.errors import ModelError
+from edge_runtime.modelfile import metadata
 
 runtime = pytest.mark.runtime
 
@@ -34,7 +35,11 @@ def test_round_trip_and_replace():
     got = metadata.read(data)
     assert got["labels"] == ["a", "b"] and got["thresholds"] == [0.3, 0.7]
     assert got["schema_version"] == metadata.SCHEMA_VERSION
-    assert got["integrity"]["flatbuffer_sha256"] == metadata.flatbuffer_sha256(data) == metadata.flatbuffer_sha256(FAKE)
+    assert (
+        got["integrity"]["flatbuffer_sha256"]
+        == metadata.flatbuffer_sha256(data)
+        == metadata.flatbuffer_sha256(FAKE)
+    )
     arc = metadata.archive(data)
     assert arc.start == len(FAKE) and sorted(arc.names) == ["edge_metadata.json", "labels.txt"]
     assert arc.read("labels.txt") == b"a\nb\n"
@@ -49,7 +54,9 @@ def test_archive_is_what_other_zip_readers_read():
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert zf.testzip() is None
         assert {i.filename: i.compress_type for i in zf.infolist()} == {
-            "labels.txt": zipfile.ZIP_STORED, "edge_metadata.json": zipfile.ZIP_STORED}
+            "labels.txt": zipfile.ZIP_STORED,
+            "edge_metadata.json": zipfile.ZIP_STORED,
+        }
         assert min(i.header_offset for i in zf.infolist()) == len(FAKE)  # absolute offsets
         assert json.loads(zf.read("edge_metadata.json"))["labels"] == ["a"]
 
@@ -110,18 +117,21 @@ def test_zip_bomb_is_refused_fast_and_small(lie):
 
 
 @runtime
-@pytest.mark.parametrize("payload, needle", [
-    (b"[" * 100_000 + b"]" * 100_000, "nested"),
-    (json.dumps({"a": [[[[[[[[[[1]]]]]]]]]]}).encode(), "nested deeper"),
-    (json.dumps({"labels": "abc"}).encode(), "labels"),
-    (json.dumps({"labels": ["a"], "thresholds": [float("nan")]}).encode(), "thresholds"),
-    (json.dumps({"thresholds": [True]}).encode(), "thresholds"),
-    (json.dumps({"input": {"width": 60000, "height": 60000}}).encode(), "width"),
-    (json.dumps({"input": []}).encode(), "input"),
-    (json.dumps([1, 2]).encode(), "not an object"),
-    (b'{"labels": ["a"', "corrupt"),
-    (b" " * (metadata.MAX_MEMBER_BYTES + 1), "limit"),
-])
+@pytest.mark.parametrize(
+    "payload, needle",
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
+        (json.dumps({"a": [[[[[[[[[[1]]]]]]]]]]}).encode(), "nested deeper"),
+        (json.dumps({"labels": "abc"}).encode(), "labels"),
+        (json.dumps({"labels": ["a"], "thresholds": [float("nan")]}).encode(), "thresholds"),
+        (json.dumps({"thresholds": [True]}).encode(), "thresholds"),
+        (json.dumps({"input": {"width": 60000, "height": 60000}}).encode(), "width"),
+        (json.dumps({"input": []}).encode(), "input"),
+        (json.dumps([1, 2]).encode(), "not an object"),
+        (b'{"labels": ["a"', "corrupt"),
+        (b" " * (metadata.MAX_MEMBER_BYTES + 1), "limit"),
+    ],
+)
 def test_hostile_json_is_a_one_line_model_error(payload, needle):
     with pytest.raises(ModelError, match=needle) as exc:
         metadata.read(with_json(FAKE, payload, method=8), "m.tflite")
@@ -167,7 +177,10 @@ def test_exporter_reads_run_directories_with_bounds(trained_run, tmp_path):
         (broken("deep", manifest=b"[" * 100_000 + b"]" * 100_000), "nested"),
         (broken("list", manifest=b"[1]"), "not an object"),
         (broken("labels", manifest=json.dumps(dict(good, labels="abc")).encode()), "labels"),
-        (broken("size", manifest=json.dumps(dict(good, input_size=[60000, 60000])).encode()), "input size"),
+        (
+            broken("size", manifest=json.dumps(dict(good, input_size=[60000, 60000])).encode()),
+            "input size",
+        ),
         (broken("members", keras=buf.getvalue()), "members"),
     ]:
         with pytest.raises(ExportError, match=needle) as exc:
@@ -215,9 +228,11 @@ def _tables_reader():
     return root, string, sub, tables, scalar, floats, N
 
 
-def check_standard_metadata(data: bytes, labels: list[str], size: tuple[int, int], info: dict) -> None:
+def check_standard_metadata(
+    data: bytes, labels: list[str], size: tuple[int, int], info: dict
+) -> None:
     """Every field the exporter writes, read back by slot number of metadata_schema.fbs."""
-    from edge_runtime import standard_metadata
+    from edge_runtime.modelfile import standard_metadata
 
     root, string, sub, tables, scalar, floats, N = _tables_reader()
     # Locate TFLITE_METADATA with the TFLite schema's own generated accessors.
@@ -232,11 +247,20 @@ def check_standard_metadata(data: bytes, labels: list[str], size: tuple[int, int
     assert start % 16 == 0, "metadata buffer must be 16-byte aligned (schema force_align)"
     assert raw[4:8] == b"M001"
     m = root(raw)
-    assert [string(m, i) for i in (0, 1, 2, 4, 5)] == [info["name"], info["description"], info["version"],
-                                                      info["author"], info["license"]]
+    assert [string(m, i) for i in (0, 1, 2, 4, 5)] == [
+        info["name"],
+        info["description"],
+        info["version"],
+        info["author"],
+        info["license"],
+    ]
     assert string(m, 7) == "1.0.0"
     (ours,) = tables(m, 6)
-    assert string(ours, 0) == "edge_metadata.json" and scalar(ours, 2, N.Int8Flags) == 0 and string(ours, 1)
+    assert (
+        string(ours, 0) == "edge_metadata.json"
+        and scalar(ours, 2, N.Int8Flags) == 0
+        and string(ours, 1)
+    )
     (graph,) = tables(m, 3)
     (inp,), (out,) = tables(graph, 2), tables(graph, 3)
     assert string(inp, 0) == "image" and string(inp, 1)
@@ -244,7 +268,10 @@ def check_standard_metadata(data: bytes, labels: list[str], size: tuple[int, int
     assert scalar(content, 0, N.Uint8Flags) == 2  # ContentProperties.ImageProperties
     props = sub(content, 1)
     assert scalar(props, 0, N.Int8Flags) == 1  # ColorSpaceType.RGB
-    assert (scalar(sub(props, 1), 0, N.Uint32Flags), scalar(sub(props, 1), 1, N.Uint32Flags)) == size
+    assert (
+        scalar(sub(props, 1), 0, N.Uint32Flags),
+        scalar(sub(props, 1), 1, N.Uint32Flags),
+    ) == size
     (unit,) = tables(inp, 4)
     assert scalar(unit, 0, N.Uint8Flags) == 1  # ProcessUnitOptions.NormalizationOptions
     assert floats(sub(unit, 1), 0) == [0.0] and floats(sub(unit, 1), 1) == [1.0]
@@ -271,20 +298,36 @@ def test_exported_file_is_standard_private_and_verifiable(trained_run, tmp_path)
     from exporter import ExportConfig, export
     from exporter.model_metadata import ModelInfo
 
-    info = {"name": "shapes", "description": "test model", "version": "7", "author": "QA", "license": "MIT"}
+    info = {
+        "name": "shapes",
+        "description": "test model",
+        "version": "7",
+        "author": "QA",
+        "license": "MIT",
+    }
     out = tmp_path / "m.tflite"
-    result = export(ExportConfig(run_dir=str(trained_run), out=str(out), quant="float32",
-                                 model_info=ModelInfo(**info)), log=lambda m: None)
+    result = export(
+        ExportConfig(
+            run_dir=str(trained_run), out=str(out), quant="float32", model_info=ModelInfo(**info)
+        ),
+        log=lambda m: None,
+    )
     data = out.read_bytes()
     meta = metadata.read(data)
-    check_standard_metadata(data, meta["labels"], (meta["input"]["width"], meta["input"]["height"]), info)
+    check_standard_metadata(
+        data, meta["labels"], (meta["input"]["width"], meta["input"]["height"]), info
+    )
     assert meta["integrity"]["flatbuffer_sha256"] == metadata.flatbuffer_sha256(data)
     # Nothing private: no string in the embedded metadata (ours or the standard one) starts with
     # the training machine's home or temp directories or names the run's location.
-    from edge_runtime import standard_metadata
+    from edge_runtime.modelfile import standard_metadata
 
-    private = {str(Path.home()), tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir()),
-               str(trained_run.parent)}
+    private = {
+        str(Path.home()),
+        tempfile.gettempdir(),
+        os.path.realpath(tempfile.gettempdir()),
+        str(trained_run.parent),
+    }
 
     def strings(v):
         if isinstance(v, dict):
@@ -296,7 +339,11 @@ def test_exported_file_is_standard_private_and_verifiable(trained_run, tmp_path)
         elif isinstance(v, str):
             yield v
 
-    embedded = list(strings(meta)) + list(strings(standard_metadata.read(data))) + list(strings(result.metadata))
+    embedded = (
+        list(strings(meta))
+        + list(strings(standard_metadata.read(data)))
+        + list(strings(result.metadata))
+    )
     leaks = [s for s in embedded if any(s.startswith(p) for p in private)]
     assert not leaks and meta["training"]["source_csv"] == "labels.csv"
     assert not any(p.encode() in data for p in private)  # not anywhere in the file's bytes either
@@ -304,9 +351,9 @@ def test_exported_file_is_standard_private_and_verifiable(trained_run, tmp_path)
 
 def _weight_byte(flat: bytes) -> int:
     """Position of a byte inside the model's largest constant buffer (weights)."""
-    from edge_runtime.flatbuffer import _Reader
+    from edge_runtime.modelfile.flatbuffer import Reader
 
-    r = _Reader(flat)
+    r = Reader(flat)
     model = r.table(r.u32(0))
     vectors = [r.vector(b, 0, elem=1) for b in r.tables(model, 4)]
     first, n = max((v for v in vectors if v), key=lambda v: v[1])
@@ -322,7 +369,7 @@ def test_tampered_weight_byte_fails_verify(fixture_models, tmp_path):
 
     from edge_runtime import Classifier
     from edge_runtime.cli import main_group
-    from edge_runtime.integrity import Status, verify
+    from edge_runtime.modelfile.integrity import Status, verify
 
     good = fixture_models["int8"].read_bytes()
     assert verify(fixture_models["int8"]).status is Status.INTACT
@@ -341,24 +388,39 @@ def test_tampered_weight_byte_fails_verify(fixture_models, tmp_path):
     info = runner.invoke(main_group, ["info", str(tampered)])
     assert info.exit_code == 1 and "MODIFIED" in info.output
     # A real process, as a device's deploy script would run it.
-    proc = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "verify", str(tampered)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "MODIFIED after export" in proc.stdout and "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_runtime.cli", "verify", str(tampered)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        proc.returncode == 1
+        and "MODIFIED after export" in proc.stdout
+        and "Traceback" not in proc.stderr
+    )
     # A changed label file is caught too.
-    from hostile_models import archive as make_archive
     import zlib
+
+    from hostile_models import archive as make_archive
 
     flat = metadata.strip(good)
     arc = metadata.archive(good)
     members = {"labels.txt": b"rod\ngreen\nblue\n", metadata.MEMBER: arc.read(metadata.MEMBER)}
-    relabelled = flat + make_archive([(k, v, 0, zlib.crc32(v), len(v), len(v)) for k, v in members.items()], len(flat))
+    relabelled = flat + make_archive(
+        [(k, v, 0, zlib.crc32(v), len(v), len(v)) for k, v in members.items()], len(flat)
+    )
     (tmp_path / "relabelled.tflite").write_bytes(relabelled)
     assert verify(tmp_path / "relabelled.tflite").problems == ["labels.txt differs"]
     damaged = tmp_path / "damaged.tflite"
-    damaged.write_bytes(flat + good[len(flat):].replace(b"red\ngreen", b"rod\ngreen"))
+    damaged.write_bytes(flat + good[len(flat) :].replace(b"red\ngreen", b"rod\ngreen"))
     assert verify(damaged).problems == ["labels.txt is damaged (CRC mismatch)"]
-    proc = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "verify", str(tmp_path / "missing.tflite")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_runtime.cli", "verify", str(tmp_path / "missing.tflite")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
 
 
@@ -370,12 +432,21 @@ def test_old_models_still_load(fixture_models, tmp_path):
 
     from edge_runtime import Classifier
     from edge_runtime.cli import main_group
-    from edge_runtime.integrity import Status
+    from edge_runtime.modelfile.integrity import Status
 
     plain = fixture_models["plain"].read_bytes()
     old = tmp_path / "old.tflite"
-    old.write_bytes(old_layout(plain, {"schema_version": 1, "labels": ["a", "b", "c"], "thresholds": [0.1, 0.2, 0.3],
-                                       "input": {"width": 32, "height": 32}}))
+    old.write_bytes(
+        old_layout(
+            plain,
+            {
+                "schema_version": 1,
+                "labels": ["a", "b", "c"],
+                "thresholds": [0.1, 0.2, 0.3],
+                "input": {"width": 32, "height": 32},
+            },
+        )
+    )
     clf = Classifier.from_file(old)
     assert clf.labels == ["a", "b", "c"] and list(clf.thresholds) == [0.1, 0.2, 0.3]
     assert clf.standard_metadata is None and clf.integrity().status is Status.UNVERIFIED
@@ -392,13 +463,18 @@ def test_labels_from_standard_metadata_alone(fixture_models):
 
     data = fixture_models["int8"].read_bytes()
     flat = metadata.strip(data)
-    from hostile_models import archive as make_archive
     import zlib
 
+    from hostile_models import archive as make_archive
+
     labels = b"cat\ndog\nbird\n"
-    only_labels = flat + make_archive([("labels.txt", labels, 0, zlib.crc32(labels), len(labels), len(labels))], len(flat))
+    only_labels = flat + make_archive(
+        [("labels.txt", labels, 0, zlib.crc32(labels), len(labels), len(labels))], len(flat)
+    )
     clf = Classifier.from_bytes(only_labels)
     assert clf.labels == ["cat", "dog", "bird"] and clf.standard_metadata["name"] == "fixture-int8"
     wrong = b"cat\ndog\n"  # two names for three outputs: ignored, not an error
-    two = flat + make_archive([("labels.txt", wrong, 0, zlib.crc32(wrong), len(wrong), len(wrong))], len(flat))
+    two = flat + make_archive(
+        [("labels.txt", wrong, 0, zlib.crc32(wrong), len(wrong), len(wrong))], len(flat)
+    )
     assert Classifier.from_bytes(two).labels == ["label_0", "label_1", "label_2"]

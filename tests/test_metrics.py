@@ -1,4 +1,5 @@
 """The numpy metrics against scikit-learn, and threshold calibration."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,7 @@ import pytest
 from sklearn import metrics as skm
 
 from edge_common import calibration as C
-from edge_runtime import metrics as M
+from edge_runtime.evaluation import metrics as M
 
 
 def _data(seed: int, n: int = 200, labels: int = 5):
@@ -47,7 +48,9 @@ def test_label_without_positives_is_left_out_of_map():
     rep = M.multilabel_report(y, s, 0.5, list("abcde"))
     assert rep["per_label"]["c"]["ap"] is None
     keep = [0, 1, 3, 4]
-    assert rep["map"] == pytest.approx(skm.average_precision_score(y[:, keep], s[:, keep], average="macro"))
+    assert rep["map"] == pytest.approx(
+        skm.average_precision_score(y[:, keep], s[:, keep], average="macro")
+    )
 
 
 def test_all_ties_and_perfect_scores():

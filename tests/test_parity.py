@@ -1,4 +1,5 @@
 """Parity metrics: pure numpy functions and their edge cases, and the gate's verdicts."""
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,9 @@ def test_decision_agreement_uses_each_sides_thresholds():
     tfl = np.array([[0.62], [0.41], [0.52]])
     assert parity.decision_agreement(keras, tfl, [0.5], [0.5])[0] == 1.0
     assert parity.decision_agreement(keras, tfl, [0.5], [0.53])[0] == pytest.approx(2 / 3)
-    assert parity.decision_agreement(keras, np.array([[np.nan], [0.41], [0.52]]), [0.5], [0.5])[0] == pytest.approx(2 / 3)
+    assert parity.decision_agreement(keras, np.array([[np.nan], [0.41], [0.52]]), [0.5], [0.5])[
+        0
+    ] == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
         parity.decision_agreement(np.zeros((0, 1)), np.zeros((0, 1)), [0.5], [0.5])
 
@@ -64,7 +67,9 @@ def _scores(seed=0, n=200, labels=3):
 def test_gate_passes_identical_and_int8_like_outputs():
     y, s = _scores()
     thr = np.full(3, 0.5)
-    rep = check_parity("float32", list("abc"), y, s, s, thr, thr, DEFAULT_TOLERANCES[QuantMode.FLOAT32])
+    rep = check_parity(
+        "float32", list("abc"), y, s, s, thr, thr, DEFAULT_TOLERANCES[QuantMode.FLOAT32]
+    )
     assert rep.passed and rep.map_drop == 0.0
     q = np.round(s * 256) / 256  # one int8 output step
     rep = check_parity("int8", list("abc"), y, s, q, thr, thr, DEFAULT_TOLERANCES[QuantMode.INT8])
@@ -77,9 +82,13 @@ def test_gate_fails_and_names_the_worst_label():
     broken = s.copy()
     broken[:, 1] = 1 - broken[:, 1]  # one label inverted
     thr = np.full(3, 0.5)
-    rep = check_parity("int8", list("abc"), y, s, broken, thr, thr, DEFAULT_TOLERANCES[QuantMode.INT8])
+    rep = check_parity(
+        "int8", list("abc"), y, s, broken, thr, thr, DEFAULT_TOLERANCES[QuantMode.INT8]
+    )
     assert not rep.passed
-    assert any(f.startswith("b:") for f in rep.failures) and any("mAP drop" in f for f in rep.failures)
+    assert any(f.startswith("b:") for f in rep.failures) and any(
+        "mAP drop" in f for f in rep.failures
+    )
     assert not any(f.startswith("a:") for f in rep.failures)
     assert rep.table().splitlines()[2].split()[0] == "b"  # worst label first
 
@@ -87,14 +96,18 @@ def test_gate_fails_and_names_the_worst_label():
 def test_float32_gate_catches_small_drift():
     y, s = _scores(2)
     thr = np.full(3, 0.5)
-    rep = check_parity("float32", list("abc"), y, s, s + 1e-3, thr, thr, DEFAULT_TOLERANCES[QuantMode.FLOAT32])
+    rep = check_parity(
+        "float32", list("abc"), y, s, s + 1e-3, thr, thr, DEFAULT_TOLERANCES[QuantMode.FLOAT32]
+    )
     assert not rep.passed and any("max |diff|" in f for f in rep.failures)
 
 
 def test_tolerance_overrides_and_int8_step_floor():
     cfg = ExportConfig(run_dir="r", overrides={"min_agreement": 0.5, "max_abs": None})
     assert cfg.tolerances(QuantMode.INT8).min_agreement == 0.5
-    assert cfg.tolerances(QuantMode.FLOAT32).max_abs == DEFAULT_TOLERANCES[QuantMode.FLOAT32].max_abs
+    assert (
+        cfg.tolerances(QuantMode.FLOAT32).max_abs == DEFAULT_TOLERANCES[QuantMode.FLOAT32].max_abs
+    )
     with pytest.raises(ValueError, match="1/256"):
         ExportConfig(run_dir="r", overrides={"max_abs": 0.001}).tolerances(QuantMode.INT8)
     with pytest.raises(ValueError, match="unknown"):
@@ -126,10 +139,14 @@ def test_min_map_judges_the_exported_model_against_the_truth():
     tol = Tolerances(min_map=0.8)
     assert check_parity("float32", list("abc"), y, s, s, thr, thr, tol).passed
     rep = check_parity("float32", list("abc"), y, useless, useless, thr, thr, tol)
-    assert not rep.passed and rep.failures[0].startswith("mAP ") and "required 0.8" in rep.failures[0]
+    assert (
+        not rep.passed and rep.failures[0].startswith("mAP ") and "required 0.8" in rep.failures[0]
+    )
     nan = s.copy()
     nan[0, 0] = np.nan
-    assert "required 0.8" in check_parity("float32", list("abc"), y, s, nan, thr, thr, tol).failures[0]
+    assert (
+        "required 0.8" in check_parity("float32", list("abc"), y, s, nan, thr, thr, tol).failures[0]
+    )
 
 
 def test_report_saves_json(tmp_path):
@@ -137,7 +154,9 @@ def test_report_saves_json(tmp_path):
 
     y, s = _scores(3)
     thr = np.full(3, 0.5)
-    rep = check_parity("dynamic", list("abc"), y, s, s, thr, thr, DEFAULT_TOLERANCES[QuantMode.DYNAMIC])
+    rep = check_parity(
+        "dynamic", list("abc"), y, s, s, thr, thr, DEFAULT_TOLERANCES[QuantMode.DYNAMIC]
+    )
     path = rep.save(tmp_path / "r.json")
     d = json.loads(path.read_text())
     assert d["passed"] is True and len(d["per_label"]) == 3 and d["mode"] == "dynamic"

@@ -1,4 +1,5 @@
 """The one preprocessing path: modes, orientation, resize, errors."""
+
 from __future__ import annotations
 
 import io
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 from edge_runtime.errors import ImageError
-from edge_runtime.preprocess import load_image
+from edge_runtime.inference.preprocess import load_image
 
 pytestmark = pytest.mark.runtime
 
@@ -43,7 +44,11 @@ def test_frame_at_size_is_not_copied():
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1"])
 def test_any_mode_becomes_rgb(mode):
-    img = _gradient().convert("L").convert(mode) if mode in ("I;16", "I", "F") else _gradient().convert(mode)
+    img = (
+        _gradient().convert("L").convert(mode)
+        if mode in ("I;16", "I", "F")
+        else _gradient().convert(mode)
+    )
     a = load_image(img, (8, 8))
     assert a.shape == (8, 8, 3) and a.dtype == np.uint8
 
@@ -74,7 +79,9 @@ def test_exif_orientation_is_applied(tmp_path):
 
 def test_jpeg_draft_decodes_close_to_full(tmp_path):
     rng = np.random.default_rng(0)
-    big = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).resize((1600, 1200), Image.BICUBIC)
+    big = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).resize(
+        (1600, 1200), Image.BICUBIC
+    )
     p = tmp_path / "big.jpg"
     big.save(p, quality=90)
     fast = load_image(p, (64, 64)).astype(int)

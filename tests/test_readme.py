@@ -12,6 +12,7 @@ smaller data set (DEMO_N_TRAIN=240, DEMO_N_TEST=40, 6 epochs at 48 px) with the 
 `edge-export` above (DEMO_EXPORT_ARGS): this checks the script's wiring; the full demo's quality is
 measured by the benchmark (benchmarks/results).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,16 @@ README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
 TEST_SPEED = {
     "edge-train": ["--epochs", "3", "--input-size", "32"],
-    "edge-export": ["--min-agreement", "0", "--max-map-drop", "1", "--max-abs", "1", "--mean-abs", "1"],
+    "edge-export": [
+        "--min-agreement",
+        "0",
+        "--max-map-drop",
+        "1",
+        "--max-abs",
+        "1",
+        "--mean-abs",
+        "1",
+    ],
 }
 
 pytestmark = pytest.mark.slow
@@ -57,14 +67,18 @@ def test_quickstart_is_the_two_scripts_and_ci_runs_the_test_command():
 
 
 def test_own_data_commands_run_as_written(tmp_path, monkeypatch):
-    make_demo_dataset(DemoConfig(str(tmp_path / "photos"), n_train=120, n_test=30, image_size=48, seed=3))
+    make_demo_dataset(
+        DemoConfig(str(tmp_path / "photos"), n_train=120, n_test=30, image_size=48, seed=3)
+    )
     (tmp_path / "photos/train.csv").rename(tmp_path / "photos/labels.csv")
     (tmp_path / "photos/test.csv").rename(tmp_path / "test.csv")
     (tmp_path / "test").symlink_to(tmp_path / "photos/test")  # test.csv's paths are relative to it
     (tmp_path / "frame.jpg").write_bytes((tmp_path / "photos/train/00000.png").read_bytes())
     (tmp_path / "captures").mkdir()
     for i in range(3):
-        (tmp_path / f"captures/{i}.png").write_bytes((tmp_path / f"photos/train/{i:05d}.png").read_bytes())
+        (tmp_path / f"captures/{i}.png").write_bytes(
+            (tmp_path / f"photos/train/{i:05d}.png").read_bytes()
+        )
     (tmp_path / "run/camera").mkdir(parents=True)
 
     from click.testing import CliRunner
@@ -85,26 +99,55 @@ def test_own_data_commands_run_as_written(tmp_path, monkeypatch):
             argv += ["--watch-timeout", "2"]
         if argv[0] in in_process:
             res = CliRunner().invoke(in_process[argv[0]], argv[1:], prog_name=argv[0])
-            code, stderr = res.exit_code, res.stderr + (repr(res.exception) if res.exit_code else "")
+            code, stderr = (
+                res.exit_code,
+                res.stderr + (repr(res.exception) if res.exit_code else ""),
+            )
         else:
-            proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=tmp_path, env=env,
-                                  capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(
+                [str(BIN / argv[0]), *argv[1:]],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             code, stderr = proc.returncode, proc.stderr
         assert code == 0, f"{line}\n{stderr[-2000:]}"
         assert "Traceback" not in stderr
         ran.append(argv[0] if argv[1] not in ("info", "eval", "bench") else f"{argv[0]} {argv[1]}")
-    assert {"edge-train", "edge-export", "edge-infer", "edge-infer info", "edge-infer eval",
-            "edge-infer bench"} <= set(ran)
+    assert {
+        "edge-train",
+        "edge-export",
+        "edge-infer",
+        "edge-infer info",
+        "edge-infer eval",
+        "edge-infer bench",
+    } <= set(ran)
     assert (tmp_path / "photos.tflite").is_file()
 
 
 def test_quickstart_demo_runs(tmp_path):
-    env = dict(os.environ, VENV=sys.prefix, SKIP_INSTALL="1", DEMO_OUT=str(tmp_path / "demo"),
-               DEMO_N_TRAIN="240", DEMO_N_TEST="40", DEMO_EPOCHS="6", DEMO_TRAIN_ARGS="--input-size 48",
-               DEMO_EXPORT_ARGS=" ".join(TEST_SPEED["edge-export"]))
-    proc = subprocess.run(["bash", str(ROOT / "scripts/demo.sh")], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    env = dict(
+        os.environ,
+        VENV=sys.prefix,
+        SKIP_INSTALL="1",
+        DEMO_OUT=str(tmp_path / "demo"),
+        DEMO_N_TRAIN="240",
+        DEMO_N_TEST="40",
+        DEMO_EPOCHS="6",
+        DEMO_TRAIN_ARGS="--input-size 48",
+        DEMO_EXPORT_ARGS=" ".join(TEST_SPEED["edge-export"]),
+    )
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts/demo.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = proc.stdout[proc.stdout.index("== summary"):]
+    summary = proc.stdout[proc.stdout.index("== summary") :]
     assert "test split: mAP" in summary and "latency:" in summary and "KiB" in summary
     assert (tmp_path / "demo/shapes.tflite").is_file()

@@ -1,4 +1,5 @@
 """Recipes and defaults: `--recipe seed` is the seed script; the CLI's defaults come from TrainConfig."""
+
 from __future__ import annotations
 
 from dataclasses import fields
@@ -6,9 +7,9 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from edge_runtime.clikit import config_default
-from edge_runtime.dataset import read_labels_csv
-from edge_runtime.preprocess import load_image
+from edge_runtime.cli.kit import config_default
+from edge_runtime.evaluation.dataset import read_labels_csv
+from edge_runtime.inference.preprocess import load_image
 from trainer import TrainConfig
 from trainer.config import ARCH_DEFAULTS, NO_AUGMENT, RECIPES, Arch, Recipe, Thresholds
 from trainer.errors import ConfigError
@@ -26,8 +27,14 @@ SEED_TOLERANCE = {"map": 0.08, "macro_f1": 0.15}
 
 def test_seed_recipe_is_the_seed_script_settings():
     c = TrainConfig.from_recipe("seed", data="d.csv", out="o")
-    assert (c.arch, c.input_size, c.learning_rate, c.epochs, c.batch_size, c.val_fraction) == \
-        (Arch.SEED, 64, 1e-3, 5, 32, 0.2)
+    assert (c.arch, c.input_size, c.learning_rate, c.epochs, c.batch_size, c.val_fraction) == (
+        Arch.SEED,
+        64,
+        1e-3,
+        5,
+        32,
+        0.2,
+    )
     assert c.pos_weight == "none" and c.augment == NO_AUGMENT and not c.augment.enabled
     assert c.early_stop is False and c.thresholds is Thresholds.HALF and c.weights is None
 
@@ -35,7 +42,9 @@ def test_seed_recipe_is_the_seed_script_settings():
 def test_recipe_overrides_win_and_default_recipe_is_the_plain_config():
     c = TrainConfig.from_recipe(Recipe.SEED, data="d.csv", out="o", epochs=3, input_size=32)
     assert (c.epochs, c.input_size, c.learning_rate) == (3, 32, 1e-3)
-    assert TrainConfig.from_recipe("default", data="d.csv", out="o") == TrainConfig(data="d.csv", out="o")
+    assert TrainConfig.from_recipe("default", data="d.csv", out="o") == TrainConfig(
+        data="d.csv", out="o"
+    )
     with pytest.raises(ConfigError, match="recipe must be one of"):
         TrainConfig.from_recipe("nope", data="d.csv", out="o")
 
@@ -43,7 +52,10 @@ def test_recipe_overrides_win_and_default_recipe_is_the_plain_config():
 @pytest.mark.parametrize("arch", list(Arch))
 def test_per_arch_defaults_fill_only_what_is_not_given(arch):
     c = TrainConfig(data="d.csv", out="o", arch=arch)
-    assert (c.input_size, c.learning_rate) == (ARCH_DEFAULTS[arch].input_size, ARCH_DEFAULTS[arch].learning_rate)
+    assert (c.input_size, c.learning_rate) == (
+        ARCH_DEFAULTS[arch].input_size,
+        ARCH_DEFAULTS[arch].learning_rate,
+    )
     c = TrainConfig(data="d.csv", out="o", arch=arch, input_size=48, learning_rate=0.01)
     assert (c.input_size, c.learning_rate) == (48, 0.01)
     assert TrainConfig(data="d.csv", out="o").arch is Arch.COMPACT
@@ -51,13 +63,15 @@ def test_per_arch_defaults_fill_only_what_is_not_given(arch):
 
 def _cli_config(monkeypatch, args):
     """The TrainConfig the CLI builds for `args` (training itself replaced by a recorder)."""
-    from click.testing import CliRunner
-
     import importlib
+
+    from click.testing import CliRunner
 
     from trainer.cli import cli
 
-    train_mod = importlib.import_module("trainer.train")  # the module (the package exports a function of its name)
+    train_mod = importlib.import_module(
+        "trainer.train"
+    )  # the module (the package exports a function of its name)
     seen = {}
 
     def record(config):
@@ -71,22 +85,31 @@ def _cli_config(monkeypatch, args):
 
 
 def test_cli_defaults_come_from_train_config(monkeypatch):
-    from trainer.cli import train_cmd
-
     import click
+
+    from trainer.cli import train_cmd
 
     unset = (None, getattr(click.core, "UNSET", None))  # click >= 8.3 marks "no default" with UNSET
     config_fields = {f.name for f in fields(TrainConfig)}
     for param in train_cmd.params:
-        if param.name in config_fields and not param.required:  # None = "not given": TrainConfig/recipe decides
-            assert any(param.default is u for u in unset), f"--{param.name} writes its own default {param.default!r}"
+        if (
+            param.name in config_fields and not param.required
+        ):  # None = "not given": TrainConfig/recipe decides
+            assert any(param.default is u for u in unset), (
+                f"--{param.name} writes its own default {param.default!r}"
+            )
     assert _cli_config(monkeypatch, []) == TrainConfig(data="d.csv", out="o")
     seed = _cli_config(monkeypatch, ["--recipe", "seed", "--epochs", "3"])
     assert seed == TrainConfig.from_recipe("seed", data="d.csv", out="o", epochs=3)
     aug = _cli_config(monkeypatch, ["--translate", "0.2", "--no-flip"]).augment
-    assert (aug.translate, aug.flip, aug.brightness) == (0.2, False, config_default(TrainConfig, "augment").brightness)
-    assert _cli_config(monkeypatch, ["--recipe", "seed", "--vflip"]).augment == \
-        RECIPES[Recipe.SEED]["augment"].__class__(**{**RECIPES[Recipe.SEED]["augment"].__dict__, "vflip": True})
+    assert (aug.translate, aug.flip, aug.brightness) == (
+        0.2,
+        False,
+        config_default(TrainConfig, "augment").brightness,
+    )
+    assert _cli_config(monkeypatch, ["--recipe", "seed", "--vflip"]).augment == RECIPES[
+        Recipe.SEED
+    ]["augment"].__class__(**{**RECIPES[Recipe.SEED]["augment"].__dict__, "vflip": True})
 
 
 def seed_script(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
@@ -95,17 +118,19 @@ def seed_script(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, seed: int) -> 
     from keras import layers
 
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((64, 64, 3)),
-        layers.Rescaling(1.0 / 255),
-        layers.Conv2D(32, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dense(y.shape[1], activation="sigmoid"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((64, 64, 3)),
+            layers.Rescaling(1.0 / 255),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(y.shape[1], activation="sigmoid"),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
     model.fit(x, y, validation_split=0.2, epochs=5, batch_size=32, verbose=0)
     return model.predict(x_test, verbose=0)
@@ -115,12 +140,13 @@ def seed_script(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, seed: int) -> 
 def test_seed_recipe_matches_the_seed_script(tmp_path):
     import keras
 
-    from edge_runtime.metrics import multilabel_report
+    from edge_runtime.evaluation.metrics import multilabel_report
     from trainer import train
     from trainer.demo_data import DemoConfig, make_demo_dataset
 
-    train_csv, test_csv = make_demo_dataset(DemoConfig(str(tmp_path / "d"), n_train=480, n_test=160,
-                                                       image_size=64, seed=5))
+    train_csv, test_csv = make_demo_dataset(
+        DemoConfig(str(tmp_path / "d"), n_train=480, n_test=160, image_size=64, seed=5)
+    )
     tr, te = read_labels_csv(train_csv), read_labels_csv(test_csv)
     assert tr.labels == te.labels
     x = np.stack([load_image(p, (64, 64)) for p in tr.paths]).astype(np.float32)
@@ -129,16 +155,30 @@ def test_seed_recipe_matches_the_seed_script(tmp_path):
     for seed in (0, 1):
         s = seed_script(x, tr.y.astype(np.float32), x_test, seed)
         script.append(multilabel_report(te.y, s, 0.5, te.labels))
-        res = train(TrainConfig.from_recipe("seed", data=str(train_csv), out=str(tmp_path / f"r{seed}"),
-                                            seed=seed, verbose=False))
-        assert res.thresholds == [0.5] * len(te.labels) and res.manifest["thresholds_source"] == "0.5"
-        assert res.manifest["training"]["epochs_run"] == 5 and res.manifest["training"]["best_epoch"] == 5
+        res = train(
+            TrainConfig.from_recipe(
+                "seed",
+                data=str(train_csv),
+                out=str(tmp_path / f"r{seed}"),
+                seed=seed,
+                verbose=False,
+            )
+        )
+        assert (
+            res.thresholds == [0.5] * len(te.labels) and res.manifest["thresholds_source"] == "0.5"
+        )
+        assert (
+            res.manifest["training"]["epochs_run"] == 5
+            and res.manifest["training"]["best_epoch"] == 5
+        )
         model = keras.models.load_model(res.run_dir / "model.keras", compile=False)
         ours.append(multilabel_report(te.y, model.predict(x_test, verbose=0), 0.5, te.labels))
     for key in ("map", "macro_f1"):
         a, b = np.mean([r[key] for r in script]), np.mean([r[key] for r in ours])
         print(f"{key}: seed script {a:.3f}, --recipe seed {b:.3f}")
-        assert abs(a - b) <= SEED_TOLERANCE[key], f"{key}: seed script {a:.3f} vs --recipe seed {b:.3f}"
+        assert abs(a - b) <= SEED_TOLERANCE[key], (
+            f"{key}: seed script {a:.3f} vs --recipe seed {b:.3f}"
+        )
 
 
 def test_clutter_demo_writes_a_long_tail_of_small_objects(tmp_path):
@@ -147,14 +187,33 @@ def test_clutter_demo_writes_a_long_tail_of_small_objects(tmp_path):
     from trainer.cli import cli
     from trainer.clutter_demo import ClutterConfig
 
-    r = CliRunner().invoke(cli, ["make-demo", str(tmp_path / "c"), "--variant", "clutter", "--n-train", "200",
-                                 "--n-test", "2", "--size", "32"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "make-demo",
+            str(tmp_path / "c"),
+            "--variant",
+            "clutter",
+            "--n-train",
+            "200",
+            "--n-test",
+            "2",
+            "--size",
+            "32",
+        ],
+    )
     assert r.exit_code == 0, r.output
     t = read_labels_csv(tmp_path / "c" / "train.csv")
-    assert len(t) == 200 and t.paths[0].suffix == ".jpg" and load_image(t.paths[0], (32, 32)).shape == (32, 32, 3)
+    assert (
+        len(t) == 200
+        and t.paths[0].suffix == ".jpg"
+        and load_image(t.paths[0], (32, 32)).shape == (32, 32, 3)
+    )
     freq = dict(zip(t.labels, t.y.mean(axis=0)))
     expected = dict(zip(ClutterConfig("x").labels, ClutterConfig("x").presence()))
-    assert freq["circle"] > 0.3 and freq["circle"] > 3 * freq.get("ring", 0)  # the tail: first vs last label
+    assert freq["circle"] > 0.3 and freq["circle"] > 3 * freq.get(
+        "ring", 0
+    )  # the tail: first vs last label
     assert all(abs(freq[n] - expected[n]) < 0.1 for n in freq)
     with pytest.raises(ValueError, match="unknown clutter demo labels"):
         ClutterConfig("x", labels=("circle", "blob"))

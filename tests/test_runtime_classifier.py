@@ -3,8 +3,10 @@
 Runs without TensorFlow (numpy, pillow, pytest and one interpreter package); the models come
 from `$EDGE_FIXTURE_MODELS` or are built by the `fixture_models` fixture.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import resource
@@ -14,12 +16,17 @@ import pytest
 from PIL import Image
 
 from edge_runtime import Classifier, ImageError, LabelsError, ModelError, Prediction
-from edge_runtime.bench import benchmark, draft_comparison, thread_sweep
+from edge_runtime.inference.bench import benchmark, draft_comparison, thread_sweep
 
 pytestmark = pytest.mark.runtime
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
-BACKENDS = [None, pytest.param("tensorflow", marks=pytest.mark.skipif(not HAS_TF, reason="TensorFlow not installed"))]
+BACKENDS = [
+    None,
+    pytest.param(
+        "tensorflow", marks=pytest.mark.skipif(not HAS_TF, reason="TensorFlow not installed")
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,6 @@ def clf(fixture_models):
 @pytest.fixture(scope="module")
 def clf8(fixture_models):
     return Classifier.from_file(fixture_models["int8"])
-
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -99,7 +105,7 @@ def test_labels_sorted_by_score_and_thresholds_override(clf, frames):
 
 def test_prediction_is_frozen(clf, frames):
     p = clf.predict(frames[0])
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         p.source = "x"  # type: ignore[misc]
 
 
@@ -114,7 +120,9 @@ def test_dynamic_batch_and_back(clf8, frames):
     one_by_one = np.concatenate([clf8.scores(f[None]) for f in frames])
     np.testing.assert_allclose(clf8.scores(frames), one_by_one, atol=1e-6)
     # After a batch call the single-frame path must still work (tensor resized back).
-    np.testing.assert_allclose(list(clf8.predict(frames[3]).scores.values()), one_by_one[3], atol=1e-6)
+    np.testing.assert_allclose(
+        list(clf8.predict(frames[3]).scores.values()), one_by_one[3], atol=1e-6
+    )
 
 
 def test_plain_model_gets_generic_labels(fixture_models, frames):
@@ -147,7 +155,7 @@ def test_model_errors(fixture_models, tmp_path):
 
 
 def test_preprocessing_version_mismatch_warns(fixture_models):
-    from edge_runtime.metadata import embed, read
+    from edge_runtime.modelfile.metadata import embed, read
 
     data = fixture_models["float32"].read_bytes()
     meta = read(data)
@@ -189,8 +197,13 @@ def odd_mode_images(frame: np.ndarray) -> dict[str, Image.Image]:
     rgba.putalpha(128)
     pal_t = rgb.convert("P")
     pal_t.info["transparency"] = 0
-    return {"grey16.png": grey16, "cmyk.jpg": rgb.convert("CMYK"), "palette.png": rgb.convert("P"),
-            "palette_t.png": pal_t, "rgba.png": rgba}
+    return {
+        "grey16.png": grey16,
+        "cmyk.jpg": rgb.convert("CMYK"),
+        "palette.png": rgb.convert("P"),
+        "palette_t.png": pal_t,
+        "rgba.png": rgba,
+    }
 
 
 def test_odd_image_modes_work(clf, frames, tmp_path):
@@ -241,7 +254,10 @@ def test_memory_flat_over_many_predictions(clf8, frames, tmp_path):
 def test_bench_results(fixture_models, frames, tmp_path):
     r = benchmark(fixture_models["int8"], runs=5, warmup=1)
     d = r.to_dict()
-    assert d["latency"]["runs"] == 5 and d["latency"]["min"] <= d["latency"]["p50"] <= d["latency"]["max"]
+    assert (
+        d["latency"]["runs"] == 5
+        and d["latency"]["min"] <= d["latency"]["p50"] <= d["latency"]["max"]
+    )
     assert set(d["stages"]) == {"decode", "resize", "invoke", "postprocess"}
     png = tmp_path / "b.png"
     Image.fromarray(frames[0]).resize((320, 240)).save(png)
@@ -259,16 +275,19 @@ def test_truncated_models_raise_not_crash(fixture_models):
             assert "\n" not in str(exc)
 
 
-@pytest.mark.parametrize("meta", [
-    {"labels": ["a", "b", "c"], "thresholds": ["x", 0.5, 0.5]},
-    {"labels": ["a", "b", "c"], "input": "not a dict"},
-    ["a", "list", "not", "an", "object"],
-])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"labels": ["a", "b", "c"], "thresholds": ["x", 0.5, 0.5]},
+        {"labels": ["a", "b", "c"], "input": "not a dict"},
+        ["a", "list", "not", "an", "object"],
+    ],
+)
 def test_malformed_metadata_is_a_model_error(fixture_models, meta):
     import json
     import zipfile
 
-    from edge_runtime import metadata as md
+    from edge_runtime.modelfile import metadata as md
 
     flat = md.strip(fixture_models["float32"].read_bytes())
     buf = io.BytesIO()

@@ -2,6 +2,7 @@
 
 Runs without TensorFlow. Driven through click's CliRunner and, at least once, as a real process.
 """
+
 from __future__ import annotations
 
 import csv
@@ -71,7 +72,10 @@ def test_glob_stdin_and_csv(fixture_models, images):
     assert rows[0] == ["file", "red", "green", "blue", "labels"] and len(rows) == 5
     r = run(model, "-", "--json", input=f"{images / 'img0.png'}\n\n{images / 'sub' / 'deep.jpg'}\n")
     assert r.exit_code == 0, r.output
-    assert [json.loads(x)["file"] for x in r.stdout.splitlines()] == [str(images / "img0.png"), str(images / "sub" / "deep.jpg")]
+    assert [json.loads(x)["file"] for x in r.stdout.splitlines()] == [
+        str(images / "img0.png"),
+        str(images / "sub" / "deep.jpg"),
+    ]
     r = run(model, str(images / "nothing*.png"))
     assert r.exit_code == 1 and "no files match" in r.stderr
 
@@ -93,15 +97,28 @@ def test_bad_inputs_batch_carries_on(fixture_models, images, tmp_path):
     }
     for name, data in bad.items():
         (tmp_path / name).write_bytes(data)
-    args = [tmp_path / "truncated.jpg", good, tmp_path / "empty.jpg", tmp_path / "missing.jpg",
-            tmp_path / "text.png", images / "img1.png"]
+    args = [
+        tmp_path / "truncated.jpg",
+        good,
+        tmp_path / "empty.jpg",
+        tmp_path / "missing.jpg",
+        tmp_path / "text.png",
+        images / "img1.png",
+    ]
     r = run(fixture_models["int8"], "--json", *args)
     assert r.exit_code == 1
-    assert [json.loads(x)["file"] for x in r.stdout.splitlines()] == [str(good), str(images / "img1.png")]
+    assert [json.loads(x)["file"] for x in r.stdout.splitlines()] == [
+        str(good),
+        str(images / "img1.png"),
+    ]
     errors = error_lines(r)
     assert len(errors) == 4, r.stderr
-    for name, needle in [("truncated.jpg", "cannot decode"), ("empty.jpg", "empty"),
-                         ("missing.jpg", "not found"), ("text.png", "not an image")]:
+    for name, needle in [
+        ("truncated.jpg", "cannot decode"),
+        ("empty.jpg", "empty"),
+        ("missing.jpg", "not found"),
+        ("text.png", "not an image"),
+    ]:
         assert any(name in e and needle in e for e in errors), (name, errors)
     assert "Traceback" not in r.output
 
@@ -127,7 +144,9 @@ def test_odd_modes_work_through_cli(fixture_models, images, tmp_path):
 
 @pytest.mark.parametrize("kind", ["corrupt", "text", "vector", "missing"])
 def test_model_errors_exit_2(fixture_models, images, tmp_path, kind):
-    path = {"vector": fixture_models["vector"], "missing": tmp_path / "nope.tflite"}.get(kind, tmp_path / "bad.tflite")
+    path = {"vector": fixture_models["vector"], "missing": tmp_path / "nope.tflite"}.get(
+        kind, tmp_path / "bad.tflite"
+    )
     if kind == "corrupt":
         path.write_bytes(fixture_models["float32"].read_bytes()[:300])
     elif kind == "text":
@@ -202,7 +221,17 @@ def test_eval_labels_mismatch(fixture_models, tmp_path):
 
 
 def test_bench_json(fixture_models, images):
-    r = run("bench", fixture_models["int8"], "--runs", "3", "--warmup", "1", "--threads-sweep", "1,2", "--json")
+    r = run(
+        "bench",
+        fixture_models["int8"],
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--threads-sweep",
+        "1,2",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["threads"] for x in rows] == [1, 2]
@@ -232,8 +261,18 @@ def test_watch(fixture_models, images, tmp_path, monkeypatch):
 
     t = threading.Thread(target=producer)
     t.start()
-    r = run(fixture_models["int8"], "--watch", folder, "--json", "--interval", "0.05",
-            "--watch-timeout", "20", "--max-count", "2")
+    r = run(
+        fixture_models["int8"],
+        "--watch",
+        folder,
+        "--json",
+        "--interval",
+        "0.05",
+        "--watch-timeout",
+        "20",
+        "--max-count",
+        "2",
+    )
     t.join()
     assert r.exit_code == 1, r.output  # broken.jpg failed
     files = [json.loads(x)["file"] for x in r.stdout.splitlines()]
@@ -243,15 +282,28 @@ def test_watch(fixture_models, images, tmp_path, monkeypatch):
 
 def _subprocess(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     code = "import sys; from edge_runtime.cli import main; main(sys.argv[1:])"
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], input=stdin,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_real_process_exit_codes(fixture_models, images, tmp_path):
-    r = _subprocess(fixture_models["int8"], "--json", "-", stdin=f"{images / 'img0.png'}\n{tmp_path / 'gone.png'}\n")
+    r = _subprocess(
+        fixture_models["int8"],
+        "--json",
+        "-",
+        stdin=f"{images / 'img0.png'}\n{tmp_path / 'gone.png'}\n",
+    )
     assert r.returncode == 1, r.stderr
     assert len(r.stdout.splitlines()) == 1
-    assert "Traceback" not in r.stderr and f"Error: {tmp_path / 'gone.png'}: file not found" in r.stderr
+    assert (
+        "Traceback" not in r.stderr
+        and f"Error: {tmp_path / 'gone.png'}: file not found" in r.stderr
+    )
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\0" * 64)
     r = _subprocess(bad, images / "img0.png")
@@ -260,7 +312,7 @@ def test_real_process_exit_codes(fixture_models, images, tmp_path):
 
 def test_no_tensorflow_imported(fixture_models):
     code = (
-        "import sys, edge_runtime, edge_runtime.cli, edge_runtime.bench\n"
+        "import sys, edge_runtime, edge_runtime.cli, edge_runtime.inference.bench\n"
         "from edge_runtime.cli import main\n"
         "try:\n"
         f"    main(['info', {str(fixture_models['int8'])!r}, '--json'])\n"

@@ -6,6 +6,7 @@ the test, the camera is a fake with the real capture's interface. Tests needing 
 without it (the tflite-runtime CI environment); the others run in every environment. The watch
 has its own file, test_runtime_watch.py.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,10 +25,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from edge_runtime import sources
-from edge_runtime.classifier import Classifier
 from edge_runtime.cli import main_group
-from edge_runtime.events import Hysteresis, State
+from edge_runtime.inference.classifier import Classifier
+from edge_runtime.live import sources
+from edge_runtime.live.events import Hysteresis, State
 
 pytestmark = pytest.mark.runtime
 FPS = 10
@@ -49,7 +50,9 @@ def errors(result) -> list[str]:
 def frames(fixture_models) -> np.ndarray:
     """Eight labelled RGB frames at 64x48 (the model takes 32x32: the resize path is exercised)."""
     ref = np.load(fixture_models["float32"].parent / "reference_frames.npy")
-    return np.stack([np.asarray(Image.fromarray(f).resize((64, 48), Image.Resampling.NEAREST)) for f in ref])
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize((64, 48), Image.Resampling.NEAREST)) for f in ref]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,10 @@ def test_hysteresis_turns_on_after_k_and_off_after_m():
 def test_hysteresis_labels_are_independent_and_scores_reported():
     h = Hysteresis(["a", "b"], [0.3, 0.8], on_frames=1, off_frames=1)
     assert [(c.label, c.state, c.score) for c in h.update([0.4, 0.7])] == [("a", State.ON, 0.4)]
-    assert [(c.label, c.state) for c in h.update([0.2, 0.85])] == [("a", State.OFF), ("b", State.ON)]
+    assert [(c.label, c.state) for c in h.update([0.2, 0.85])] == [
+        ("a", State.OFF),
+        ("b", State.ON),
+    ]
     assert h.active == ["b"]
     with pytest.raises(ValueError):
         h.update([0.1])
@@ -104,7 +110,7 @@ def test_predict_many_is_ordered_lazy_and_reports_failures(clf, frames, tmp_path
     for workers in (1, 2):
         pulled = []
 
-        def source():
+        def source(pulled=pulled):
             for p in paths:
                 pulled.append(p)
                 yield p
@@ -129,16 +135,25 @@ def test_video_file_every_frame_classified_with_times(clf, frames, fixture_model
     out = rows(r)
     assert [o["frame"] for o in out] == list(range(len(frames)))
     assert [o["time"] for o in out] == pytest.approx([i / FPS for i in range(len(frames))])
-    assert all(o["file"] == str(video) and set(o) == {"file", "scores", "labels", "frame", "time"} for o in out)
+    assert all(
+        o["file"] == str(video) and set(o) == {"file", "scores", "labels", "frame", "time"}
+        for o in out
+    )
     assert [list(o["scores"].values()) for o in out] == [scores_of(clf, f) for f in frames]
     assert "done: 0 images, 8 frames, 0 failed" in r.stderr
 
 
 def test_video_sampling_options(frames, fixture_models, tmp_path):
     video = write_video(tmp_path / "clip.avi", np.concatenate([frames, frames]))  # 16 frames, 1.6 s
-    assert [o["frame"] for o in rows(run(fixture_models["int8"], video, "--json", "--every", "3"))] == [0, 3, 6, 9, 12, 15]
-    assert [o["frame"] for o in rows(run(fixture_models["int8"], video, "--json", "--fps", "4"))] == [0, 3, 5, 8, 10, 13, 15]
-    assert [o["frame"] for o in rows(run(fixture_models["int8"], video, "--json", "--max-frames", "2"))] == [0, 1]
+    assert [
+        o["frame"] for o in rows(run(fixture_models["int8"], video, "--json", "--every", "3"))
+    ] == [0, 3, 6, 9, 12, 15]
+    assert [
+        o["frame"] for o in rows(run(fixture_models["int8"], video, "--json", "--fps", "4"))
+    ] == [0, 3, 5, 8, 10, 13, 15]
+    assert [
+        o["frame"] for o in rows(run(fixture_models["int8"], video, "--json", "--max-frames", "2"))
+    ] == [0, 1]
     r = run(fixture_models["int8"], video, "--csv", "--every", "8")
     assert r.stdout.splitlines()[0] == "file,frame,time,red,green,blue,labels"
     assert r.stdout.splitlines()[2].startswith(f"{video},8,0.8,")
@@ -162,18 +177,27 @@ def test_frame_and_lossless_file_give_identical_scores(clf, frames, tmp_path):
 def test_bad_sources_exit_2_with_one_line(fixture_models, tmp_path, monkeypatch):
     pytest.importorskip("cv2")
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video" * 10)
-    cases = [(tmp_path / "broken.mp4", "cannot open video"), (tmp_path / "missing.mp4", "file not found"),
-             ("http://127.0.0.1:1/stream.mjpg", "cannot open stream")]
+    cases = [
+        (tmp_path / "broken.mp4", "cannot open video"),
+        (tmp_path / "missing.mp4", "file not found"),
+        ("http://127.0.0.1:1/stream.mjpg", "cannot open stream"),
+    ]
     for source, needle in cases:
         r = run(fixture_models["int8"], source, "--json")
         assert r.exit_code == 2, r.output
         lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"Error: {source}: ") and needle in lines[0], r.stderr
+        assert (
+            len(lines) == 1 and lines[0].startswith(f"Error: {source}: ") and needle in lines[0]
+        ), r.stderr
         assert r.stdout == ""
     monkeypatch.setattr(sources, "import_picamera2", lambda: None)
     monkeypatch.setattr(sources, "open_capture", lambda target: FakeCapture([], opened=False))
     r = run(fixture_models["int8"], "--camera", "--json")
-    assert r.exit_code == 2 and r.stderr.strip() == "Error: camera:0: no camera at this index (is one connected and enabled?)"
+    assert (
+        r.exit_code == 2
+        and r.stderr.strip()
+        == "Error: camera:0: no camera at this index (is one connected and enabled?)"
+    )
 
 
 # ------------------------------------------------------------------------------ camera
@@ -245,9 +269,13 @@ def test_camera_through_opencv_and_picamera2(clf, frames, fixture_models, monkey
     r = run(fixture_models["float32"], "--camera", "2", "--json", "--max-frames", str(len(frames)))
     assert r.exit_code == 0, r.output
     out = rows(r)
-    assert [o["file"] for o in out] == ["camera:2"] * len(frames) and [o["frame"] for o in out] == list(range(len(frames)))
+    assert [o["file"] for o in out] == ["camera:2"] * len(frames) and [
+        o["frame"] for o in out
+    ] == list(range(len(frames)))
     assert [list(o["scores"].values()) for o in out] == expected
-    assert all("T" in o["time"] and o["time"].endswith("+00:00") for o in out)  # wall-clock ISO time
+    assert all(
+        "T" in o["time"] and o["time"].endswith("+00:00") for o in out
+    )  # wall-clock ISO time
     assert captures[0].released
 
     monkeypatch.setattr(sources, "import_picamera2", lambda: fake_picamera2(frames))
@@ -263,8 +291,18 @@ def test_events_and_snapshots_from_a_video(clf, frames, fixture_models, tmp_path
     seq = [lo, lo, hi, hi, hi, hi, lo, hi, lo, lo, lo, lo, lo, lo]
     video = write_video(tmp_path / "birds.avi", seq)
     shots = tmp_path / "shots"
-    r = run(fixture_models["float32"], video, "--json", "--events", "--on-frames", "3", "--off-frames", "5",
-            "--snapshot", shots)
+    r = run(
+        fixture_models["float32"],
+        video,
+        "--json",
+        "--events",
+        "--on-frames",
+        "3",
+        "--off-frames",
+        "5",
+        "--snapshot",
+        shots,
+    )
     assert r.exit_code == 0, r.output
     events = [e for e in rows(r) if e["label"] == "red"]
     assert [(e["state"], e["frame"]) for e in events] == [("on", 4), ("off", 12)]
@@ -272,7 +310,9 @@ def test_events_and_snapshots_from_a_video(clf, frames, fixture_models, tmp_path
     assert set(events[0]) == {"file", "label", "state", "frame", "time", "score", "snapshot"}
     snap = Path(events[0]["snapshot"])
     assert snap.parent == shots and snap.suffix == ".jpg" and "red" in snap.name
-    assert sorted(p.name for p in shots.iterdir()) == sorted(Path(e["snapshot"]).name for e in rows(r) if e["state"] == "on")
+    assert sorted(p.name for p in shots.iterdir()) == sorted(
+        Path(e["snapshot"]).name for e in rows(r) if e["state"] == "on"
+    )
     assert np.asarray(Image.open(snap)).shape == hi.shape
     r = run(fixture_models["float32"], video, "--snapshot", shots)
     assert r.exit_code == 2 and "add --events" in r.stderr
@@ -308,8 +348,10 @@ class MJPEGServer:
                 try:
                     while per_connection is None or i < per_connection:
                         data = server.jpegs[i % len(server.jpegs)]
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
-                                         % (len(data), data))
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
+                            % (len(data), data)
+                        )
                         self.wfile.flush()
                         i += 1
                         time.sleep(0.01)
@@ -340,8 +382,12 @@ def test_stream_drop_is_reported_and_retried_a_bounded_number_of_times(frames, f
 
 def _subprocess(*args):
     code = "import sys; from edge_runtime.cli import main; main(sys.argv[1:])"
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[str, str]:
@@ -380,8 +426,12 @@ def test_without_opencv_a_video_is_a_one_line_error(fixture_models, tmp_path, mo
     (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
     monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now raises ImportError
     r = run(fixture_models["int8"], tmp_path / "clip.mp4")
-    assert r.exit_code == 2 and r.stderr.strip() == "Error: video, streams and OpenCV cameras need OpenCV: " \
+    assert (
+        r.exit_code == 2
+        and r.stderr.strip()
+        == "Error: video, streams and OpenCV cameras need OpenCV: "
         "pip install 'edge-multilabel[video]'"
+    )
 
 
 def test_mixed_inputs_keep_their_order_with_one_schema(frames, fixture_models, tmp_path):
@@ -389,24 +439,45 @@ def test_mixed_inputs_keep_their_order_with_one_schema(frames, fixture_models, t
     Image.fromarray(frames[0]).save(tmp_path / "a.png")
     stdin_png = tmp_path / "b.png"
     Image.fromarray(frames[1]).save(stdin_png)
-    r = CliRunner().invoke(main_group, [str(fixture_models["int8"]), str(tmp_path / "a.png"), str(video), "-",
-                                        str(video), "--json"], input=f"{stdin_png}\n")
+    r = CliRunner().invoke(
+        main_group,
+        [
+            str(fixture_models["int8"]),
+            str(tmp_path / "a.png"),
+            str(video),
+            "-",
+            str(video),
+            "--json",
+        ],
+        input=f"{stdin_png}\n",
+    )
     assert r.exit_code == 0, r.output
     out = rows(r)
     assert [(Path(o["file"]).name, o.get("frame")) for o in out] == [
-        ("a.png", None), ("clip.avi", 0), ("clip.avi", 1), ("clip.avi", 2), ("b.png", None),
-        ("clip.avi", 0), ("clip.avi", 1), ("clip.avi", 2)]
+        ("a.png", None),
+        ("clip.avi", 0),
+        ("clip.avi", 1),
+        ("clip.avi", 2),
+        ("b.png", None),
+        ("clip.avi", 0),
+        ("clip.avi", 1),
+        ("clip.avi", 2),
+    ]
     table = run(fixture_models["int8"], video, tmp_path / "a.png")
     assert table.exit_code == 0 and "clip.avi#2 " in table.stdout and "a.png " in table.stdout
 
 
-def test_an_undecodable_frame_is_reported_not_silently_dropped(clf, frames, fixture_models, monkeypatch):
+def test_an_undecodable_frame_is_reported_not_silently_dropped(
+    clf, frames, fixture_models, monkeypatch
+):
     class Glitchy(FakeCapture):
         def retrieve(self):
             return (False, None) if self.i == 2 else super().retrieve()
 
     monkeypatch.setattr(sources, "import_picamera2", lambda: None)
-    monkeypatch.setattr(sources, "open_capture", lambda target: Glitchy([f[..., ::-1] for f in frames[:4]]))
+    monkeypatch.setattr(
+        sources, "open_capture", lambda target: Glitchy([f[..., ::-1] for f in frames[:4]])
+    )
     r = run(fixture_models["float32"], "--camera", "--json", "--max-frames", "3")
     assert r.exit_code == 0, r.output
     assert [o["frame"] for o in rows(r)] == [0, 2, 3]
@@ -423,8 +494,18 @@ def test_events_over_image_files_form_one_sequence(clf, frames, fixture_models, 
         before = present[i - 1] if i else set()
         expected += [(i, label, "on") for label in clf.labels if label in now - before]
         expected += [(i, label, "off") for label in clf.labels if label in before - now]
-    r = run(fixture_models["float32"], tmp_path, "--json", "--events", "--on-frames", "1", "--off-frames", "1",
-            "--workers", "2")
+    r = run(
+        fixture_models["float32"],
+        tmp_path,
+        "--json",
+        "--events",
+        "--on-frames",
+        "1",
+        "--off-frames",
+        "1",
+        "--workers",
+        "2",
+    )
     assert r.exit_code == 0, r.output
     got = [(e["frame"], e["label"], e["state"]) for e in rows(r)]
     assert sorted(got) == sorted(expected) and expected

@@ -4,6 +4,7 @@ forgotten, OS notification and polling alike, and SIGTERM mid-watch losing nothi
 Real files, a real folder, the real CLI (in-process and as a subprocess); runs in every
 environment (without watchdog the watch polls, and the notification case skips).
 """
+
 from __future__ import annotations
 
 import io
@@ -18,7 +19,7 @@ import pytest
 from PIL import Image
 from test_runtime_live import _subprocess, clf, errors, finish, frames, rows, run, scores_of  # noqa: F401 (fixtures)
 
-from edge_runtime.watch import WatchConfig, Watcher
+from edge_runtime.live.watch import WatchConfig, Watcher
 
 pytestmark = pytest.mark.runtime
 
@@ -68,7 +69,7 @@ def test_watcher_hands_out_each_write_once_and_forgets_vanished(tmp_path, frames
 
 def watch_started(monkeypatch) -> threading.Event:
     """Set once the CLI's watch is running (files written before it are, rightly, not new)."""
-    from edge_runtime.live import Runner
+    from edge_runtime.live.runner import Runner
 
     started, original = threading.Event(), Runner.watch
 
@@ -95,23 +96,48 @@ def test_watch_cli_rewritten_slow_and_retried(clf, frames, fixture_models, tmp_p
             fh.write(data[: len(data) // 2])
             fh.flush()
             time.sleep(1.0)
-            fh.write(data[len(data) // 2:])
+            fh.write(data[len(data) // 2 :])
 
     t = threading.Thread(target=producer)
     t.start()
-    r = run(fixture_models["float32"], "--watch", folder, "--json", "--interval", "0.05", "--settle", "0.2",
-            "--watch-timeout", "30", "--max-count", "5")
+    r = run(
+        fixture_models["float32"],
+        "--watch",
+        folder,
+        "--json",
+        "--interval",
+        "0.05",
+        "--settle",
+        "0.2",
+        "--watch-timeout",
+        "30",
+        "--max-count",
+        "5",
+    )
     t.join()
     assert r.exit_code == 0, r.output  # the failed partial write was retried once complete
     out = rows(r)
     assert [Path(o["file"]).name for o in out] == ["latest.png"] * 3 + ["slow.png"]
-    assert [list(o["scores"].values()) for o in out] == [scores_of(clf, frames[i]) for i in (1, 2, 3, 4)]
-    assert len(errors(r)) == 1 and "slow.png" in errors(r)[0]  # the attempt on the half-written file
+    assert [list(o["scores"].values()) for o in out] == [
+        scores_of(clf, frames[i]) for i in (1, 2, 3, 4)
+    ]
+    assert (
+        len(errors(r)) == 1 and "slow.png" in errors(r)[0]
+    )  # the attempt on the half-written file
     assert "done: 4 images" in r.stderr
 
 
 def test_sigterm_mid_watch_writes_every_result(frames, fixture_models, tmp_path):
-    proc = _subprocess(fixture_models["int8"], "--watch", tmp_path, "--json", "--interval", "0.05", "--settle", "0.1")
+    proc = _subprocess(
+        fixture_models["int8"],
+        "--watch",
+        tmp_path,
+        "--json",
+        "--interval",
+        "0.05",
+        "--settle",
+        "0.1",
+    )
     try:
         for _ in range(5):  # interpreter notices and a polling fallback warning may come first
             if "watching" in proc.stderr.readline():
@@ -126,5 +152,9 @@ def test_sigterm_mid_watch_writes_every_result(frames, fixture_models, tmp_path)
     finally:
         proc.kill()  # a no-op once it has exited; never leave a watch running
     assert proc.returncode == 0, err
-    assert [Path(json.loads(line)["file"]).name for line in got] == ["0.png", "1.png", "2.png"] and rest == ""
+    assert [Path(json.loads(line)["file"]).name for line in got] == [
+        "0.png",
+        "1.png",
+        "2.png",
+    ] and rest == ""
     assert "stopped: 3 images, 0 frames, 0 failed" in err

@@ -1,4 +1,5 @@
 """trainer.split: iterative stratification keeps rare labels on both sides."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Streamed training data: shards on disk hold exactly `load_image` pixels, are a safe cache, and
 the tf.data stream feeds every training row with its labels (the streamed skew test)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train_helpers import tiny_config
 
 from edge_common.shards import INDEX_FILE, ShardView, load_table_shards, open_shards
-from edge_runtime.dataset import read_labels_csv
 from edge_runtime.errors import DataError
-from edge_runtime.preprocess import load_image
+from edge_runtime.evaluation.dataset import read_labels_csv
+from edge_runtime.inference.preprocess import load_image
 from trainer.config import NO_AUGMENT
-
-from train_helpers import tiny_config
 
 
 def private_copies(src_paths, folder: Path) -> list[Path]:
@@ -31,6 +31,7 @@ def private_copies(src_paths, folder: Path) -> list[Path]:
 
 
 # --- shards -------------------------------------------------------------------------------------
+
 
 def test_shards_hold_exactly_load_image_pixels_and_are_plain_npy(demo_data, tmp_path):
     paths = read_labels_csv(demo_data[0]).paths[:37]
@@ -55,9 +56,13 @@ def test_shard_cache_hit_and_key(demo_data, tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in s1.folder.iterdir()}
     time.sleep(0.01)
     s2 = open_shards(paths, (32, 32), cache, shard_images=8)  # a hit: nothing rewritten
-    assert s2.folder == s1.folder and {p: p.stat().st_mtime_ns for p in s2.folder.iterdir()} == stamps
+    assert (
+        s2.folder == s1.folder and {p: p.stat().st_mtime_ns for p in s2.folder.iterdir()} == stamps
+    )
     assert np.array_equal(s2.position, s1.position)
-    assert open_shards(paths, (24, 24), cache, shard_images=8).folder != s1.folder  # size is in the key
+    assert (
+        open_shards(paths, (24, 24), cache, shard_images=8).folder != s1.folder
+    )  # size is in the key
     from PIL import Image
 
     Image.new("RGB", (64, 64), (255, 0, 0)).save(paths[3])  # new content and mtime: new key
@@ -91,7 +96,9 @@ def test_corrupt_shard_is_a_miss_and_only_it_is_decoded_again(demo_data, tmp_pat
     assert json.loads((s2.folder / INDEX_FILE).read_text())["count"] == 24
     if damage != "bad_index":  # with a good index, the intact shards are kept as they are
         assert {f: f.stat().st_mtime_ns for f in others} == others
-    assert sorted(p.name for p in s2.folder.iterdir()) == sorted([INDEX_FILE] + [sh.file.name for sh in s2.shards])
+    assert sorted(p.name for p in s2.folder.iterdir()) == sorted(
+        [INDEX_FILE] + [sh.file.name for sh in s2.shards]
+    )
 
 
 def test_unreadable_rows_are_reported_and_cached(demo_data, tmp_path):
@@ -99,15 +106,20 @@ def test_unreadable_rows_are_reported_and_cached(demo_data, tmp_path):
     lines = ["filename,labels"]
     for p, row in zip(table.paths[:12], table.y[:12]):
         shutil.copy(p, tmp_path / p.name)
-        lines.append(f"{p.name}," + " ".join(l for l, v in zip(table.labels, row) if v))
+        lines.append(f"{p.name}," + " ".join(lab for lab, v in zip(table.labels, row) if v))
     (tmp_path / table.paths[4].name).write_bytes(b"not a png at all")
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     for _ in range(2):  # the second time from the cache: the failure is remembered, not lost
-        t, view = load_table_shards(read_labels_csv(tmp_path / "labels.csv"), (32, 32), "training",
-                                    tmp_path / "cache")
+        t, view = load_table_shards(
+            read_labels_csv(tmp_path / "labels.csv"), (32, 32), "training", tmp_path / "cache"
+        )
         assert len(t) == len(view) == 11
         (s,) = t.skipped
-        assert s.row == 6 and s.filename.endswith(table.paths[4].name) and "unreadable image" in s.reason
+        assert (
+            s.row == 6
+            and s.filename.endswith(table.paths[4].name)
+            and "unreadable image" in s.reason
+        )
         assert np.array_equal(view.read(), np.stack([load_image(p, (32, 32)) for p in t.paths]))
 
 
@@ -146,17 +158,28 @@ def test_csv_paths_relative_absolute_and_through_a_mount(demo_data, tmp_path):
     elsewhere = private_copies(src[2:4], tmp_path / "elsewhere")
     bucket = private_copies(src[4:], tmp_path / "bucket")
     (tmp_path / "mnt").symlink_to(tmp_path / "bucket")
-    rows = [f"img/{local[0].name},circle", f"img/{local[1].name},square", f"{elsewhere[0]},circle",
-            f"{elsewhere[1]},", f"{tmp_path / 'mnt' / bucket[0].name},square", f"../mnt/{bucket[1].name},circle",
-            "img/missing.png,circle"]
+    rows = [
+        f"img/{local[0].name},circle",
+        f"img/{local[1].name},square",
+        f"{elsewhere[0]},circle",
+        f"{elsewhere[1]},",
+        f"{tmp_path / 'mnt' / bucket[0].name},square",
+        f"../mnt/{bucket[1].name},circle",
+        "img/missing.png,circle",
+    ]
     csv = tmp_path / "data" / "labels.csv"
     csv.write_text("filename,labels\n" + "\n".join(rows) + "\n")
     table, view = load_table_shards(read_labels_csv(csv), (32, 32), "training", tmp_path / "cache")
-    assert len(view) == 6 and [s.row for s in table.skipped] == [8] and "missing.png" in table.skipped[0].filename
+    assert (
+        len(view) == 6
+        and [s.row for s in table.skipped] == [8]
+        and "missing.png" in table.skipped[0].filename
+    )
     assert np.array_equal(view.read(), np.stack([load_image(p, (32, 32)) for p in src]))
 
 
 # --- the tf.data stream -------------------------------------------------------------------------
+
 
 def _digest(img) -> str:
     return hashlib.sha1(np.asarray(img, dtype=np.uint8).tobytes()).hexdigest()
@@ -170,8 +193,13 @@ def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path
     from trainer.data import prepare_data
     from trainer.streaming import steps_per_epoch
 
-    config = tiny_config(demo_data[0], tmp_path / "run", input_size=40, batch_size=16,
-                         cache_dir=str(tmp_path / "cache"))
+    config = tiny_config(
+        demo_data[0],
+        tmp_path / "run",
+        input_size=40,
+        batch_size=16,
+        cache_dir=str(tmp_path / "cache"),
+    )
     data = prepare_data(config)
     assert isinstance(data.train.x, ShardView) and isinstance(data.val.x, ShardView)
     assert len(data.train.x) + len(data.val.x) == 160
@@ -189,33 +217,45 @@ def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path
             seen.add(d)
     assert seen == set(expect)
     # Unshuffled, the stream is the table, row for row; and --in-memory splits the same rows.
-    mem = prepare_data(tiny_config(demo_data[0], tmp_path / "run", input_size=40, batch_size=16, in_memory=True))
+    mem = prepare_data(
+        tiny_config(demo_data[0], tmp_path / "run", input_size=40, batch_size=16, in_memory=True)
+    )
     assert isinstance(mem.train.x, np.ndarray) and mem.train.table.paths == data.train.table.paths
-    images, labels = next(iter(make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False)))
+    images, labels = next(
+        iter(make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False))
+    )
     for i in range(16):
         expect_i = load_image(data.train.table.paths[i], (40, 40))
-        assert np.array_equal(images[i].numpy(), expect_i.astype(np.float32)) and np.array_equal(mem.train.x[i], expect_i)
+        assert np.array_equal(images[i].numpy(), expect_i.astype(np.float32)) and np.array_equal(
+            mem.train.x[i], expect_i
+        )
         assert np.array_equal(labels[i].numpy(), data.train.y[i])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shard_images", [8, 1000])  # 8: many files, split by file; 1000: one file, by row
+@pytest.mark.parametrize(
+    "shard_images", [8, 1000]
+)  # 8: many files, split by file; 1000: one file, by row
 def test_each_input_pipeline_reads_its_own_part(demo_data, tmp_path, shard_images):
     from trainer.streaming import split_records
 
     paths = read_labels_csv(demo_data[0]).paths[:60]
     s = open_shards(paths, (16, 16), tmp_path, shard_images=shard_images)
     view = ShardView(s, np.arange(0, 60, 2))  # a split: every other row
-    parts = [[int(pos) for pos, _ in split_records(view, i, 2).as_numpy_iterator()] for i in range(2)]
+    parts = [
+        [int(pos) for pos, _ in split_records(view, i, 2).as_numpy_iterator()] for i in range(2)
+    ]
     assert not set(parts[0]) & set(parts[1]) and all(parts)
     assert sorted(parts[0] + parts[1]) == sorted(view.positions.tolist())
     # The bytes are the rows' pixels.
-    (pos, rec), = split_records(view[np.array([3])]).as_numpy_iterator()
-    assert pos == view.positions[3] and np.array_equal(np.frombuffer(rec, np.uint8).reshape(16, 16, 3),
-                                                      load_image(paths[6], (16, 16)))
+    ((pos, rec),) = split_records(view[np.array([3])]).as_numpy_iterator()
+    assert pos == view.positions[3] and np.array_equal(
+        np.frombuffer(rec, np.uint8).reshape(16, 16, 3), load_image(paths[6], (16, 16))
+    )
 
 
 # --- end to end ---------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_streamed_and_in_memory_training_both_work_and_clean_up(demo_data, tmp_path):
@@ -227,7 +267,10 @@ def test_streamed_and_in_memory_training_both_work_and_clean_up(demo_data, tmp_p
         runs[name] = r
         assert r.manifest["training"]["epochs_run"] == 2 and r.manifest["data"]["n_train"] == 128
         assert r.manifest["training"]["distribute"]["replicas"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["memory", "streamed"]  # temporary shards gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "memory",
+        "streamed",
+    ]  # temporary shards gone
 
 
 @pytest.mark.slow
@@ -237,12 +280,40 @@ def test_cli_streams_into_cache_dir_and_in_memory_flag(demo_data, tmp_path):
     from trainer.cli import cli
 
     cache = tmp_path / "cache"
-    r = CliRunner().invoke(cli, [str(demo_data[0]), "--out", str(tmp_path / "run"), "--input-size", "32",
-                                 "--epochs", "1", "--cache-dir", str(cache), "--json"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            str(demo_data[0]),
+            "--out",
+            str(tmp_path / "run"),
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            "--cache-dir",
+            str(cache),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "train.csv: decoded 160/160 images" in r.stderr
     (folder,) = cache.glob("shards-*")
     assert (folder / INDEX_FILE).is_file()
-    r = CliRunner().invoke(cli, [str(demo_data[0]), "--out", str(tmp_path / "run2"), "--input-size", "32",
-                                 "--epochs", "1", "--in-memory", "--distribute", "mirrored"])
-    assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1].startswith("Error: distributed training streams")
+    r = CliRunner().invoke(
+        cli,
+        [
+            str(demo_data[0]),
+            "--out",
+            str(tmp_path / "run2"),
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            "--in-memory",
+            "--distribute",
+            "mirrored",
+        ],
+    )
+    assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1].startswith(
+        "Error: distributed training streams"
+    )

@@ -1,4 +1,5 @@
 """Trainer: image cache, losses, models, end-to-end train(), CLI, and the train/serve skew check."""
+
 from __future__ import annotations
 
 import json
@@ -11,21 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from edge_runtime.dataset import read_labels_csv
-from edge_runtime.preprocess import load_image
-from trainer import Arch, Augment, TrainConfig
-from trainer.errors import ConfigError, DataError
-from edge_common.images import load_images
-from trainer.config import NO_AUGMENT
-from trainer.losses import auto_pos_weights, resolve_pos_weights
-
 from train_helpers import tiny_config
+
+from edge_common.images import load_images
+from edge_runtime.evaluation.dataset import read_labels_csv
+from edge_runtime.inference.preprocess import load_image
+from trainer import Arch, Augment, TrainConfig
+from trainer.config import NO_AUGMENT
+from trainer.errors import ConfigError, DataError
+from trainer.losses import auto_pos_weights, resolve_pos_weights
 
 EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
 
 
 # --- images -------------------------------------------------------------------------------------
+
 
 def test_load_images_cache_hit_and_invalidation(demo_data, tmp_path):
     src = read_labels_csv(demo_data[0]).paths[:6]
@@ -48,11 +49,15 @@ def test_load_images_cache_hit_and_invalidation(demo_data, tmp_path):
     os.utime(paths[0], ns=(time.time_ns(), time.time_ns() + 10**9))
     x3, _ = load_images(paths, (40, 40), cache_dir=cache)
     assert len(list(cache.glob("*.npy"))) == 3
-    assert np.array_equal(x3[0], load_image(paths[0], (40, 40))) and not np.array_equal(x3[0], x1[0])
+    assert np.array_equal(x3[0], load_image(paths[0], (40, 40))) and not np.array_equal(
+        x3[0], x1[0]
+    )
     assert np.array_equal(x3[1:], x1[1:])
 
 
-@pytest.mark.parametrize("damage", ["empty_npy", "truncated_npy", "garbage_npy", "bad_meta", "list_meta"])
+@pytest.mark.parametrize(
+    "damage", ["empty_npy", "truncated_npy", "garbage_npy", "bad_meta", "list_meta"]
+)
 def test_corrupt_cache_is_a_miss_and_is_rewritten(demo_data, tmp_path, damage):
     paths = read_labels_csv(demo_data[0]).paths[:4]
     cache = tmp_path / "cache"
@@ -72,7 +77,9 @@ def test_corrupt_cache_is_a_miss_and_is_rewritten(demo_data, tmp_path, damage):
     x2, f2 = load_images(paths, (24, 24), cache_dir=cache)  # decodes again, no exception
     assert np.array_equal(x1, x2) and f2 == []
     assert npy.read_bytes() == good and json.loads(meta.read_text())["failures"] == []  # rewritten
-    assert sorted(p.name for p in cache.iterdir()) == sorted([npy.name, meta.name])  # no temporary files
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [npy.name, meta.name]
+    )  # no temporary files
 
 
 def test_cache_write_failure_leaves_no_temporary_file(demo_data, tmp_path, monkeypatch):
@@ -92,16 +99,18 @@ def test_unreadable_image_row_is_skipped_with_reason(demo_data, tmp_path):
 
     table = read_labels_csv(demo_data[0])
     lines = ["filename,labels"]
-    for i, (p, row) in enumerate(zip(table.paths[:30], table.y[:30])):
+    for p, row in zip(table.paths[:30], table.y[:30]):
         shutil.copy(p, tmp_path / p.name)
-        lines.append(f"{p.name}," + " ".join(l for l, v in zip(table.labels, row) if v))
+        lines.append(f"{p.name}," + " ".join(lab for lab, v in zip(table.labels, row) if v))
     (tmp_path / table.paths[4].name).write_bytes(b"not a png at all")
     csv = tmp_path / "labels.csv"
     csv.write_text("\n".join(lines) + "\n")
     data = prepare_data(tiny_config(csv, tmp_path / "run"))
     assert len(data.train.x) + len(data.val.x) == 29
     (s,) = data.skipped
-    assert s.row == 6 and s.filename.endswith(table.paths[4].name) and "unreadable image" in s.reason
+    assert (
+        s.row == 6 and s.filename.endswith(table.paths[4].name) and "unreadable image" in s.reason
+    )
 
 
 def test_csv_without_labels_is_a_data_error(demo_data, tmp_path):
@@ -109,7 +118,10 @@ def test_csv_without_labels_is_a_data_error(demo_data, tmp_path):
 
     src = read_labels_csv(demo_data[0]).paths[0]
     shutil.copy(src, tmp_path / src.name)
-    for name, text in (("joined.csv", f"filename,labels\n{src.name},\n"), ("columns.csv", f"filename\n{src.name}\n")):
+    for name, text in (
+        ("joined.csv", f"filename,labels\n{src.name},\n"),
+        ("columns.csv", f"filename\n{src.name}\n"),
+    ):
         (tmp_path / name).write_text(text)
         with pytest.raises(DataError, match="no labels"):
             prepare_data(tiny_config(tmp_path / name, tmp_path / "run"))
@@ -117,10 +129,19 @@ def test_csv_without_labels_is_a_data_error(demo_data, tmp_path):
 
 # --- config -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kw", [
-    {"translate": 0.5}, {"translate": -0.1}, {"translate": float("nan")},
-    {"brightness": -0.1}, {"brightness": 1.5}, {"contrast": -0.2}, {"contrast": 2.0},
-])
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"translate": 0.5},
+        {"translate": -0.1},
+        {"translate": float("nan")},
+        {"brightness": -0.1},
+        {"brightness": 1.5},
+        {"contrast": -0.2},
+        {"contrast": 2.0},
+    ],
+)
 def test_bad_augment_values_raise_config_error(kw):
     with pytest.raises(ConfigError, match=next(iter(kw))):
         Augment(**kw)
@@ -129,10 +150,18 @@ def test_bad_augment_values_raise_config_error(kw):
 
 
 def test_config_to_dict_is_json_ready():
-    c = TrainConfig(data="d.csv", out="o", arch="seed", loss="focal", pos_weight=[1, 2], augment=NO_AUGMENT)
+    c = TrainConfig(
+        data="d.csv", out="o", arch="seed", loss="focal", pos_weight=[1, 2], augment=NO_AUGMENT
+    )
     d = c.to_dict()
     assert d["arch"] == "seed" and d["loss"] == "focal" and d["pos_weight"] == [1.0, 2.0]
-    assert d["augment"] == {"flip": False, "vflip": False, "translate": 0.0, "brightness": 0.0, "contrast": 0.0}
+    assert d["augment"] == {
+        "flip": False,
+        "vflip": False,
+        "translate": 0.0,
+        "brightness": 0.0,
+        "contrast": 0.0,
+    }
     assert json.loads(json.dumps(d)) == d
 
 
@@ -149,7 +178,7 @@ def _manual(gamma: float) -> float:
         row = 0.0
         for j in range(3):
             y, p, w = Y[i, j], float(P[i, j]), W[j]
-            row += -(w * y * (1 - p) ** gamma * np.log(p) + (1 - y) * p ** gamma * np.log(1 - p))
+            row += -(w * y * (1 - p) ** gamma * np.log(p) + (1 - y) * p**gamma * np.log(1 - p))
         total += row / 3
     return total / 3
 
@@ -162,7 +191,9 @@ def test_weighted_bce_matches_numpy():
     import keras
 
     plain = float(keras.losses.BinaryCrossentropy()(Y, P))
-    assert float(np.mean(np.asarray(weighted_bce(np.ones(3))(Y, P)))) == pytest.approx(plain, rel=1e-4)
+    assert float(np.mean(np.asarray(weighted_bce(np.ones(3))(Y, P)))) == pytest.approx(
+        plain, rel=1e-4
+    )
 
 
 def test_focal_matches_numpy_and_downweights_easy():
@@ -176,7 +207,8 @@ def test_focal_matches_numpy_and_downweights_easy():
 def test_pos_weights():
     y = np.array([[1, 0, 0], [1, 0, 1], [1, 0, 0], [0, 0, 0]] * 10)
     assert auto_pos_weights(y).tolist() == [1.0, 1.0, 3.0]  # 1/3 -> clipped to 1; none -> 1
-    y2 = np.zeros((100, 1)); y2[0] = 1
+    y2 = np.zeros((100, 1))
+    y2[0] = 1
     assert auto_pos_weights(y2).tolist() == [10.0]  # clipped at the ceiling
     assert resolve_pos_weights("none", y).tolist() == [1, 1, 1]
     assert resolve_pos_weights([1, 2, 3], y).tolist() == [1, 2, 3]
@@ -185,6 +217,7 @@ def test_pos_weights():
 
 
 # --- models -------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", list(Arch))
@@ -208,6 +241,7 @@ def test_arch_builds_sigmoid_and_converts_to_builtin_int8(arch, demo_data):
 
 # --- augmentation -------------------------------------------------------------------------------
 
+
 def _augmented(aug: Augment, n: int = 64, seed: int = 0):
     """n augmented copies of one image through `make_dataset`, and the labels that came out."""
     from trainer.augment import make_dataset
@@ -221,12 +255,16 @@ def _augmented(aug: Augment, n: int = 64, seed: int = 0):
 
 
 def test_augment_flip_is_a_mirror_image_and_labels_stay():
-    img, out, y_out, y = _augmented(Augment(flip=True, vflip=False, translate=0, brightness=0, contrast=0))
+    img, out, y_out, y = _augmented(
+        Augment(flip=True, vflip=False, translate=0, brightness=0, contrast=0)
+    )
     mirrored = np.array([np.array_equal(o, img[:, ::-1]) for o in out])
     same = np.array([np.array_equal(o, img) for o in out])
     assert np.all(mirrored | same) and 10 < mirrored.sum() < 54  # each either, both happen
     assert np.array_equal(y_out, y)
-    _, out, _, _ = _augmented(Augment(flip=False, vflip=True, translate=0, brightness=0, contrast=0))
+    _, out, _, _ = _augmented(
+        Augment(flip=False, vflip=True, translate=0, brightness=0, contrast=0)
+    )
     assert all(np.array_equal(o, img) or np.array_equal(o, img[::-1]) for o in out)
 
 
@@ -236,8 +274,12 @@ def test_augment_translate_is_a_shift_within_the_limit():
     padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
     shifts = set()
     for o in out:
-        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                 if np.array_equal(o, padded[dy:dy + 24, dx:dx + 24])]
+        found = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if np.array_equal(o, padded[dy : dy + 24, dx : dx + 24])
+        ]
         assert found, "not a window of the reflect-padded image"
         shifts.add(found[0])
     assert len(shifts) > 5 and np.array_equal(y_out, y)
@@ -246,18 +288,25 @@ def test_augment_translate_is_a_shift_within_the_limit():
 def test_augment_brightness_and_contrast_stay_in_their_ranges():
     img, out, y_out, y = _augmented(Augment(flip=False, translate=0, brightness=0.1, contrast=0))
     deltas = out - img
-    assert np.allclose(deltas, deltas.reshape(len(out), -1)[:, :1, None, None].reshape(-1, 1, 1, 1), atol=1e-3)
+    assert np.allclose(
+        deltas, deltas.reshape(len(out), -1)[:, :1, None, None].reshape(-1, 1, 1, 1), atol=1e-3
+    )
     d = deltas[:, 0, 0, 0]
     assert np.all(np.abs(d) <= 0.1 * 255 + 1e-3) and d.std() > 5  # a real spread, not a constant
     img, out, _, _ = _augmented(Augment(flip=False, translate=0, brightness=0, contrast=0.2))
     centred = img - img.mean(axis=(0, 1))
-    factors = [np.linalg.lstsq(centred.reshape(-1, 1), (o - o.mean(axis=(0, 1))).reshape(-1), rcond=None)[0][0]
-               for o in out]
+    factors = [
+        np.linalg.lstsq(centred.reshape(-1, 1), (o - o.mean(axis=(0, 1))).reshape(-1), rcond=None)[
+            0
+        ][0]
+        for o in out
+    ]
     assert all(0.8 - 1e-3 <= f <= 1.2 + 1e-3 for f in factors) and np.std(factors) > 0.03
     assert np.array_equal(y_out, y)
 
 
 # --- end to end ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def run(demo_data, tmp_path_factory):
@@ -272,21 +321,47 @@ def run(demo_data, tmp_path_factory):
 def test_train_writes_all_artifacts(run, demo_data):
     d = run.run_dir
     assert sorted(p.name for p in d.iterdir()) == sorted(
-        ["model.keras", "manifest.json", "metrics.json", "train_split.csv", "val_split.csv",
-         "curves.png", "pr_curves.png"])
+        [
+            "model.keras",
+            "manifest.json",
+            "metrics.json",
+            "train_split.csv",
+            "val_split.csv",
+            "curves.png",
+            "pr_curves.png",
+        ]
+    )
     assert not list(d.parent.glob(".r1.tmp-*"))
     m = json.loads((d / "manifest.json").read_text())
     assert m == run.manifest
-    assert m["schema_version"] == 1 and m["labels"] == ["circle", "cross", "square", "star", "triangle"]
+    assert m["schema_version"] == 1 and m["labels"] == [
+        "circle",
+        "cross",
+        "square",
+        "star",
+        "triangle",
+    ]
     assert len(m["thresholds"]) == 5 and m["input_size"] == [32, 32] and m["arch"] == "compact"
     assert m["preprocessing"]["version"] == 1
     assert m["data"]["train_csv"] == "train_split.csv" and m["data"]["val_csv"] == "val_split.csv"
-    assert m["data"]["source_csv"] == Path(demo_data[0]).name  # a name: no path of this machine ships
-    assert m["training"]["config"]["data"] == Path(demo_data[0]).name and m["lineage"] == {"start": "scratch"}
-    assert m["thresholds_source"] == "calibrated" and {"learned", "per_label", "advice"} <= set(m["quality"])
+    assert (
+        m["data"]["source_csv"] == Path(demo_data[0]).name
+    )  # a name: no path of this machine ships
+    assert m["training"]["config"]["data"] == Path(demo_data[0]).name and m["lineage"] == {
+        "start": "scratch"
+    }
+    assert m["thresholds_source"] == "calibrated" and {"learned", "per_label", "advice"} <= set(
+        m["quality"]
+    )
     assert set(m["metrics"]) == {"at_0.5", "calibrated"}
     assert m["training"]["epochs_run"] == 2 and 1 <= m["training"]["best_epoch"] <= 2
-    assert set(m["training"]["history"]) >= {"loss", "val_loss", "val_map", "learning_rate", "stage"}
+    assert set(m["training"]["history"]) >= {
+        "loss",
+        "val_loss",
+        "val_map",
+        "learning_rate",
+        "stage",
+    }
     assert set(m["versions"]) == {"python", "tensorflow", "keras", "numpy", "pillow", "toolkit"}
     tr = read_labels_csv(d / m["data"]["train_csv"])
     va = read_labels_csv(d / m["data"]["val_csv"])
@@ -305,8 +380,12 @@ def test_saved_model_loads_with_safe_mode_in_a_clean_process(run):
         "assert not any(k.startswith('trainer') for k in sys.modules)\n"
         "print(m.predict(np.zeros((1, 32, 32, 3), 'float32'), verbose=0).shape)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(1, 5)"
 
@@ -317,7 +396,9 @@ def test_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
     from trainer.augment import make_dataset
     from trainer.data import prepare_data
 
-    data = prepare_data(tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path)))
+    data = prepare_data(
+        tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path))
+    )
     for _ in range(2):  # second pass: from the cache
         ds = make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False)
         images, labels = next(iter(ds))
@@ -325,7 +406,9 @@ def test_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
             expect = load_image(data.train.table.paths[i], (40, 40))
             assert np.array_equal(images[i].numpy(), expect.astype(np.float32))
             assert np.array_equal(labels[i].numpy(), data.train.y[i])
-        data = prepare_data(tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path)))
+        data = prepare_data(
+            tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path))
+        )
 
 
 @pytest.mark.slow
@@ -348,6 +431,7 @@ def test_crash_leaves_no_run_dir_and_existing_run_is_kept(demo_data, tmp_path, m
 
 # --- CLI ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_cli_json_with_val_csv(demo_data, tmp_path):
     from click.testing import CliRunner
@@ -355,22 +439,45 @@ def test_cli_json_with_val_csv(demo_data, tmp_path):
     from trainer.cli import cli
 
     out = tmp_path / "run"
-    r = CliRunner().invoke(cli, [str(demo_data[0]), "--out", str(out), "--val-data", str(demo_data[1]),
-                                 "--input-size", "32", "--epochs", "1", "--arch", "seed", "--no-augment",
-                                 "--json", "--quiet"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            str(demo_data[0]),
+            "--out",
+            str(out),
+            "--val-data",
+            str(demo_data[1]),
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            "--arch",
+            "seed",
+            "--no-augment",
+            "--json",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["run_dir"] == str(out.resolve()) and len(res["thresholds"]) == 5
     m = json.loads((out / "manifest.json").read_text())
     assert m["arch"] == "seed" and m["data"]["source_val_csv"] == Path(demo_data[1]).name
     assert m["data"]["n_val"] == 48
-    assert res["quality"] == m["quality"] and res["quality"]["verdict"] in ("learned", "weak", "not_learned")
+    assert res["quality"] == m["quality"] and res["quality"]["verdict"] in (
+        "learned",
+        "weak",
+        "not_learned",
+    )
 
 
-@pytest.mark.parametrize("content, needle", [
-    ("image,labels\na.png,cat\n", "no 'filename' column"),
-    ("filename,labels\nmissing.png,cat\n", "row 2 (missing.png)"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("image,labels\na.png,cat\n", "no 'filename' column"),
+        ("filename,labels\nmissing.png,cat\n", "row 2 (missing.png)"),
+    ],
+)
 def test_cli_bad_csv_is_one_line_exit_2(tmp_path, content, needle):
     from click.testing import CliRunner
 
@@ -385,15 +492,18 @@ def test_cli_bad_csv_is_one_line_exit_2(tmp_path, content, needle):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--pos-weight", "abc"], "--pos-weight"),
-    (["--pos-weight", "1,,2"], "--pos-weight"),
-    (["--translate", "0.7"], "translate must be in [0, 0.5)"),
-    (["--brightness", "-1"], "brightness must be in [0, 1]"),
-    (["--input-size", "8"], "input_size must be >= 32"),
-    (["--weights", "imagenet"], "weights is only used with arch mobilenetv2 or mobilenetv3"),
-    (["--head-epochs", "40"], "head_epochs must be in [1, epochs=30]"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--pos-weight", "abc"], "--pos-weight"),
+        (["--pos-weight", "1,,2"], "--pos-weight"),
+        (["--translate", "0.7"], "translate must be in [0, 0.5)"),
+        (["--brightness", "-1"], "brightness must be in [0, 1]"),
+        (["--input-size", "8"], "input_size must be >= 32"),
+        (["--weights", "imagenet"], "weights is only used with arch mobilenetv2 or mobilenetv3"),
+        (["--head-epochs", "40"], "head_epochs must be in [1, epochs=30]"),
+    ],
+)
 def test_cli_bad_option_value_is_usage_error(tmp_path, args, needle):
     from click.testing import CliRunner
 
@@ -404,12 +514,16 @@ def test_cli_bad_option_value_is_usage_error(tmp_path, args, needle):
     assert "Traceback" not in r.stderr and "training failed" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and needle in errors[0]
-    assert r.stderr.rstrip("\n").splitlines()[-1] == errors[0]  # the message is the last, single line
+    assert (
+        r.stderr.rstrip("\n").splitlines()[-1] == errors[0]
+    )  # the message is the last, single line
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args", [["--size", "0"], ["--size", "8"], ["--n-train", "0"], ["--n-test", "-1"],
-                                  ["--seed", "-1"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--size", "0"], ["--size", "8"], ["--n-train", "0"], ["--n-test", "-1"], ["--seed", "-1"]],
+)
 def test_cli_make_demo_bad_values_are_usage_errors(tmp_path, args):
     from click.testing import CliRunner
 
@@ -446,22 +560,53 @@ def test_demo_config_rejects_unusable_values():
 
 
 def test_cli_subprocess_bad_input_and_help(tmp_path):
-    r = subprocess.run([str(EDGE_TRAIN), str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [str(EDGE_TRAIN), str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1] == f"Error: {tmp_path / 'none.csv'}: labels CSV not found"
+    assert (
+        r.stderr.strip().splitlines()[-1] == f"Error: {tmp_path / 'none.csv'}: labels CSV not found"
+    )
     h = subprocess.run([str(EDGE_TRAIN), "train", "--help"], capture_output=True, text=True)
     assert h.returncode == 0 and "Examples:" in h.stdout and "--val-data" in h.stdout
 
 
 @pytest.mark.slow
 def test_cli_subprocess_make_demo_and_train(tmp_path):
-    r = subprocess.run([str(EDGE_TRAIN), "make-demo", str(tmp_path / "d"), "--n-train", "40", "--n-test", "8",
-                        "--size", "32"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(EDGE_TRAIN),
+            "make-demo",
+            str(tmp_path / "d"),
+            "--n-train",
+            "40",
+            "--n-test",
+            "8",
+            "--size",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([str(EDGE_TRAIN), str(tmp_path / "d" / "train.csv"), "--out", str(tmp_path / "run"),
-                        "--input-size", "32", "--epochs", "2", "--json"], capture_output=True, text=True,
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    r = subprocess.run(
+        [
+            str(EDGE_TRAIN),
+            str(tmp_path / "d" / "train.csv"),
+            "--out",
+            str(tmp_path / "run"),
+            "--input-size",
+            "32",
+            "--epochs",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["epochs_run"] == 2  # stdout is exactly one JSON object
     assert "epoch 1/2" in r.stderr and "val_mAP" in r.stderr
@@ -491,10 +636,17 @@ def test_epoch_log_draws_a_batch_bar_only_on_a_terminal():
             cb.on_train_batch_end(b, {"loss": 0.5})
         logs = {"loss": 0.4, "val_map": 0.9}
         cb.on_epoch_end(0, logs)
-        assert logs == {"loss": 0.4, "val_map": 0.9}  # prints only: history is the same with --quiet
+        assert logs == {
+            "loss": 0.4,
+            "val_map": 0.9,
+        }  # prints only: history is the same with --quiet
         out = stream.getvalue()
         assert ("3/3" in out and CLEAR_LINE in out) is live
-        assert out.rstrip().endswith("s") and "epoch 1/2  loss 0.4000" in out and "val_mAP 0.9000" in out
+        assert (
+            out.rstrip().endswith("s")
+            and "epoch 1/2  loss 0.4000" in out
+            and "val_mAP 0.9000" in out
+        )
         assert "lr 1.0e-03" in out  # the optimizer's rate when the logs hold none
         cb.on_epoch_end(1, {"loss": 0.3, "val_map": 0.9, "learning_rate": 0.003})
         assert "lr 3.0e-03" in stream.getvalue()  # the epoch's rate, as logged by ReduceLROnPlateau

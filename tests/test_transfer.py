@@ -1,5 +1,6 @@
 """Transfer learning and --init-from: frozen stage 1, head remapping by label name, lineage, and
 pretrained-then-fine-tuned beating from-scratch on a small different task."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from edge_runtime.dataset import read_labels_csv  # noqa: E402
+from edge_runtime.evaluation.dataset import read_labels_csv  # noqa: E402
 from trainer import TrainConfig, train  # noqa: E402
 from trainer.config import FineTune  # noqa: E402
 from trainer.demo_data import DemoConfig, make_demo_dataset  # noqa: E402
@@ -26,7 +27,9 @@ def backbone_file(path: Path, size: int = 32, seed: int = 3) -> Path:
     keras.utils.set_random_seed(seed)
     backbone = get_backbone(build_model("mobilenetv2", size, 2, width=0.35))
     rng = np.random.default_rng(seed)
-    backbone.set_weights([w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in backbone.get_weights()])
+    backbone.set_weights(
+        [w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in backbone.get_weights()]
+    )
     backbone.save_weights(path)
     return path
 
@@ -36,7 +39,9 @@ def saved_backbone(run_dir: Path) -> list[np.ndarray]:
 
     from trainer.transfer import backbone_weights
 
-    return backbone_weights(keras.models.load_model(run_dir / "model.keras", safe_mode=True, compile=False))
+    return backbone_weights(
+        keras.models.load_model(run_dir / "model.keras", safe_mode=True, compile=False)
+    )
 
 
 @pytest.mark.slow
@@ -46,17 +51,42 @@ def test_stage_one_leaves_every_backbone_weight_exactly_equal(demo_data, tmp_pat
     from trainer.models import build_model, get_backbone
 
     weights = backbone_file(tmp_path / "bb.weights.h5")
-    loaded = get_backbone(build_model("mobilenetv2", 32, 2, weights=str(weights), width=0.35)).get_weights()
-    res = train(TrainConfig(data=str(demo_data[0]), out=str(tmp_path / "run"), arch="mobilenetv2", width=0.35,
-                            input_size=32, epochs=2, weights=str(weights), fine_tune="none", verbose=False))
+    loaded = get_backbone(
+        build_model("mobilenetv2", 32, 2, weights=str(weights), width=0.35)
+    ).get_weights()
+    res = train(
+        TrainConfig(
+            data=str(demo_data[0]),
+            out=str(tmp_path / "run"),
+            arch="mobilenetv2",
+            width=0.35,
+            input_size=32,
+            epochs=2,
+            weights=str(weights),
+            fine_tune="none",
+            verbose=False,
+        )
+    )
     after = saved_backbone(res.run_dir)
     assert len(after) == len(loaded) > 200  # kernels, BN gamma/beta and moving mean/variance
     assert all(np.array_equal(a, b) for a, b in zip(after, loaded))
-    head = keras.models.load_model(res.run_dir / "model.keras", compile=False).get_layer("scores").get_weights()
-    assert not np.allclose(head[0], build_model("mobilenetv2", 32, 5, width=0.35).get_layer("scores").get_weights()[0])
+    head = (
+        keras.models.load_model(res.run_dir / "model.keras", compile=False)
+        .get_layer("scores")
+        .get_weights()
+    )
+    assert not np.allclose(
+        head[0], build_model("mobilenetv2", 32, 5, width=0.35).get_layer("scores").get_weights()[0]
+    )
     assert [s["name"] for s in res.manifest["training"]["stages"]] == ["head"]
-    assert res.manifest["lineage"] == {"start": "pretrained", "weights": {
-        "source": "file", "file": "bb.weights.h5", "sha256": res.manifest["lineage"]["weights"]["sha256"]}}
+    assert res.manifest["lineage"] == {
+        "start": "pretrained",
+        "weights": {
+            "source": "file",
+            "file": "bb.weights.h5",
+            "sha256": res.manifest["lineage"]["weights"]["sha256"],
+        },
+    }
     assert res.manifest["training"]["config"]["weights"] == "bb.weights.h5"  # a name, not a path
 
 
@@ -67,10 +97,14 @@ def test_stage_trainable_sets(tmp_path, fine_tune):
     from trainer.models import build_model, get_backbone
     from trainer.transfer import TOP_FRACTION, set_stage_trainable
 
-    model = build_model("mobilenetv2", 32, 3, weights=str(backbone_file(tmp_path / "bb.weights.h5")), width=0.35)
+    model = build_model(
+        "mobilenetv2", 32, 3, weights=str(backbone_file(tmp_path / "bb.weights.h5")), width=0.35
+    )
     backbone = get_backbone(model)
     set_stage_trainable(model, "head", fine_tune)
-    assert backbone.trainable_weights == [] and len(model.trainable_weights) == 2  # the head's kernel and bias
+    assert (
+        backbone.trainable_weights == [] and len(model.trainable_weights) == 2
+    )  # the head's kernel and bias
     set_stage_trainable(model, "fine-tune", fine_tune)
     layers = backbone.layers
     if fine_tune is FineTune.NONE:
@@ -78,10 +112,16 @@ def test_stage_trainable_sets(tmp_path, fine_tune):
         return
     cut = int(len(layers) * (1 - TOP_FRACTION)) if fine_tune is FineTune.TOP else 0
     for i, layer in enumerate(layers):
-        if isinstance(layer, keras.layers.BatchNormalization) or (fine_tune is FineTune.TOP and i < cut):
+        if isinstance(layer, keras.layers.BatchNormalization) or (
+            fine_tune is FineTune.TOP and i < cut
+        ):
             assert not layer.trainable_weights, layer.name
-    convs = [l for l in layers if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
-    assert all(l.trainable_weights for l in convs[-3:])  # the top always trains in stage 2
+    convs = [
+        lay
+        for lay in layers
+        if isinstance(lay, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+    ]
+    assert all(lay.trainable_weights for lay in convs[-3:])  # the top always trains in stage 2
     assert bool(convs[0].trainable_weights) is (fine_tune is FineTune.ALL)
 
 
@@ -99,7 +139,9 @@ def _relabel(src_csv: Path, out_csv: Path, mapping: dict[str, str | None]) -> Pa
 @pytest.fixture(scope="module")
 def parent_run(demo_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("parent") / "parent"
-    return train(TrainConfig(data=str(demo_data[0]), out=str(out), input_size=32, epochs=2, verbose=False))
+    return train(
+        TrainConfig(data=str(demo_data[0]), out=str(out), input_size=32, epochs=2, verbose=False)
+    )
 
 
 @pytest.mark.xdist_group("parent-run")  # one worker trains `parent_run` once
@@ -109,16 +151,27 @@ def test_init_from_copies_body_and_remaps_head_by_label_name(parent_run, demo_da
     from trainer.transfer import start_model
 
     # New labels: star stays, circle -> "disc" (new), cross/square/triangle dropped... and "plus" (new).
-    csv = _relabel(demo_data[0], tmp_path / "b.csv",
-                   {"circle": "disc", "cross": "plus", "square": None, "triangle": None})
-    cfg = TrainConfig(data=str(csv), out=str(tmp_path / "child"), init_from=str(parent_run.run_dir), verbose=False)
-    assert (cfg.arch.value, cfg.input_size, cfg.width) == ("compact", 32, 1.0)  # inherited from the run
+    csv = _relabel(
+        demo_data[0],
+        tmp_path / "b.csv",
+        {"circle": "disc", "cross": "plus", "square": None, "triangle": None},
+    )
+    cfg = TrainConfig(
+        data=str(csv), out=str(tmp_path / "child"), init_from=str(parent_run.run_dir), verbose=False
+    )
+    assert (cfg.arch.value, cfg.input_size, cfg.width) == (
+        "compact",
+        32,
+        1.0,
+    )  # inherited from the run
     labels = ["disc", "plus", "star"]
     model, lineage = start_model(cfg, labels)
     parent = keras.models.load_model(parent_run.run_dir / "model.keras", compile=False)
     for new, old in zip(model.layers, parent.layers):
         if new.name != "scores":
-            assert all(np.array_equal(a, b) for a, b in zip(new.get_weights(), old.get_weights())), new.name
+            assert all(
+                np.array_equal(a, b) for a, b in zip(new.get_weights(), old.get_weights())
+            ), new.name
     k, b = model.get_layer("scores").get_weights()
     pk, pb = parent.get_layer("scores").get_weights()
     star = parent_run.labels.index("star")
@@ -126,7 +179,11 @@ def test_init_from_copies_body_and_remaps_head_by_label_name(parent_run, demo_da
     for j in (0, 1):  # fresh columns: no parent column copied into them
         assert not any(np.array_equal(k[:, j], pk[:, i]) for i in range(pk.shape[1]))
     info = lineage["init_from"]
-    assert lineage["start"] == "init_from" and info["run"] == "parent" and info["parent"] == {"start": "scratch"}
+    assert (
+        lineage["start"] == "init_from"
+        and info["run"] == "parent"
+        and info["parent"] == {"start": "scratch"}
+    )
     assert info["labels_kept"] == ["star"] and info["labels_new"] == ["disc", "plus"]
     assert info["labels_dropped"] == ["circle", "cross", "square", "triangle"]
     assert len(info["model_sha256"]) == 64
@@ -136,12 +193,29 @@ def test_init_from_copies_body_and_remaps_head_by_label_name(parent_run, demo_da
 @pytest.mark.xdist_group("parent-run")  # one worker trains `parent_run` once
 def test_init_from_run_records_lineage_in_the_manifest(parent_run, demo_data, tmp_path):
     csv = _relabel(demo_data[0], tmp_path / "b.csv", {"cross": "plus"})
-    child = train(TrainConfig(data=str(csv), out=str(tmp_path / "child"), init_from=str(parent_run.run_dir),
-                              epochs=1, verbose=False))
-    grandchild = train(TrainConfig(data=str(csv), out=str(tmp_path / "grandchild"),
-                                   init_from=str(child.run_dir), epochs=1, verbose=False))
+    child = train(
+        TrainConfig(
+            data=str(csv),
+            out=str(tmp_path / "child"),
+            init_from=str(parent_run.run_dir),
+            epochs=1,
+            verbose=False,
+        )
+    )
+    grandchild = train(
+        TrainConfig(
+            data=str(csv),
+            out=str(tmp_path / "grandchild"),
+            init_from=str(child.run_dir),
+            epochs=1,
+            verbose=False,
+        )
+    )
     m = json.loads((grandchild.run_dir / "manifest.json").read_text())
-    assert m["lineage"]["init_from"]["run"] == "child" and m["lineage"]["init_from"]["labels_new"] == []
+    assert (
+        m["lineage"]["init_from"]["run"] == "child"
+        and m["lineage"]["init_from"]["labels_new"] == []
+    )
     assert m["lineage"]["init_from"]["parent"]["init_from"]["run"] == "parent"
     assert m["lineage"]["init_from"]["parent"]["init_from"]["labels_new"] == ["plus"]
     assert m["training"]["config"]["init_from"] == "child" and m["input_size"] == [32, 32]
@@ -155,7 +229,13 @@ def test_init_from_refuses_what_cannot_work(parent_run, tmp_path):
     with pytest.raises(ConfigError, match="same architecture"):
         TrainConfig(data="d.csv", out="o", init_from=str(parent_run.run_dir), arch="seed")
     with pytest.raises(ConfigError, match="either weights"):
-        TrainConfig(data="d.csv", out="o", arch="mobilenetv2", weights="imagenet", init_from=str(parent_run.run_dir))
+        TrainConfig(
+            data="d.csv",
+            out="o",
+            arch="mobilenetv2",
+            weights="imagenet",
+            init_from=str(parent_run.run_dir),
+        )
     with pytest.raises(ConfigError, match="weights is only used"):
         TrainConfig(data="d.csv", out="o", arch="compact", weights="imagenet")
     with pytest.raises(ConfigError, match="weights file not found"):
@@ -167,7 +247,9 @@ def test_cli_init_from_bad_run_is_one_line_usage_error(tmp_path):
 
     from trainer.cli import cli
 
-    r = CliRunner().invoke(cli, [str(tmp_path / "d.csv"), "--out", str(tmp_path / "o"), "--init-from", str(tmp_path)])
+    r = CliRunner().invoke(
+        cli, [str(tmp_path / "d.csv"), "--out", str(tmp_path / "o"), "--init-from", str(tmp_path)]
+    )
     assert r.exit_code == 2 and r.stderr.startswith("Error: ") and "not a run directory" in r.stderr
     assert r.stderr.count("\n") == 1
 
@@ -178,7 +260,7 @@ def test_pretrained_then_fine_tuned_beats_scratch_on_a_small_different_task(tmp_
     import keras
 
     from edge_common.images import load_table
-    from edge_runtime.metrics import mean_average_precision
+    from edge_runtime.evaluation.metrics import mean_average_precision
     from trainer.transfer import save_backbone_weights
 
     # Each run's cost is mostly tracing MobileNetV2's train step (about 20 s), not its epochs, so
@@ -186,17 +268,35 @@ def test_pretrained_then_fine_tuned_beats_scratch_on_a_small_different_task(tmp_
     # 400 images, 8 epochs) saved little time and gave margins from 0.18 down to 0.036 over
     # repeated runs (training is not bit-reproducible from run to run): flaky, so not used.
     size, common = 48, dict(arch="mobilenetv2", width=0.35, input_size=48, verbose=False, seed=0)
-    src, _ = make_demo_dataset(DemoConfig(str(tmp_path / "a"), n_train=600, n_test=1, image_size=size, seed=1,
-                                          labels=("circle", "square", "triangle")))
+    src, _ = make_demo_dataset(
+        DemoConfig(
+            str(tmp_path / "a"),
+            n_train=600,
+            n_test=1,
+            image_size=size,
+            seed=1,
+            labels=("circle", "square", "triangle"),
+        )
+    )
     pre = train(TrainConfig(data=str(src), out=str(tmp_path / "pre"), epochs=12, **common))
     weights = save_backbone_weights(pre.run_dir, tmp_path / "task_a.weights.h5")
-    tgt, test = make_demo_dataset(DemoConfig(str(tmp_path / "b"), n_train=120, n_test=160, image_size=size, seed=2,
-                                             labels=("star", "cross")))
+    tgt, test = make_demo_dataset(
+        DemoConfig(
+            str(tmp_path / "b"),
+            n_train=120,
+            n_test=160,
+            image_size=size,
+            seed=2,
+            labels=("star", "cross"),
+        )
+    )
     test_table, x_test = load_table(read_labels_csv(test), (size, size), "test")
     scores = {}
     for name, kw in (("scratch", {}), ("pretrained", {"weights": str(weights)})):
         res = train(TrainConfig(data=str(tgt), out=str(tmp_path / name), epochs=12, **common, **kw))
         model = keras.models.load_model(res.run_dir / "model.keras", compile=False)
-        scores[name] = mean_average_precision(test_table.y, model.predict(x_test.astype(np.float32), verbose=0))
+        scores[name] = mean_average_precision(
+            test_table.y, model.predict(x_test.astype(np.float32), verbose=0)
+        )
     print(f"pretrain val mAP {pre.metrics['map']:.3f}; target test mAP {scores}")
     assert scores["pretrained"] >= scores["scratch"] + 0.05, scores

@@ -1,4 +1,5 @@
 """What the trainer tests share: a tiny training configuration (a run takes seconds)."""
+
 from __future__ import annotations
 
 from trainer import TrainConfig
@@ -6,7 +7,15 @@ from trainer import TrainConfig
 
 def tiny_config(data, out, **kw) -> TrainConfig:
     """32 px, 2 epochs, batch 32, quiet, seed 0; `kw` overrides any of it."""
-    base = dict(data=str(data), out=str(out), input_size=32, epochs=2, batch_size=32, patience=5,
-                verbose=False, seed=0)
+    base = dict(
+        data=str(data),
+        out=str(out),
+        input_size=32,
+        epochs=2,
+        batch_size=32,
+        patience=5,
+        verbose=False,
+        seed=0,
+    )
     base.update(kw)
     return TrainConfig(**base)

@@ -1,7 +1,18 @@
 """Training a sigmoid-head multi-label CNN from a labelled image folder."""
+
 from .config import Arch, Augment, FineTune, Loss, Recipe, Thresholds, TrainConfig
 from .models import build_model
 from .train import TrainResult, train
 
-__all__ = ["Arch", "Augment", "FineTune", "Loss", "Recipe", "Thresholds", "TrainConfig", "TrainResult",
-           "build_model", "train"]
+__all__ = [
+    "Arch",
+    "Augment",
+    "FineTune",
+    "Loss",
+    "Recipe",
+    "Thresholds",
+    "TrainConfig",
+    "TrainResult",
+    "build_model",
+    "train",
+]

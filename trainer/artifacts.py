@@ -5,19 +5,20 @@ at the end, so a crash (or Ctrl-C) never leaves a half-written run that an expor
 up. The manifest is the contract with the exporter: labels, thresholds, input size,
 preprocessing and where the validation images are.
 """
+
 from __future__ import annotations
 
 import os
 import platform
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from edge_common.labels_csv import write_labels_csv
-from edge_runtime.metrics import binarize, precision_recall_f1
+from edge_runtime.evaluation.metrics import binarize, precision_recall_f1
 
 from .errors import ConfigError
 
@@ -89,14 +90,21 @@ def plot_curves(path: Path, history: dict) -> None:
         ax1.plot(epochs, history["val_loss"], label="val loss")
     ax1.set_xlabel("epoch"), ax1.set_ylabel("loss"), ax1.legend(), ax1.grid(alpha=0.3)
     ax2.plot(epochs, history.get("val_map", []), color="C2", label="val mAP")
-    ax2.set_xlabel("epoch"), ax2.set_ylabel("mAP"), ax2.set_ylim(0, 1.02), ax2.legend(), ax2.grid(alpha=0.3)
+    (
+        ax2.set_xlabel("epoch"),
+        ax2.set_ylabel("mAP"),
+        ax2.set_ylim(0, 1.02),
+        ax2.legend(),
+        ax2.grid(alpha=0.3),
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def plot_pr_curves(path: Path, y: np.ndarray, scores: np.ndarray, labels: list[str],
-                   thresholds: np.ndarray) -> None:
+def plot_pr_curves(
+    path: Path, y: np.ndarray, scores: np.ndarray, labels: list[str], thresholds: np.ndarray
+) -> None:
     """Per-label precision-recall curves on validation, calibrated operating points marked.
 
     Points come from the shared metric code (precision/recall of thresholded scores) over the
@@ -113,7 +121,7 @@ def plot_pr_curves(path: Path, y: np.ndarray, scores: np.ndarray, labels: list[s
         if not y[:, j].any():
             continue
         keep = (prec[:, j] > 0) | (rec[:, j] > 0)
-        line, = ax.plot(rec[keep, j], prec[keep, j], label=name, drawstyle="steps-post")
+        (line,) = ax.plot(rec[keep, j], prec[keep, j], label=name, drawstyle="steps-post")
         p, r, _ = precision_recall_f1(y[:, [j]], binarize(scores[:, [j]], thresholds[j]))
         ax.plot(r, p, "o", color=line.get_color())
     ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_xlim(0, 1.02), ax.set_ylim(0, 1.02)

@@ -4,6 +4,7 @@ Augmentation runs here, not as layers in the model, so the saved/exported model 
 it. Images stay float32 in 0-255 (the model's first layer rescales), and with augmentation off
 the pipeline yields exactly the `load_image` pixels (a test checks this: no train/serve skew).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,18 +12,27 @@ import numpy as np
 from .config import Augment
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment: Augment | None = None,
-                 shuffle: bool = True, seed: int = 0):
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    augment: Augment | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+):
     """A batched `tf.data.Dataset` of (float32 0-255 images, float32 multi-hot)."""
     import tensorflow as tf
 
     if not isinstance(x, np.ndarray):  # a ShardView: streamed from disk
         from .streaming import make_stream
+
         return make_stream(x, y, batch_size, augment, shuffle=shuffle, seed=seed)
     ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.float32)))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda img, lab: (tf.cast(img, tf.float32), lab), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda img, lab: (tf.cast(img, tf.float32), lab), num_parallel_calls=tf.data.AUTOTUNE
+    )
     if augment is not None and augment.enabled:
         fn = _augment_fn(augment, int(x.shape[1]), int(x.shape[2]))
         ds = ds.map(lambda img, lab: (fn(img), lab), num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,4 +1,5 @@
 """Training callbacks: validation mAP (the selection metric) and one stderr line per epoch."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,7 @@ import time
 import keras
 import numpy as np
 
-from edge_runtime.metrics import mean_average_precision
+from edge_runtime.evaluation.metrics import mean_average_precision
 
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -30,7 +31,9 @@ class ValidationMetrics(keras.callbacks.Callback):
         if logs is None:
             return
         scores = self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0)
-        logs["val_loss"] = float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_val, scores))))
+        logs["val_loss"] = float(
+            np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_val, scores)))
+        )
         m = mean_average_precision(self.y_val, scores)
         logs["val_map"] = 0.0 if math.isnan(m) else m
 
@@ -84,8 +87,13 @@ class EpochLog(keras.callbacks.Callback):
         done = min(batch + 1, self.steps)
         filled = int(24 * done / self.steps)
         loss = (logs or {}).get("loss", float("nan"))
-        print(f"\repoch {self._epoch + 1}/{self.epochs} [{'=' * filled}{' ' * (24 - filled)}] "
-              f"{done}/{self.steps}  loss {loss:.4f}", end="", file=self.stream, flush=True)
+        print(
+            f"\repoch {self._epoch + 1}/{self.epochs} [{'=' * filled}{' ' * (24 - filled)}] "
+            f"{done}/{self.steps}  loss {loss:.4f}",
+            end="",
+            file=self.stream,
+            flush=True,
+        )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -96,5 +104,6 @@ class EpochLog(keras.callbacks.Callback):
             f"{CLEAR_LINE if self.live else ''}epoch {epoch + 1}/{self.epochs}  loss {logs.get('loss', float('nan')):.4f}  "
             f"val_loss {logs.get('val_loss', float('nan')):.4f}  val_mAP {logs.get('val_map', float('nan')):.4f}  "
             f"lr {lr:.1e}  {time.perf_counter() - self._t0:.1f}s",
-            file=self.stream, flush=True,
+            file=self.stream,
+            flush=True,
         )

@@ -1,4 +1,5 @@
 """`edge-train`: train a multi-label model from a labels CSV; `edge-train make-demo` writes demo data."""
+
 from __future__ import annotations
 
 import sys
@@ -7,11 +8,22 @@ from dataclasses import replace
 import click
 
 from edge_runtime import atomic
-from edge_runtime.clikit import DefaultGroup, config_default
+from edge_runtime.cli.kit import DefaultGroup, config_default
 from edge_runtime.errors import EdgeError, first_line
 
-from .config import (ARCH_DEFAULTS, DEFAULT_ARCH, NO_AUGMENT, Arch, Distribute, FineTune, Loss, Recipe,
-                     Thresholds, RECIPES, TrainConfig)
+from .config import (
+    ARCH_DEFAULTS,
+    DEFAULT_ARCH,
+    NO_AUGMENT,
+    RECIPES,
+    Arch,
+    Distribute,
+    FineTune,
+    Loss,
+    Recipe,
+    Thresholds,
+    TrainConfig,
+)
 
 EXIT_USAGE = 2  # bad options or bad input data (click's own usage errors use 2 as well)
 EXIT_FAILURE = 1  # anything else that went wrong during training
@@ -45,8 +57,12 @@ class DefaultToTrain(DefaultGroup):
     default_command = "train"
 
 
-@click.group(cls=DefaultToTrain, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]},
-             invoke_without_command=False)
+@click.group(
+    cls=DefaultToTrain,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=False,
+)
 def cli() -> None:
     """Train a sigmoid-head multi-label image classifier: edge-train DATA.csv --out RUN_DIR."""
 
@@ -68,62 +84,172 @@ _AUG = config_default(TrainConfig, "augment")
 
 @cli.command("train", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("data", type=click.Path(dir_okay=False))
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory to create (must be new or empty).")
-@click.option("--recipe", type=_choice(Recipe), default=Recipe.DEFAULT.value, show_default=True,
-              help="Starting values: 'seed' is exactly the seed script (seed net, 64 px, Adam 1e-3, 5 epochs, "
-                   "batch 32, plain BCE, no augmentation, thresholds 0.5). Options given win over it.")
-@click.option("--val-data", type=click.Path(dir_okay=False), help="Separate validation CSV (default: stratified split of DATA).")
-@click.option("--arch", type=_choice(Arch), default=None, show_default=f"{DEFAULT_ARCH.value}, or the --init-from run's")
-@click.option("--input-size", type=int, default=None, show_default=f"per arch: {_ARCH_DEFAULTS}",
-              help="Square input side in pixels.")
-@click.option("--epochs", type=int, default=None, show_default=_default("epochs"),
-              help="Epoch budget (with --weights: stage 1 + stage 2).")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run directory to create (must be new or empty).",
+)
+@click.option(
+    "--recipe",
+    type=_choice(Recipe),
+    default=Recipe.DEFAULT.value,
+    show_default=True,
+    help="Starting values: 'seed' is exactly the seed script (seed net, 64 px, Adam 1e-3, 5 epochs, "
+    "batch 32, plain BCE, no augmentation, thresholds 0.5). Options given win over it.",
+)
+@click.option(
+    "--val-data",
+    type=click.Path(dir_okay=False),
+    help="Separate validation CSV (default: stratified split of DATA).",
+)
+@click.option(
+    "--arch",
+    type=_choice(Arch),
+    default=None,
+    show_default=f"{DEFAULT_ARCH.value}, or the --init-from run's",
+)
+@click.option(
+    "--input-size",
+    type=int,
+    default=None,
+    show_default=f"per arch: {_ARCH_DEFAULTS}",
+    help="Square input side in pixels.",
+)
+@click.option(
+    "--epochs",
+    type=int,
+    default=None,
+    show_default=_default("epochs"),
+    help="Epoch budget (with --weights: stage 1 + stage 2).",
+)
 @click.option("--batch-size", type=int, default=None, show_default=_default("batch_size"))
-@click.option("--lr", "learning_rate", type=float, default=None, show_default=f"per arch: {_LR_DEFAULTS}",
-              help="Adam learning rate (stage 2 and --init-from run at a fraction of it).")
-@click.option("--patience", type=int, default=None, show_default=_default("patience"), help="Early-stopping patience on val mAP.")
-@click.option("--early-stop/--no-early-stop", default=None, show_default=str(_default("early_stop")).lower(),
-              help="Stop on val mAP and keep the best epoch; off: fixed epochs at a constant rate, last weights.")
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=float,
+    default=None,
+    show_default=f"per arch: {_LR_DEFAULTS}",
+    help="Adam learning rate (stage 2 and --init-from run at a fraction of it).",
+)
+@click.option(
+    "--patience",
+    type=int,
+    default=None,
+    show_default=_default("patience"),
+    help="Early-stopping patience on val mAP.",
+)
+@click.option(
+    "--early-stop/--no-early-stop",
+    default=None,
+    show_default=str(_default("early_stop")).lower(),
+    help="Stop on val mAP and keep the best epoch; off: fixed epochs at a constant rate, last weights.",
+)
 @click.option("--val-fraction", type=float, default=None, show_default=_default("val_fraction"))
 @click.option("--seed", type=int, default=None, show_default=_default("seed"))
-@click.option("--pos-weight", default=None, show_default=_default("pos_weight"),
-              callback=lambda _ctx, _param, value: None if value is None else _parse_pos_weight(value),
-              help="'auto' (clip(neg/pos, 1, 10) per label), 'none', or comma-separated floats, one per label.")
+@click.option(
+    "--pos-weight",
+    default=None,
+    show_default=_default("pos_weight"),
+    callback=lambda _ctx, _param, value: None if value is None else _parse_pos_weight(value),
+    help="'auto' (clip(neg/pos, 1, 10) per label), 'none', or comma-separated floats, one per label.",
+)
 @click.option("--loss", type=_choice(Loss), default=None, show_default=_default("loss"))
 @click.option("--focal-gamma", type=float, default=None, show_default=_default("focal_gamma"))
-@click.option("--thresholds", type=_choice(Thresholds), default=None, show_default=_default("thresholds"),
-              help="Thresholds the run keeps: per-label calibrated (max F1 on validation) or a fixed 0.5.")
+@click.option(
+    "--thresholds",
+    type=_choice(Thresholds),
+    default=None,
+    show_default=_default("thresholds"),
+    help="Thresholds the run keeps: per-label calibrated (max F1 on validation) or a fixed 0.5.",
+)
 @click.option("--no-augment", is_flag=True, default=None, help="Turn all augmentation off.")
-@click.option("--no-flip", is_flag=True, default=None, help="No horizontal flips (e.g. for text or left/right labels).")
+@click.option(
+    "--no-flip",
+    is_flag=True,
+    default=None,
+    help="No horizontal flips (e.g. for text or left/right labels).",
+)
 @click.option("--vflip", is_flag=True, default=None, help="Also flip vertically.")
-@click.option("--translate", type=float, default=None, show_default=_AUG.translate, help="Max shift, fraction of the side.")
+@click.option(
+    "--translate",
+    type=float,
+    default=None,
+    show_default=_AUG.translate,
+    help="Max shift, fraction of the side.",
+)
 @click.option("--brightness", type=float, default=None, show_default=_AUG.brightness)
 @click.option("--contrast", type=float, default=None, show_default=_AUG.contrast)
-@click.option("--weights", default=None, help="mobilenetv2/v3: 'imagenet' or a backbone .weights.h5/.h5 file; "
-                                              "trains the head first, then fine-tunes (--fine-tune).")
-@click.option("--fine-tune", type=_choice(FineTune), default=None, show_default=_default("fine_tune"),
-              help="With --weights, stage 2: none (head only), top (top third of the backbone), all.")
-@click.option("--head-epochs", type=int, default=None, show_default="a third of --epochs",
-              help="With --weights: epochs of stage 1 (head only).")
-@click.option("--init-from", type=click.Path(file_okay=False), default=None,
-              help="Start from this previous run's weights (labels remapped by name; new ones start fresh).")
-@click.option("--width", type=float, default=None, show_default="1.0, or the --init-from run's",
-              help="Channel multiplier (compact) / alpha (mobilenets).")
+@click.option(
+    "--weights",
+    default=None,
+    help="mobilenetv2/v3: 'imagenet' or a backbone .weights.h5/.h5 file; "
+    "trains the head first, then fine-tunes (--fine-tune).",
+)
+@click.option(
+    "--fine-tune",
+    type=_choice(FineTune),
+    default=None,
+    show_default=_default("fine_tune"),
+    help="With --weights, stage 2: none (head only), top (top third of the backbone), all.",
+)
+@click.option(
+    "--head-epochs",
+    type=int,
+    default=None,
+    show_default="a third of --epochs",
+    help="With --weights: epochs of stage 1 (head only).",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Start from this previous run's weights (labels remapped by name; new ones start fresh).",
+)
+@click.option(
+    "--width",
+    type=float,
+    default=None,
+    show_default="1.0, or the --init-from run's",
+    help="Channel multiplier (compact) / alpha (mobilenets).",
+)
 @click.option("--workers", type=int, default=None, help="Image-decoding threads.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache decoded images here.")
-@click.option("--in-memory", is_flag=True, default=None, help="Decode the whole set into RAM instead of streaming shards.")
-@click.option("--distribute", type=_choice(Distribute), default=None, show_default=_default("distribute"), help="mirrored: all local GPUs/CPU devices; multiworker: the cluster in "
-              "TF_CONFIG. --batch-size is per replica; the LR is scaled by sqrt(replicas).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache decoded images here."
+)
+@click.option(
+    "--in-memory",
+    is_flag=True,
+    default=None,
+    help="Decode the whole set into RAM instead of streaming shards.",
+)
+@click.option(
+    "--distribute",
+    type=_choice(Distribute),
+    default=None,
+    show_default=_default("distribute"),
+    help="mirrored: all local GPUs/CPU devices; multiworker: the cluster in "
+    "TF_CONFIG. --batch-size is per replica; the LR is scaled by sqrt(replicas).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No per-epoch progress on stderr.")
-def train_cmd(recipe, no_augment, no_flip, vflip, translate, brightness, contrast, as_json, quiet,
-              **options) -> None:
+def train_cmd(
+    recipe, no_augment, no_flip, vflip, translate, brightness, contrast, as_json, quiet, **options
+) -> None:
     """Train on DATA (a labels CSV) and write the run directory OUT."""
     try:  # an invalid option value is a usage error, not a training failure
         given = {k: v for k, v in options.items() if v is not None}
         base = RECIPES[Recipe(recipe)].get("augment", config_default(TrainConfig, "augment"))
-        aug = {"flip": False if no_flip else None, "vflip": True if vflip else None, "translate": translate,
-               "brightness": brightness, "contrast": contrast}
+        aug = {
+            "flip": False if no_flip else None,
+            "vflip": True if vflip else None,
+            "translate": translate,
+            "brightness": brightness,
+            "contrast": contrast,
+        }
         if no_augment:
             given["augment"] = NO_AUGMENT
         elif any(v is not None for v in aug.values()):
@@ -151,12 +277,22 @@ def train_cmd(recipe, no_augment, no_flip, vflip, translate, brightness, contras
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--n-train", type=click.IntRange(min=1), default=1500, show_default=True)
 @click.option("--n-test", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--size", type=click.IntRange(min=DEMO_MIN_SIZE), default=96, show_default=True,
-              help="Image side in pixels.")
+@click.option(
+    "--size",
+    type=click.IntRange(min=DEMO_MIN_SIZE),
+    default=96,
+    show_default=True,
+    help="Image side in pixels.",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--variant", type=click.Choice(["shapes", "clutter"]), default="shapes", show_default=True,
-              help="shapes: large shapes, easy; clutter: small objects in clutter on textured photos, "
-                   "a long label tail (hard from scratch; see README).")
+@click.option(
+    "--variant",
+    type=click.Choice(["shapes", "clutter"]),
+    default="shapes",
+    show_default=True,
+    help="shapes: large shapes, easy; clutter: small objects in clutter on textured photos, "
+    "a long label tail (hard from scratch; see README).",
+)
 def make_demo_cmd(out_dir, n_train, n_test, size, seed, variant) -> None:
     """Write a seeded demo data set: OUT_DIR/train.csv and OUT_DIR/test.csv."""
     from .clutter_demo import ClutterConfig, make_clutter_dataset
@@ -164,9 +300,13 @@ def make_demo_cmd(out_dir, n_train, n_test, size, seed, variant) -> None:
 
     try:
         if variant == "clutter":
-            train_csv, test_csv = make_clutter_dataset(ClutterConfig(out_dir, n_train, n_test, size, seed))
+            train_csv, test_csv = make_clutter_dataset(
+                ClutterConfig(out_dir, n_train, n_test, size, seed)
+            )
         else:
-            train_csv, test_csv = make_demo_dataset(DemoConfig(out_dir, n_train, n_test, size, seed))
+            train_csv, test_csv = make_demo_dataset(
+                DemoConfig(out_dir, n_train, n_test, size, seed)
+            )
     except OSError as exc:
         _fail(f"{out_dir}: {exc.strerror or exc}", EXIT_USAGE)
     except (EdgeError, ValueError) as exc:
@@ -181,8 +321,10 @@ def _parse_pos_weight(text: str) -> str | tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise click.BadParameter(f"{text!r}: expected 'auto', 'none' or comma-separated numbers",
-                                 param_hint="--pos-weight") from None
+        raise click.BadParameter(
+            f"{text!r}: expected 'auto', 'none' or comma-separated numbers",
+            param_hint="--pos-weight",
+        ) from None
 
 
 def _fail(message: str, code: int) -> None:

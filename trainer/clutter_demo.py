@@ -7,6 +7,7 @@ tail. `camera` shifts colour cast, noise and blur, so a "new camera" set differs
 one the way real cameras do. The label pool is larger than one task: pretraining on one subset
 and transferring to another is "a different task in the same kind of photos".
 """
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,20 @@ from edge_runtime import atomic
 
 from .demo_data import contrasting_colour, write_split_csv
 
-POOL = ("circle", "square", "triangle", "star", "cross", "hexagon", "ring", "arrow",
-        "diamond", "pentagon", "bar", "tee")
+POOL = (
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "hexagon",
+    "ring",
+    "arrow",
+    "diamond",
+    "pentagon",
+    "bar",
+    "tee",
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +57,9 @@ class ClutterConfig:
             raise ValueError(f"clutter demo image size must be >= 32, got {self.image_size}")
         unknown = set(self.labels) - set(POOL)
         if unknown:
-            raise ValueError(f"unknown clutter demo labels: {sorted(unknown)}; known: {', '.join(POOL)}")
+            raise ValueError(
+                f"unknown clutter demo labels: {sorted(unknown)}; known: {', '.join(POOL)}"
+            )
 
     def presence(self) -> np.ndarray:
         return self.p_first * self.tail ** np.arange(len(self.labels))
@@ -61,7 +76,9 @@ def make_clutter_dataset(config: ClutterConfig) -> tuple[Path, Path]:
         rows = []
         for i in range(n):
             present = [name for name, q in zip(config.labels, p) if rng.random() < q]
-            img = draw_clutter(present, config.image_size, rng, config.camera, config.scale, config.distractors)
+            img = draw_clutter(
+                present, config.image_size, rng, config.camera, config.scale, config.distractors
+            )
             name = f"{split}/{i:05d}.jpg"
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=88)
@@ -71,17 +88,27 @@ def make_clutter_dataset(config: ClutterConfig) -> tuple[Path, Path]:
     return csvs[0], csvs[1]
 
 
-def draw_clutter(objects: list[str], size: int, rng: np.random.Generator, camera: int = 0, scale: float = 1.0,
-                 distractors: tuple[int, int] = (3, 8)) -> Image.Image:
+def draw_clutter(
+    objects: list[str],
+    size: int,
+    rng: np.random.Generator,
+    camera: int = 0,
+    scale: float = 1.0,
+    distractors: tuple[int, int] = (3, 8),
+) -> Image.Image:
     img = Image.fromarray(_texture(size, rng), "RGB")
     draw = ImageDraw.Draw(img)
     items = list(objects) + ["blob"] * int(rng.integers(*distractors))
-    for k in rng.permutation(len(items)):  # distractors may cover objects partly, as in real clutter
+    for k in rng.permutation(
+        len(items)
+    ):  # distractors may cover objects partly, as in real clutter
         name = items[k]
         r = min(rng.uniform(0.05, 0.09) * scale, 0.3) * size
         cx, cy = rng.uniform(r, size - r, 2)
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        if name != "blob":  # a labelled object is visible against its surroundings (else its label is noise)
+        if (
+            name != "blob"
+        ):  # a labelled object is visible against its surroundings (else its label is noise)
             colour = contrasting_colour(img.getpixel((int(cx), int(cy))), rng, min_distance=160)
         _draw(draw, name, cx, cy, r, rng.uniform(0, 2 * math.pi), colour, rng)
     cam = np.random.default_rng(1000 + camera)  # fixed per camera: its colour cast and optics
@@ -105,35 +132,62 @@ def _texture(size: int, rng: np.random.Generator) -> np.ndarray:
     a = c1 * (1 - acc[..., None]) + c2 * acc[..., None]
     angle = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:size, 0:size] / size
-    light = 0.75 + 0.5 * ((np.cos(angle) * xx + np.sin(angle) * yy) % 1.0)[..., None] * rng.uniform(0.2, 0.6)
+    light = 0.75 + 0.5 * ((np.cos(angle) * xx + np.sin(angle) * yy) % 1.0)[..., None] * rng.uniform(
+        0.2, 0.6
+    )
     return np.clip(a * light, 0, 255).astype(np.uint8)
 
 
-def _draw(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: float, angle: float,
-          colour: tuple, rng: np.random.Generator) -> None:
+def _draw(
+    draw: ImageDraw.ImageDraw,
+    name: str,
+    cx: float,
+    cy: float,
+    r: float,
+    angle: float,
+    colour: tuple,
+    rng: np.random.Generator,
+) -> None:
     def poly(radii, stretch=(1.0, 1.0)) -> list[tuple[float, float]]:
         n = len(radii)
         pts = []
         for k, rad in enumerate(radii):
-            x, y = rad * math.cos(2 * math.pi * k / n) * stretch[0], rad * math.sin(2 * math.pi * k / n) * stretch[1]
-            pts.append((cx + x * math.cos(angle) - y * math.sin(angle), cy + x * math.sin(angle) + y * math.cos(angle)))
+            x, y = (
+                rad * math.cos(2 * math.pi * k / n) * stretch[0],
+                rad * math.sin(2 * math.pi * k / n) * stretch[1],
+            )
+            pts.append(
+                (
+                    cx + x * math.cos(angle) - y * math.sin(angle),
+                    cy + x * math.sin(angle) + y * math.cos(angle),
+                )
+            )
         return pts
 
     def rects(boxes) -> None:
         ca, sa = math.cos(angle), math.sin(angle)
         for x0, y0, x1, y1 in boxes:
             corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-            draw.polygon([(cx + x * ca - y * sa, cy + x * sa + y * ca) for x, y in corners], fill=colour)
+            draw.polygon(
+                [(cx + x * ca - y * sa, cy + x * sa + y * ca) for x, y in corners], fill=colour
+            )
 
     w = r * 0.35
-    if name == "blob":  # a distractor: an ellipse or a stroke (no polygons: they would look like labels)
+    if (
+        name == "blob"
+    ):  # a distractor: an ellipse or a stroke (no polygons: they would look like labels)
         if rng.random() < 0.5:
             a, b = r * rng.uniform(0.4, 1.2), r * rng.uniform(0.4, 1.2)
             draw.ellipse([cx - a, cy - b, cx + a, cy + b], fill=colour)
         else:
-            draw.line([(cx - r * 1.5 * math.cos(angle), cy - r * 1.5 * math.sin(angle)),
-                       (cx + r * 1.5 * math.cos(angle), cy + r * 1.5 * math.sin(angle))],
-                      fill=colour, width=max(1, int(r * 0.3)))
+            draw.line(
+                [
+                    (cx - r * 1.5 * math.cos(angle), cy - r * 1.5 * math.sin(angle)),
+                    (cx + r * 1.5 * math.cos(angle), cy + r * 1.5 * math.sin(angle)),
+                ],
+                fill=colour,
+                width=max(1, int(r * 0.3)),
+            )
     elif name == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
     elif name == "ring":
@@ -154,7 +208,11 @@ def _draw(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: float, 
     elif name == "arrow":
         rects([(-r, -w * 0.7, r * 0.2, w * 0.7)])
         ca, sa = math.cos(angle), math.sin(angle)
-        head = [(r, 0.0), (0.2 * r, 0.7 * r), (0.2 * r, -0.7 * r)]  # the arrow head, pointing along +x
+        head = [
+            (r, 0.0),
+            (0.2 * r, 0.7 * r),
+            (0.2 * r, -0.7 * r),
+        ]  # the arrow head, pointing along +x
         draw.polygon([(cx + x * ca - y * sa, cy + x * sa + y * ca) for x, y in head], fill=colour)
     else:
         raise ValueError(f"unknown clutter object {name!r}")

@@ -1,11 +1,11 @@
 """The one training configuration, passed whole to `train()`, and the named recipes."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Union
 
 from edge_runtime.atomic import to_jsonable
 
@@ -17,7 +17,9 @@ class Arch(str, Enum):
 
     SEED = "seed"  # the tiny two-conv baseline
     COMPACT = "compact"  # depthwise-separable, BN + ReLU: quantizes well, fast on a Pi
-    MOBILENETV2 = "mobilenetv2"  # MobileNetV2 backbone (ReLU6: int8-friendly), for transfer learning
+    MOBILENETV2 = (
+        "mobilenetv2"  # MobileNetV2 backbone (ReLU6: int8-friendly), for transfer learning
+    )
     MOBILENETV3 = "mobilenetv3"  # MobileNetV3Small backbone (hard-swish: int8 loses more)
 
 
@@ -57,7 +59,7 @@ class Recipe(str, Enum):
     SEED = "seed"  # exactly the seed script: see RECIPES
 
 
-PosWeight = Union[str, tuple[float, ...]]  # "auto", "none" or one float per label
+PosWeight = str | tuple[float, ...]  # "auto", "none" or one float per label
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ class TrainConfig:
     `init_from` run when there is one, else from ARCH_DEFAULTS. The stored config is resolved.
     """
 
-    data: str  # labels CSV (layout auto-detected, see edge_runtime.dataset)
+    data: str  # labels CSV (layout auto-detected, see edge_runtime.evaluation.dataset)
     out: str  # run directory to create (must not exist, or be empty)
     val_data: str | None = None  # separate validation CSV; otherwise split `data`
     arch: Arch | None = None  # None: the init_from run's, else compact
@@ -139,13 +141,17 @@ class TrainConfig:
     focal_gamma: float = 2.0
     augment: Augment = field(default_factory=Augment)
     thresholds: Thresholds = Thresholds.CALIBRATED
-    weights: str | None = None  # mobilenetv2/v3: None, "imagenet" or a backbone .weights.h5/.h5 file
+    weights: str | None = (
+        None  # mobilenetv2/v3: None, "imagenet" or a backbone .weights.h5/.h5 file
+    )
     fine_tune: FineTune = FineTune.TOP  # stage 2 after a pretrained start (see FineTune)
     head_epochs: int | None = None  # stage 1 length; None: a third of `epochs` (at least 1)
     init_from: str | None = None  # a previous run directory to start from (labels remapped by name)
     workers: int | None = None  # image-decoding threads (None: up to 8)
     cache_dir: str | None = None  # decoded-image cache; None = no cache
-    width: float | None = None  # channel multiplier of compact / alpha of mobilenets; None: 1.0 or init_from's
+    width: float | None = (
+        None  # channel multiplier of compact / alpha of mobilenets; None: 1.0 or init_from's
+    )
     verbose: bool = True  # one line per epoch on stderr
     # streamed shards (default) or the whole set in RAM; tf.distribute strategy
     in_memory: bool = False  # decode into one in-memory array (the old way: fastest for small sets)
@@ -153,18 +159,28 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.weights is not None and self.init_from is not None:
-            raise ConfigError("use either weights (a pretrained backbone) or init_from (a previous run), not both")
+            raise ConfigError(
+                "use either weights (a pretrained backbone) or init_from (a previous run), not both"
+            )
         # Accept plain strings for the enums (CLI, JSON) but store the enum.
-        for name, enum in (("loss", Loss), ("thresholds", Thresholds), ("fine_tune", FineTune),
-                           ("distribute", Distribute)):
+        for name, enum in (
+            ("loss", Loss),
+            ("thresholds", Thresholds),
+            ("fine_tune", FineTune),
+            ("distribute", Distribute),
+        ):
             try:
                 object.__setattr__(self, name, enum(getattr(self, name)))
             except ValueError:
                 choices = ", ".join(e.value for e in enum)
-                raise ConfigError(f"{name} must be one of {choices}, got {getattr(self, name)!r}") from None
+                raise ConfigError(
+                    f"{name} must be one of {choices}, got {getattr(self, name)!r}"
+                ) from None
         self._resolve_arch()
         if self.distribute is not Distribute.NONE and self.in_memory:
-            raise ConfigError("distributed training streams its data from shards: drop in_memory (--in-memory)")
+            raise ConfigError(
+                "distributed training streams its data from shards: drop in_memory (--in-memory)"
+            )
         if self.distribute is Distribute.MULTIWORKER:  # fail now, not after decoding the data set
             from .distribute import check_multiworker
 
@@ -172,7 +188,9 @@ class TrainConfig:
         if isinstance(self.pos_weight, (list, tuple)):
             object.__setattr__(self, "pos_weight", tuple(float(v) for v in self.pos_weight))
         elif self.pos_weight not in ("auto", "none"):
-            raise ConfigError(f"pos_weight must be 'auto', 'none' or a list of floats, got {self.pos_weight!r}")
+            raise ConfigError(
+                f"pos_weight must be 'auto', 'none' or a list of floats, got {self.pos_weight!r}"
+            )
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", Augment(**self.augment))
         if self.input_size < 32:
@@ -182,14 +200,18 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.weights is not None and self.arch not in PRETRAINABLE:
-            raise ConfigError(f"weights is only used with arch {' or '.join(a.value for a in PRETRAINABLE)}")
+            raise ConfigError(
+                f"weights is only used with arch {' or '.join(a.value for a in PRETRAINABLE)}"
+            )
         if self.weights not in (None, "imagenet") and not Path(self.weights).is_file():
             raise ConfigError(f"{self.weights}: weights file not found")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         if self.head_epochs is not None and not 1 <= self.head_epochs <= self.epochs:
-            raise ConfigError(f"head_epochs must be in [1, epochs={self.epochs}], got {self.head_epochs}")
+            raise ConfigError(
+                f"head_epochs must be in [1, epochs={self.epochs}], got {self.head_epochs}"
+            )
 
     def _resolve_arch(self) -> None:
         prev = init_run_config(self.init_from) if self.init_from else {}
@@ -197,18 +219,26 @@ class TrainConfig:
         try:
             arch = Arch(arch)
         except ValueError:
-            raise ConfigError(f"arch must be one of {', '.join(a.value for a in Arch)}, got {arch!r}") from None
+            raise ConfigError(
+                f"arch must be one of {', '.join(a.value for a in Arch)}, got {arch!r}"
+            ) from None
         if prev and arch.value != prev["arch"]:
-            raise ConfigError(f"{self.init_from}: that run is arch {prev['arch']}, not {arch.value}; "
-                              "--init-from needs the same architecture")
+            raise ConfigError(
+                f"{self.init_from}: that run is arch {prev['arch']}, not {arch.value}; "
+                "--init-from needs the same architecture"
+            )
         defaults = ARCH_DEFAULTS[arch]
         width = self.width if self.width is not None else prev.get("width", 1.0)
         if prev and width != prev.get("width", 1.0):
-            raise ConfigError(f"{self.init_from}: that run has width {prev.get('width')}, not {width}")
+            raise ConfigError(
+                f"{self.init_from}: that run has width {prev.get('width')}, not {width}"
+            )
         object.__setattr__(self, "arch", arch)
         object.__setattr__(self, "width", float(width))
         if self.input_size is None:
-            object.__setattr__(self, "input_size", int(prev.get("input_size") or defaults.input_size))
+            object.__setattr__(
+                self, "input_size", int(prev.get("input_size") or defaults.input_size)
+            )
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", defaults.learning_rate)
 
@@ -230,12 +260,14 @@ class TrainConfig:
         return to_jsonable(asdict(self))
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe | str = Recipe.DEFAULT, **overrides) -> "TrainConfig":
+    def from_recipe(cls, recipe: Recipe | str = Recipe.DEFAULT, **overrides) -> TrainConfig:
         """A config from a named recipe; `overrides` (e.g. data, out, epochs) win over it."""
         try:
             recipe = Recipe(recipe)
         except ValueError:
-            raise ConfigError(f"recipe must be one of {', '.join(r.value for r in Recipe)}, got {recipe!r}") from None
+            raise ConfigError(
+                f"recipe must be one of {', '.join(r.value for r in Recipe)}, got {recipe!r}"
+            ) from None
         return cls(**{**RECIPES[recipe], **overrides})
 
 
@@ -245,9 +277,19 @@ class TrainConfig:
 # still computed and reported beside the 0.5 ones.
 RECIPES: dict[Recipe, dict] = {
     Recipe.DEFAULT: {},
-    Recipe.SEED: dict(arch=Arch.SEED, input_size=64, learning_rate=1e-3, epochs=5, batch_size=32,
-                      val_fraction=0.2, pos_weight="none", loss=Loss.BCE, augment=NO_AUGMENT,
-                      early_stop=False, thresholds=Thresholds.HALF),
+    Recipe.SEED: dict(
+        arch=Arch.SEED,
+        input_size=64,
+        learning_rate=1e-3,
+        epochs=5,
+        batch_size=32,
+        val_fraction=0.2,
+        pos_weight="none",
+        loss=Loss.BCE,
+        augment=NO_AUGMENT,
+        early_stop=False,
+        thresholds=Thresholds.HALF,
+    ),
 }
 
 
@@ -258,7 +300,9 @@ def init_run_config(run_dir: str | Path) -> dict:
     run = Path(run_dir)
     manifest = run / MANIFEST_FILE
     if not manifest.is_file() or not (run / MODEL_FILE).is_file():
-        raise ConfigError(f"{run_dir}: not a run directory (needs {MANIFEST_FILE} and {MODEL_FILE})")
+        raise ConfigError(
+            f"{run_dir}: not a run directory (needs {MANIFEST_FILE} and {MODEL_FILE})"
+        )
     try:
         m = json.loads(manifest.read_text())
         cfg = dict(m.get("training", {}).get("config", {}))
@@ -270,5 +314,15 @@ def init_run_config(run_dir: str | Path) -> dict:
         raise ConfigError(f"{manifest}: unreadable manifest ({exc})") from None
 
 
-__all__ = ["ARCH_DEFAULTS", "Arch", "Augment", "FineTune", "Loss", "NO_AUGMENT", "RECIPES", "Recipe",
-           "Thresholds", "TrainConfig"]
+__all__ = [
+    "ARCH_DEFAULTS",
+    "Arch",
+    "Augment",
+    "FineTune",
+    "Loss",
+    "NO_AUGMENT",
+    "RECIPES",
+    "Recipe",
+    "Thresholds",
+    "TrainConfig",
+]

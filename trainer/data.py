@@ -1,4 +1,5 @@
 """From labels CSV(s) to decoded, split training and validation arrays."""
+
 from __future__ import annotations
 
 import sys
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_common.images import load_table
-from edge_runtime.dataset import LabelTable, SkippedRow, read_labels_csv
+from edge_runtime.evaluation.dataset import LabelTable, SkippedRow, read_labels_csv
 
 from .config import TrainConfig
 from .errors import DataError
@@ -51,26 +52,35 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         sources = [table, val_table]
     else:
         if len(table) < 4:
-            raise DataError(f"{table.csv_path}: only {len(table)} usable images; need at least 4 to split")
+            raise DataError(
+                f"{table.csv_path}: only {len(table)} usable images; need at least 4 to split"
+            )
         tr, va = iterative_split(table.y, config.val_fraction, config.seed)
         train, val = Split(table.subset(tr), x[tr]), Split(table.subset(va), x[va])
         sources = [table]  # both subsets carry the whole CSV's warnings and skipped rows
     warnings = [w for t in sources for w in t.warnings]
     for j, name in enumerate(train.table.labels):
         if train.y[:, j].any() and not val.y[:, j].any():
-            warnings.append(f"label {name!r} has no positive in the validation set: its threshold stays 0.5")
+            warnings.append(
+                f"label {name!r} has no positive in the validation set: its threshold stays 0.5"
+            )
     skipped = [s for t in sources for s in t.skipped]
     return PreparedData(list(train.table.labels), train, val, warnings, skipped)
 
 
-def _read_decoded(csv_path: str, labels: list[str] | None, size: tuple[int, int],
-                  config: TrainConfig) -> tuple[LabelTable, np.ndarray]:
+def _read_decoded(
+    csv_path: str, labels: list[str] | None, size: tuple[int, int], config: TrainConfig
+) -> tuple[LabelTable, np.ndarray]:
     table = read_labels_csv(csv_path, labels=labels)
     if not table.labels:
-        raise DataError(f"{table.csv_path}: no labels (no label columns, or every 'labels' cell is empty); "
-                        "a model needs at least one label")
+        raise DataError(
+            f"{table.csv_path}: no labels (no label columns, or every 'labels' cell is empty); "
+            "a model needs at least one label"
+        )
     if config.in_memory:
-        table, x = load_table(table, size, "training", cache_dir=config.cache_dir, workers=config.workers)
+        table, x = load_table(
+            table, size, "training", cache_dir=config.cache_dir, workers=config.workers
+        )
     else:  # shards on disk; x is a ShardView that indexes like the array
         table, x = streamed_table(table, size, config)
     if config.verbose:
@@ -80,4 +90,3 @@ def _read_decoded(csv_path: str, labels: list[str] | None, size: tuple[int, int]
         if len(table.skipped) > 20:
             print(f"  ... and {len(table.skipped) - 20} more skipped rows", file=sys.stderr)
     return table, x
-

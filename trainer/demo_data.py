@@ -5,6 +5,7 @@ independently, drawn at a random colour, size, rotation and position over a vari
 (flat, gradient or striped) with pixel noise. Some images hold no shape at all: valid negatives.
 Written as PNG files plus a `filename,labels` CSV (labels joined by spaces) per split.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,7 +37,9 @@ class DemoConfig:
         if self.image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"demo image size must be >= {MIN_IMAGE_SIZE}, got {self.image_size}")
         if self.n_train < 0 or self.n_test < 0:
-            raise ValueError(f"demo image counts must be >= 0, got {self.n_train} and {self.n_test}")
+            raise ValueError(
+                f"demo image counts must be >= 0, got {self.n_train} and {self.n_test}"
+            )
 
 
 def make_demo_dataset(config: DemoConfig) -> tuple[Path, Path]:
@@ -103,7 +106,9 @@ def _background(size: int, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a).astype(np.uint8), "RGB")
 
 
-def contrasting_colour(bg: tuple, rng: np.random.Generator, min_distance: int = 200) -> tuple[int, int, int]:
+def contrasting_colour(
+    bg: tuple, rng: np.random.Generator, min_distance: int = 200
+) -> tuple[int, int, int]:
     """A random colour at least `min_distance` (sum of |RGB differences|) from `bg`, else its inverse."""
     for _ in range(50):
         c = rng.integers(0, 256, 3)
@@ -112,12 +117,21 @@ def contrasting_colour(bg: tuple, rng: np.random.Generator, min_distance: int = 
     return tuple(int(255 - v) for v in bg[:3])
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float,
-                angle: float, colour: tuple) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw,
+    shape: str,
+    cx: float,
+    cy: float,
+    r: float,
+    angle: float,
+    colour: tuple,
+) -> None:
     def polygon(n: int, radius_fn) -> list[tuple[float, float]]:
         return [
-            (cx + radius_fn(k) * math.cos(angle + 2 * math.pi * k / n),
-             cy + radius_fn(k) * math.sin(angle + 2 * math.pi * k / n))
+            (
+                cx + radius_fn(k) * math.cos(angle + 2 * math.pi * k / n),
+                cy + radius_fn(k) * math.sin(angle + 2 * math.pi * k / n),
+            )
             for k in range(n)
         ]
 
@@ -135,6 +149,8 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         for x0, y0, x1, y1 in arms:
             corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
             ca, sa = math.cos(angle), math.sin(angle)
-            draw.polygon([(cx + x * ca - y * sa, cy + x * sa + y * ca) for x, y in corners], fill=colour)
+            draw.polygon(
+                [(cx + x * ca - y * sa, cy + x * sa + y * ca) for x, y in corners], fill=colour
+            )
     else:
         raise ValueError(f"unknown shape {shape!r}")

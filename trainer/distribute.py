@@ -17,6 +17,7 @@ Only the chief writes the run directory (task `chief`, or worker 0 when the clus
 chief). The other workers run the same code to the end (saving can involve collective reads of
 the weights) into a throwaway directory that is deleted.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,10 +26,10 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 from .config import Distribute, TrainConfig
 from .errors import ConfigError
@@ -65,9 +66,11 @@ def check_multiworker() -> None:
     """`ConfigError` unless TF_CONFIG describes a cluster that holds this task."""
     conf = tf_config()
     if not conf:
-        raise ConfigError("--distribute multiworker needs TF_CONFIG (the cluster and this task), "
-                          'e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
-                          '"task": {"type": "worker", "index": 0}}')
+        raise ConfigError(
+            "--distribute multiworker needs TF_CONFIG (the cluster and this task), "
+            'e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
     cluster, task = conf.get("cluster"), conf.get("task")
     if not isinstance(cluster, dict) or not isinstance(task, dict) or "type" not in task:
         raise ConfigError("TF_CONFIG needs a 'cluster' object and a 'task' with 'type' and 'index'")
@@ -111,7 +114,9 @@ def _keras_compatible(strategy):
     reduce_to = ext._reduce_to
 
     def mapped(reduce_op, value, destinations, options):
-        return tf.nest.map_structure(lambda v: reduce_to(reduce_op, v, destinations, options), value)
+        return tf.nest.map_structure(
+            lambda v: reduce_to(reduce_op, v, destinations, options), value
+        )
 
     ext._reduce_to = mapped
     reduce = strategy.reduce
@@ -136,8 +141,11 @@ def scaled(config: TrainConfig, replicas: int) -> TrainConfig:
     """`config` with the global batch size and learning rate for `replicas` replicas."""
     if replicas <= 1:
         return config
-    return replace(config, batch_size=config.batch_size * replicas,
-                   learning_rate=config.learning_rate * math.sqrt(replicas))
+    return replace(
+        config,
+        batch_size=config.batch_size * replicas,
+        learning_rate=config.learning_rate * math.sqrt(replicas),
+    )
 
 
 def describe(config: TrainConfig, model) -> dict:
@@ -149,9 +157,14 @@ def describe(config: TrainConfig, model) -> dict:
         cluster = tf_config().get("cluster") or {}
         workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
     eff = scaled(config, replicas)
-    return {"mode": config.distribute.value, "replicas": replicas, "workers": max(1, workers),
-            "global_batch_size": eff.batch_size, "learning_rate": eff.learning_rate,
-            "rule": "global batch = batch_size x replicas; learning rate = lr x sqrt(replicas)"}
+    return {
+        "mode": config.distribute.value,
+        "replicas": replicas,
+        "workers": max(1, workers),
+        "global_batch_size": eff.batch_size,
+        "learning_rate": eff.learning_rate,
+        "rule": "global batch = batch_size x replicas; learning rate = lr x sqrt(replicas)",
+    }
 
 
 def in_strategy(fit):

@@ -1,4 +1,5 @@
 """Trainer-specific error types (all `EdgeError`, so the CLI reports them in one line)."""
+
 from __future__ import annotations
 
 from edge_runtime.errors import DataError, EdgeError

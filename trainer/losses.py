@@ -7,9 +7,10 @@ weighting each label's positive term.
 Losses are for training only: the saved model is uncompiled, so loading it needs no custom
 object from this module.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -85,4 +86,3 @@ def focal_loss(pos_weight: Sequence[float], gamma: float = 2.0, eps: float = 1e-
 
     loss.__name__ = "focal_loss"
     return loss
-

@@ -5,6 +5,7 @@ output of `load_image` unchanged. Only builtin Keras layers are used: the saved 
 loads with `keras.models.load_model(path, safe_mode=True)` without importing this package, and
 every op converts to a TFLite builtin.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,14 @@ OUTPUT_NAME = "scores"
 BACKBONE_NAME = "backbone"  # the nested Keras application model of the mobilenet archs
 
 
-def build_model(arch: Arch | str, input_size: int, n_labels: int, weights: str | None = None,
-                width: float = 1.0, dropout: float = 0.2):
+def build_model(
+    arch: Arch | str,
+    input_size: int,
+    n_labels: int,
+    weights: str | None = None,
+    width: float = 1.0,
+    dropout: float = 0.2,
+):
     """A Keras model: (batch, input_size, input_size, 3) float 0-255 -> (batch, n_labels) sigmoid.
 
     With `weights` (mobilenets: "imagenet" or a backbone weights file) the backbone's batch norm
@@ -30,7 +37,9 @@ def build_model(arch: Arch | str, input_size: int, n_labels: int, weights: str |
     if n_labels < 1:
         raise ConfigError(f"need at least one label, got {n_labels}")
     if weights is not None and arch not in PRETRAINABLE:
-        raise ConfigError(f"pretrained weights are only available for arch {' or '.join(a.value for a in PRETRAINABLE)}")
+        raise ConfigError(
+            f"pretrained weights are only available for arch {' or '.join(a.value for a in PRETRAINABLE)}"
+        )
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise ConfigError(f"{weights}: weights file not found")
     inputs = keras.Input((input_size, input_size, 3), name="image")
@@ -104,15 +113,27 @@ def _mobilenet(arch: Arch, x, input_size: int, weights: str | None, width: float
 
     try:
         if arch is Arch.MOBILENETV2:
-            x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)  # what its weights expect
-            backbone = keras.applications.MobileNetV2(input_shape=(input_size, input_size, 3), alpha=width,
-                                                      include_top=False, weights=weights, pooling=None,
-                                                      name=BACKBONE_NAME)
+            x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(
+                x
+            )  # what its weights expect
+            backbone = keras.applications.MobileNetV2(
+                input_shape=(input_size, input_size, 3),
+                alpha=width,
+                include_top=False,
+                weights=weights,
+                pooling=None,
+                name=BACKBONE_NAME,
+            )
         else:
             backbone = keras.applications.MobileNetV3Small(
-                input_shape=(input_size, input_size, 3), alpha=width, include_top=False, weights=weights,
+                input_shape=(input_size, input_size, 3),
+                alpha=width,
+                include_top=False,
+                weights=weights,
                 include_preprocessing=True,  # Rescaling(1/127.5, offset=-1) inside the graph
-                pooling=None, name=BACKBONE_NAME)
+                pooling=None,
+                name=BACKBONE_NAME,
+            )
     except ValueError as exc:  # e.g. an alpha or input size ImageNet weights do not exist for
         raise ConfigError(f"{arch.value}: {str(exc).strip().splitlines()[0]}") from None
     # Keras builds them with BN momentum 0.999: from scratch on a few hundred steps the moving

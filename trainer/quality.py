@@ -4,24 +4,32 @@ A random ranking's expected AP is the label's prevalence, so a model at chance g
 with an mAP that looks like a number. This verdict says so plainly, in the summary, `--json`
 and the manifest (`manifest["quality"]`), with what to try.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.metrics import average_precision
+from edge_runtime.evaluation.metrics import average_precision
 
 N_PERMUTATIONS = 200  # random rankings per label, for the 95th percentile of chance AP
 LABEL_MIN_LIFT = 0.10  # a label has learned if AP closes >= 10% of the gap chance -> 1 ...
 MODEL_MIN_LIFT = 0.20  # ... the model if the mean label does >= 20% of it (and some label learned)
 STRONG_LIFT = 0.50  # below this mean lift the model has learned, but weakly
-CRITERIA = (f"lift = (AP - chance) / (1 - chance), chance = the label's validation prevalence; a label has "
-            f"learned if its AP is above the 95th percentile of {N_PERMUTATIONS} random rankings and its lift "
-            f">= {LABEL_MIN_LIFT}; the model if the mean lift >= {MODEL_MIN_LIFT} and some label learned "
-            f"(weak below a mean lift of {STRONG_LIFT})")
+CRITERIA = (
+    f"lift = (AP - chance) / (1 - chance), chance = the label's validation prevalence; a label has "
+    f"learned if its AP is above the 95th percentile of {N_PERMUTATIONS} random rankings and its lift "
+    f">= {LABEL_MIN_LIFT}; the model if the mean lift >= {MODEL_MIN_LIFT} and some label learned "
+    f"(weak below a mean lift of {STRONG_LIFT})"
+)
 
 
-def assess(y: np.ndarray, scores: np.ndarray, labels: list[str], n_train_pos: np.ndarray | None = None,
-           seed: int = 0) -> dict:
+def assess(
+    y: np.ndarray,
+    scores: np.ndarray,
+    labels: list[str],
+    n_train_pos: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict:
     """The quality verdict, JSON-ready:
 
     {"learned": bool, "verdict": "learned"|"weak"|"not_learned", "map": float, "chance_map": float,
@@ -36,15 +44,28 @@ def assess(y: np.ndarray, scores: np.ndarray, labels: list[str], n_train_pos: np
     for j, name in enumerate(labels):
         pos = int(y[:, j].sum())
         if pos == 0:
-            per_label[name] = {"ap": None, "chance": 0.0, "chance_p95": None, "lift": None, "learned": None}
+            per_label[name] = {
+                "ap": None,
+                "chance": 0.0,
+                "chance_p95": None,
+                "lift": None,
+                "learned": None,
+            }
             continue
         ap = average_precision(y[:, j], scores[:, j])
         chance = pos / len(y)
-        null = [average_precision(rng.permutation(y[:, j]), scores[:, j]) for _ in range(N_PERMUTATIONS)]
+        null = [
+            average_precision(rng.permutation(y[:, j]), scores[:, j]) for _ in range(N_PERMUTATIONS)
+        ]
         p95 = float(np.percentile(null, 95))
         lift = (ap - chance) / (1 - chance) if chance < 1 else 0.0
-        per_label[name] = {"ap": float(ap), "chance": float(chance), "chance_p95": p95, "lift": float(lift),
-                           "learned": bool(ap > p95 and lift >= LABEL_MIN_LIFT)}
+        per_label[name] = {
+            "ap": float(ap),
+            "chance": float(chance),
+            "chance_p95": p95,
+            "lift": float(lift),
+            "learned": bool(ap > p95 and lift >= LABEL_MIN_LIFT),
+        }
         lifts.append(lift), aps.append(ap), chances.append(chance)
     judged = [n for n, v in per_label.items() if v["learned"] is not None]
     not_learned = [n for n in judged if not per_label[n]["learned"]]
@@ -69,14 +90,20 @@ def advice(verdict: str, not_learned: list[str], labels: list[str], n_train_pos)
         return []
     tips = []
     if verdict == "not_learned":
-        tips.append("the model scores at chance: check that the CSV's labels match its images "
-                    "(a shuffled or misaligned CSV looks exactly like this)")
+        tips.append(
+            "the model scores at chance: check that the CSV's labels match its images "
+            "(a shuffled or misaligned CSV looks exactly like this)"
+        )
     if not_learned:
         counts = ""
         if n_train_pos is not None:
             index = {n: j for j, n in enumerate(labels)}
-            counts = " (" + ", ".join(f"{n}: {int(n_train_pos[index[n]])}" for n in not_learned[:8]) + \
-                     (", ..." if len(not_learned) > 8 else "") + " training positives)"
+            counts = (
+                " ("
+                + ", ".join(f"{n}: {int(n_train_pos[index[n]])}" for n in not_learned[:8])
+                + (", ..." if len(not_learned) > 8 else "")
+                + " training positives)"
+            )
         tips.append(f"more labelled images of the labels at chance{counts}")
     tips += [
         "start from pretrained weights: --arch mobilenetv2 --weights imagenet (or a local weights file)",
@@ -89,16 +116,24 @@ def advice(verdict: str, not_learned: list[str], labels: list[str], n_train_pos)
 def format_verdict(quality: dict) -> str:
     """The summary's lines about the verdict ('' when everything learned)."""
     if quality["verdict"] == "learned" and not quality["not_learned"]:
-        return f"quality: learned (mAP {quality['map']:.3f} vs {quality['chance_map']:.3f} at chance)"
-    head = {"not_learned": "WARNING: the model has NOT learned: validation mAP {m:.3f} vs {c:.3f} for a random "
-                           "ranking",
-            "weak": "WARNING: the model has learned only weakly: validation mAP {m:.3f} vs {c:.3f} for a random "
-                    "ranking",
-            "learned": "quality: learned (mAP {m:.3f} vs {c:.3f} at chance), but some labels have not"}[quality["verdict"]]
+        return (
+            f"quality: learned (mAP {quality['map']:.3f} vs {quality['chance_map']:.3f} at chance)"
+        )
+    head = {
+        "not_learned": "WARNING: the model has NOT learned: validation mAP {m:.3f} vs {c:.3f} for a random "
+        "ranking",
+        "weak": "WARNING: the model has learned only weakly: validation mAP {m:.3f} vs {c:.3f} for a random "
+        "ranking",
+        "learned": "quality: learned (mAP {m:.3f} vs {c:.3f} at chance), but some labels have not",
+    }[quality["verdict"]]
     lines = [head.format(m=quality["map"] or 0.0, c=quality["chance_map"] or 0.0)]
     if quality["not_learned"]:
-        lines.append("labels at chance: " + ", ".join(
-            f"{n} (AP {quality['per_label'][n]['ap']:.3f}, chance {quality['per_label'][n]['chance']:.3f})"
-            for n in quality["not_learned"]))
+        lines.append(
+            "labels at chance: "
+            + ", ".join(
+                f"{n} (AP {quality['per_label'][n]['ap']:.3f}, chance {quality['per_label'][n]['chance']:.3f})"
+                for n in quality["not_learned"]
+            )
+        )
     lines += [f"  try: {t}" for t in quality["advice"]]
     return "\n".join(lines)

@@ -6,12 +6,15 @@ threshold cannot be calibrated) or no training positive. The algorithm hands out
 label's examples first, each to the fold that still needs that label most, so every label with
 at least two examples lands on both sides.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def iterative_split(y: np.ndarray, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def iterative_split(
+    y: np.ndarray, val_fraction: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Split rows of a multi-hot `y` (n, L) into (train_idx, val_idx), both sorted.
 
     Deterministic for a given `seed`. Rows with no label are distributed to fill the folds'
@@ -44,7 +47,11 @@ def iterative_split(y: np.ndarray, val_fraction: float, seed: int = 0) -> tuple[
         rows = rng.permutation(rows)
         for r in rows:
             f = _pick_fold(desired_lab[:, lab], desired, rng)
-            if label_left[lab] == 2 and desired_lab[f, lab] <= 0 and np.all(fold[y[:, lab]] != 1 - f):
+            if (
+                label_left[lab] == 2
+                and desired_lab[f, lab] <= 0
+                and np.all(fold[y[:, lab]] != 1 - f)
+            ):
                 # Guarantee the rare-label promise: the last two positives split if one side has none.
                 f = 1 - f
             fold[r] = f
@@ -85,7 +92,11 @@ def _ensure_both_sides(y: np.ndarray, fold: np.ndarray) -> None:
                 for r in cand:
                     others = np.flatnonzero(y[r])
                     # Do not take the last positive of another label away from its side.
-                    ok = all(np.sum(fold[y[:, k]] == fold[r]) > 1 or y[:, k].sum() < 2 for k in others if k != j)
+                    ok = all(
+                        np.sum(fold[y[:, k]] == fold[r]) > 1 or y[:, k].sum() < 2
+                        for k in others
+                        if k != j
+                    )
                     if ok:
                         fold[r] = side
                         break

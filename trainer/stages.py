@@ -4,6 +4,7 @@ Each stage compiles a fresh Adam at its own rate. The weights kept are those of 
 validation-mAP epoch over all stages: a fine-tuning stage that never beats the head stage does
 not get to overwrite it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,10 +27,14 @@ class Stage:
     warmup: bool
 
     def describe(self, fine_tune: FineTune) -> str:
-        what = {"train": "all layers", "head": "the head, backbone frozen",
-                "fine-tune": f"head + {fine_tune.value} of the backbone (batch norm frozen)"}[self.name]
-        return f"{self.name}: {what}, {self.epochs} epochs max at lr {self.learning_rate:.1e}" + \
-            (" with warm-up" if self.warmup else "")
+        what = {
+            "train": "all layers",
+            "head": "the head, backbone frozen",
+            "fine-tune": f"head + {fine_tune.value} of the backbone (batch norm frozen)",
+        }[self.name]
+        return f"{self.name}: {what}, {self.epochs} epochs max at lr {self.learning_rate:.1e}" + (
+            " with warm-up" if self.warmup else ""
+        )
 
 
 def plan_stages(config: TrainConfig) -> list[Stage]:
@@ -46,8 +51,18 @@ def plan_stages(config: TrainConfig) -> list[Stage]:
     return [head, Stage("fine-tune", rest, lr * FINE_TUNE_LR_SCALE, warmup=True)]
 
 
-def fit_stages(model, config: TrainConfig, stages: list[Stage], train_ds, val_x, val_y, loss_fn,
-               steps_per_epoch: int, log, fit_steps: int | None = None) -> tuple[dict, int]:
+def fit_stages(
+    model,
+    config: TrainConfig,
+    stages: list[Stage],
+    train_ds,
+    val_x,
+    val_y,
+    loss_fn,
+    steps_per_epoch: int,
+    log,
+    fit_steps: int | None = None,
+) -> tuple[dict, int]:
     """Fit `model` stage by stage; returns (history with a "stage" entry per epoch, best epoch).
 
     `val_x` is an array or a streamed `ShardView`; `fit_steps` is the epoch length of an endless
@@ -63,26 +78,48 @@ def fit_stages(model, config: TrainConfig, stages: list[Stage], train_ds, val_x,
         if len(stages) > 1:
             log(f"stage {k + 1}/{len(stages)}: {stage.describe(config.fine_tune)}")
         set_stage_trainable(model, stage.name, config.fine_tune)
-        model.compile(optimizer=keras.optimizers.Adam(stage.learning_rate), loss=loss_fn,
-                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])  # reported, never selects
+        model.compile(
+            optimizer=keras.optimizers.Adam(stage.learning_rate),
+            loss=loss_fn,
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+        )  # reported, never selects
         callbacks = [validation_callback(val_x, val_y, loss_fn)]  # first: the others read val_map
         if stage.warmup:
             callbacks.append(WarmUp(stage.learning_rate, WARMUP_EPOCHS * steps_per_epoch))
         if config.early_stop:
             callbacks += [
-                keras.callbacks.ReduceLROnPlateau(monitor="val_map", mode="max", factor=0.3,
-                                                  patience=max(1, config.patience // 2), min_lr=1e-6, verbose=0),
-                keras.callbacks.EarlyStopping(monitor="val_map", mode="max", patience=config.patience,
-                                              restore_best_weights=True, verbose=0),
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_map",
+                    mode="max",
+                    factor=0.3,
+                    patience=max(1, config.patience // 2),
+                    min_lr=1e-6,
+                    verbose=0,
+                ),
+                keras.callbacks.EarlyStopping(
+                    monitor="val_map",
+                    mode="max",
+                    patience=config.patience,
+                    restore_best_weights=True,
+                    verbose=0,
+                ),
             ]
         if config.verbose:
             callbacks.append(EpochLog(stage.epochs, steps=steps_per_epoch))
-        hist = model.fit(train_ds, epochs=stage.epochs, callbacks=callbacks, verbose=0, shuffle=False,
-                         steps_per_epoch=fit_steps)
+        hist = model.fit(
+            train_ds,
+            epochs=stage.epochs,
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=False,
+            steps_per_epoch=fit_steps,
+        )
         done = len(history.get("loss", []))
         n = len(hist.history.get("loss", []))
         for key, vals in {**hist.history, "stage": [stage.name] * n}.items():
-            history.setdefault(key, [None] * done).extend(v if key == "stage" else float(v) for v in vals)
+            history.setdefault(key, [None] * done).extend(
+                v if key == "stage" else float(v) for v in vals
+            )
         for key in history:  # a key only some stages log (learning_rate) stays aligned
             history[key].extend([None] * (done + n - len(history[key])))
         val_map = hist.history.get("val_map", [])

@@ -12,6 +12,7 @@ epoch sees every row at least once.
 Validation and final predictions read the pixels in table order, a batch at a time, and call
 the model directly: memory is one batch, and no cross-worker gathering is involved.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_common.shards import ShardView, load_table_shards, print_progress
-from edge_runtime.dataset import LabelTable
+from edge_runtime.evaluation.dataset import LabelTable
 
 from .config import Augment, TrainConfig
 
@@ -34,7 +35,9 @@ CYCLE = 4  # shards read at once: more mixing per buffer, more open files
 PREDICT_BATCH = 128
 
 
-def streamed_table(table: LabelTable, size: tuple[int, int], config: TrainConfig) -> tuple[LabelTable, ShardView]:
+def streamed_table(
+    table: LabelTable, size: tuple[int, int], config: TrainConfig
+) -> tuple[LabelTable, ShardView]:
     """Decode `table` into shards (or find them in `config.cache_dir`); unreadable rows dropped.
 
     Without a cache dir the shards go to a hidden temporary folder beside the run directory
@@ -49,8 +52,15 @@ def streamed_table(table: LabelTable, size: tuple[int, int], config: TrainConfig
         root = config.cache_dir
     progress = print_progress(table.csv_path.name) if config.verbose else None
     try:
-        return load_table_shards(table, size, "training", root, workers=config.workers, progress=progress,
-                                 temporary=temporary)
+        return load_table_shards(
+            table,
+            size,
+            "training",
+            root,
+            workers=config.workers,
+            progress=progress,
+            temporary=temporary,
+        )
     except BaseException:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
@@ -61,8 +71,14 @@ def shuffle_buffer(view: ShardView) -> int:
     return max(MIN_SHUFFLE, SHUFFLE_BYTES // view.shards.record_bytes)
 
 
-def make_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augment | None = None,
-                shuffle: bool = True, seed: int = 0):
+def make_stream(
+    view: ShardView,
+    y: np.ndarray,
+    batch_size: int,
+    augment: Augment | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+):
     """The streamed twin of `trainer.augment.make_dataset`: batches of (float32 0-255, multi-hot).
 
     `batch_size` is the global batch. Inside a multi-replica `tf.distribute` strategy scope the
@@ -76,7 +92,8 @@ def make_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augmen
         h, w, _ = view.shards.shape
         ds = tf.data.Dataset.from_generator(
             lambda: view.batches(PREDICT_BATCH),
-            output_signature=tf.TensorSpec((None, h, w, 3), tf.uint8)).unbatch()
+            output_signature=tf.TensorSpec((None, h, w, 3), tf.uint8),
+        ).unbatch()
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(y)))
         ds = ds.map(lambda img, lab: (tf.cast(img, tf.float32), lab))
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -85,8 +102,15 @@ def make_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augmen
         return _train_stream(view, y, batch_size, augment, seed, 0, 1)
 
     def per_worker(ctx: tf.distribute.InputContext):
-        return _train_stream(view, y, ctx.get_per_replica_batch_size(batch_size), augment, seed,
-                             ctx.input_pipeline_id, ctx.num_input_pipelines)
+        return _train_stream(
+            view,
+            y,
+            ctx.get_per_replica_batch_size(batch_size),
+            augment,
+            seed,
+            ctx.input_pipeline_id,
+            ctx.num_input_pipelines,
+        )
 
     return strategy.distribute_datasets_from_function(per_worker)
 
@@ -96,8 +120,15 @@ def steps_per_epoch(x, batch_size: int) -> int | None:
     return None if isinstance(x, np.ndarray) else math.ceil(len(x) / batch_size)
 
 
-def _train_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augment | None, seed: int,
-                  pipeline: int, pipelines: int):
+def _train_stream(
+    view: ShardView,
+    y: np.ndarray,
+    batch_size: int,
+    augment: Augment | None,
+    seed: int,
+    pipeline: int,
+    pipelines: int,
+):
     """One input pipeline: its part of the rows, shuffled, augmented, batched, repeated forever."""
     import tensorflow as tf
 
@@ -121,8 +152,13 @@ def _train_stream(view: ShardView, y: np.ndarray, batch_size: int, augment: Augm
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def split_records(view: ShardView, pipeline: int = 0, pipelines: int = 1, shuffle_files: bool = False,
-                  seed: int = 0):
+def split_records(
+    view: ShardView,
+    pipeline: int = 0,
+    pipelines: int = 1,
+    shuffle_files: bool = False,
+    seed: int = 0,
+):
     """One pass over this pipeline's share of the view's rows: (shard position, raw pixel bytes).
 
     With at least as many shard files as pipelines, each pipeline reads only its own files;
@@ -136,9 +172,15 @@ def split_records(view: ShardView, pipeline: int = 0, pipelines: int = 1, shuffl
     member[view.positions] = True
     member_t = tf.constant(member)
     files = [str(s.file) for s in shards.shards]
-    table = tf.data.Dataset.from_tensor_slices((
-        files, *(np.array([getattr(s, k) for s in shards.shards], dtype=np.int64)
-                 for k in ("header_bytes", "start", "count"))))
+    table = tf.data.Dataset.from_tensor_slices(
+        (
+            files,
+            *(
+                np.array([getattr(s, k) for s in shards.shards], dtype=np.int64)
+                for k in ("header_bytes", "start", "count")
+            ),
+        )
+    )
     by_file = pipelines > 1 and len(files) >= pipelines
     by_row = pipelines > 1 and not by_file
     if by_file:
@@ -147,12 +189,18 @@ def split_records(view: ShardView, pipeline: int = 0, pipelines: int = 1, shuffl
         table = table.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
 
     def read(file, header, start, count):
-        recs = tf.data.FixedLengthRecordDataset(file, shards.record_bytes, header_bytes=header,
-                                                buffer_size=1 << 20)
+        recs = tf.data.FixedLengthRecordDataset(
+            file, shards.record_bytes, header_bytes=header, buffer_size=1 << 20
+        )
         return tf.data.Dataset.zip((tf.data.Dataset.range(start, start + count), recs))
 
-    ds = table.interleave(read, cycle_length=min(CYCLE, len(files)), block_length=16,
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=by_row or not shuffle_files)
+    ds = table.interleave(
+        read,
+        cycle_length=min(CYCLE, len(files)),
+        block_length=16,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=by_row or not shuffle_files,
+    )
     ds = ds.filter(lambda pos, rec: tf.gather(member_t, pos))
     return ds.shard(pipelines, pipeline) if by_row else ds
 
@@ -183,7 +231,9 @@ def _inference_fn(model):
     fn = _INFERENCE.get(model)
     if fn is None:
         ref = weakref.ref(model)  # the cached function must not keep the model alive
-        fn = _INFERENCE[model] = tf.function(lambda t: ref()(t, training=False), reduce_retracing=True)
+        fn = _INFERENCE[model] = tf.function(
+            lambda t: ref()(t, training=False), reduce_retracing=True
+        )
     return fn
 
 
@@ -212,14 +262,16 @@ def _streamed_validation_class():
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             import keras
 
-            from edge_runtime.metrics import mean_average_precision
+            from edge_runtime.evaluation.metrics import mean_average_precision
 
             if logs is None:
                 return
             scores = predict(self.model, self.x_val)
             val_loss = float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_val, scores))))
             m = mean_average_precision(self.y_val, scores)
-            logs["val_loss"], logs["val_map"] = _agree_across_workers(val_loss, 0.0 if math.isnan(m) else m)
+            logs["val_loss"], logs["val_map"] = _agree_across_workers(
+                val_loss, 0.0 if math.isnan(m) else m
+            )
 
     return StreamedValidationMetrics
 
@@ -240,6 +292,8 @@ def _agree_across_workers(*values: float) -> tuple[float, ...]:
 
     @tf.function  # collectives run eagerly are slow and warned about
     def mean():
-        return strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(lambda: tf.identity(local)), axis=None)
+        return strategy.reduce(
+            tf.distribute.ReduceOp.MEAN, strategy.run(lambda: tf.identity(local)), axis=None
+        )
 
     return tuple(float(v) for v in mean().numpy())

@@ -6,6 +6,7 @@ throughout, so stage 1 leaves every backbone weight, moving statistics included,
 loaded. `init_from` copies a previous run's weights layer by layer and remaps its head by label
 name: shared labels keep their column, new labels start fresh, dropped ones go.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,9 +25,14 @@ TOP_FRACTION = 1 / 3  # FineTune.TOP trains the last third of the backbone's lay
 
 def start_model(config: TrainConfig, labels: list[str]):
     """The model training starts from, and its lineage record for the manifest."""
-    model = build_model(config.arch, config.input_size, len(labels), weights=config.weights, width=config.width)
+    model = build_model(
+        config.arch, config.input_size, len(labels), weights=config.weights, width=config.width
+    )
     if config.init_from:
-        return model, {"start": "init_from", "init_from": init_from_run(model, config.init_from, labels)}
+        return model, {
+            "start": "init_from",
+            "init_from": init_from_run(model, config.init_from, labels),
+        }
     if config.weights:
         return model, {"start": "pretrained", "weights": describe_weights(config.weights)}
     return model, {"start": "scratch"}
@@ -50,15 +56,19 @@ def init_from_run(model, run_dir: str | Path, labels: list[str]) -> dict:
     prev_labels = [str(v) for v in prev_manifest["labels"]]
     prev = keras.models.load_model(run / MODEL_FILE, safe_mode=True, compile=False)
     if len(prev.layers) != len(model.layers):
-        raise ConfigError(f"{run_dir}: its model has a different structure ({len(prev.layers)} layers, "
-                          f"this one {len(model.layers)})")
+        raise ConfigError(
+            f"{run_dir}: its model has a different structure ({len(prev.layers)} layers, "
+            f"this one {len(model.layers)})"
+        )
     for new, old in zip(model.layers, prev.layers):
         if new.name == OUTPUT_NAME:
             continue
         w_new, w_old = new.get_weights(), old.get_weights()
         if [w.shape for w in w_new] != [w.shape for w in w_old]:
-            raise ConfigError(f"{run_dir}: layer {old.name!r} has other weight shapes than this model's "
-                              "(a different input size or width for this arch?)")
+            raise ConfigError(
+                f"{run_dir}: layer {old.name!r} has other weight shapes than this model's "
+                "(a different input size or width for this arch?)"
+            )
         new.set_weights(w_old)
     kernel, bias = model.get_layer(OUTPUT_NAME).get_weights()
     old_kernel, old_bias = prev.get_layer(OUTPUT_NAME).get_weights()
@@ -106,12 +116,14 @@ def save_backbone_weights(run_dir: str | Path, path: str | Path) -> Path:
     run = Path(run_dir)
     arch = json.loads((run / MANIFEST_FILE).read_text()).get("arch")
     if arch not in (Arch.MOBILENETV2.value, Arch.MOBILENETV3.value):
-        raise ConfigError(f"{run_dir}: arch {arch} has no separate backbone; use --init-from to start from it")
+        raise ConfigError(
+            f"{run_dir}: arch {arch} has no separate backbone; use --init-from to start from it"
+        )
     model = keras.models.load_model(run / MODEL_FILE, safe_mode=True, compile=False)
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ConfigError(f"{path}: a backbone weights file must end in .weights.h5")
-    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp-{os.getpid()}.weights.h5")
+    tmp = path.with_name(f".{path.name[: -len('.weights.h5')]}.tmp-{os.getpid()}.weights.h5")
     try:  # atomic: complete or not at all
         get_backbone(model).save_weights(tmp)
         os.replace(tmp, path)

@@ -13,6 +13,7 @@ before anything is decompressed, decompression itself stops at the cap, and the 
 for size, depth and the types of the fields the runtime uses. A file over a cap is a one-line
 `ModelError`, never a long stall or gigabytes of memory.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +24,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 MEMBER = "edge_metadata.json"
 LABELS_FILE = "labels.txt"
@@ -93,8 +94,10 @@ class Archive:
             return None
         where = f"{self._name}: embedded {member}"
         if e.size > cap or e.compressed > cap:
-            raise ModelError(f"{where} is {max(e.size, e.compressed):,} bytes, over the {cap:,}-byte limit "
-                             "(not a metadata file this toolkit wrote)")
+            raise ModelError(
+                f"{where} is {max(e.size, e.compressed):,} bytes, over the {cap:,}-byte limit "
+                "(not a metadata file this toolkit wrote)"
+            )
         d = self._data
         if d[e.header : e.header + 4] != _LOCAL:
             raise ModelError(f"{where}: corrupt archive (no local header)")
@@ -111,7 +114,9 @@ class Archive:
             except zlib.error as exc:
                 raise ModelError(f"{where}: corrupt archive ({exc})") from None
         if len(out) != e.size:
-            raise ModelError(f"{where}: holds {len(out):,}+ bytes, not the {e.size:,} its directory says")
+            raise ModelError(
+                f"{where}: holds {len(out):,}+ bytes, not the {e.size:,} its directory says"
+            )
         if zlib.crc32(out) != e.crc:
             raise ModelError(f"{where}: corrupt archive (CRC mismatch)")
         return bytes(out)
@@ -129,8 +134,10 @@ def archive(data: bytes, name: str = "<model>") -> Archive | None:
         return None  # those bytes belong to something else (weights can hold them by chance)
     bad = f"{name}: embedded metadata archive is corrupt"
     if count > MAX_ENTRIES or cd_size > MAX_DIRECTORY_BYTES:
-        raise ModelError(f"{name}: embedded metadata archive has {count} entries / a {cd_size:,}-byte "
-                         f"directory, over the limits ({MAX_ENTRIES}, {MAX_DIRECTORY_BYTES:,})")
+        raise ModelError(
+            f"{name}: embedded metadata archive has {count} entries / a {cd_size:,}-byte "
+            f"directory, over the limits ({MAX_ENTRIES}, {MAX_DIRECTORY_BYTES:,})"
+        )
     cd = eocd - cd_size
     # Offsets count from the start of the file (TFLite Support, us now) or of the archive (older
     # exports): the difference is where the archive's own offsets start.
@@ -189,7 +196,9 @@ def embed(model: bytes, metadata: dict, files: dict[str, bytes] | None = None) -
     members[MEMBER] = json.dumps(payload, indent=1, sort_keys=True).encode("utf-8")
     for member, blob in members.items():
         if len(blob) > MAX_MEMBER_BYTES:
-            raise ModelError(f"{member}: {len(blob):,} bytes, over the {MAX_MEMBER_BYTES:,}-byte metadata limit")
+            raise ModelError(
+                f"{member}: {len(blob):,} bytes, over the {MAX_MEMBER_BYTES:,}-byte metadata limit"
+            )
     return flat + _zip_stored(members, offset=len(flat))
 
 
@@ -200,13 +209,45 @@ def _zip_stored(members: dict[str, bytes], offset: int) -> bytes:
         name = member.encode("utf-8")
         crc, at = zlib.crc32(blob), offset + len(local)
         # version 2.0, no flags, stored, DOS time/date 1980-01-01 (reproducible files)
-        local += struct.pack("<4sHHHHHIIIHH", _LOCAL, 20, 0, _STORED, 0, 0x21, crc, len(blob), len(blob), len(name), 0)
+        local += struct.pack(
+            "<4sHHHHHIIIHH",
+            _LOCAL,
+            20,
+            0,
+            _STORED,
+            0,
+            0x21,
+            crc,
+            len(blob),
+            len(blob),
+            len(name),
+            0,
+        )
         local += name + blob
-        central += struct.pack("<4sHHHHHHIIIHHHHHII", _CDIR, 20, 20, 0, _STORED, 0, 0x21, crc, len(blob),
-                               len(blob), len(name), 0, 0, 0, 0, 0, at)
+        central += struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            _CDIR,
+            20,
+            20,
+            0,
+            _STORED,
+            0,
+            0x21,
+            crc,
+            len(blob),
+            len(blob),
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0,
+            at,
+        )
         central += name
-    end = struct.pack("<4sHHHHIIH", _EOCD, 0, 0, len(members), len(members), len(central),
-                      offset + len(local), 0)
+    end = struct.pack(
+        "<4sHHHHIIH", _EOCD, 0, 0, len(members), len(members), len(central), offset + len(local), 0
+    )
     return bytes(local + central + end)
 
 
@@ -235,6 +276,7 @@ def read(source: bytes | str | Path, name: str | None = None) -> dict | None:
 
 def validate(meta: object, name: str = "<model>") -> None:
     """Raise ModelError unless `meta` has the shape the runtime relies on."""
+
     def bad(problem: str) -> ModelError:
         return ModelError(f"{name}: unusable embedded metadata: {problem}")
 
@@ -250,7 +292,9 @@ def validate(meta: object, name: str = "<model>") -> None:
             raise bad(f"over {MAX_LABELS} labels or a label over {MAX_LABEL_CHARS} characters")
     thresholds = meta.get("thresholds")
     if thresholds is not None:
-        if not isinstance(thresholds, list) or not all(_number(t) and 0 <= t <= 1 for t in thresholds):
+        if not isinstance(thresholds, list) or not all(
+            _number(t) and 0 <= t <= 1 for t in thresholds
+        ):
             raise bad("'thresholds' is not a list of numbers in [0, 1]")
         if len(thresholds) > MAX_LABELS:
             raise bad(f"over {MAX_LABELS} thresholds")
@@ -260,7 +304,9 @@ def validate(meta: object, name: str = "<model>") -> None:
     size = meta.get("input") or {}
     for key in ("width", "height"):
         v = size.get(key)
-        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_INPUT_SIDE):
+        if v is not None and not (
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_INPUT_SIDE
+        ):
             raise bad(f"input {key} {v!r} is not a whole number in 1..{MAX_INPUT_SIDE}")
     integrity = meta.get("integrity") or {}
     digest = integrity.get("flatbuffer_sha256")

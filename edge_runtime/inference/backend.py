@@ -4,12 +4,13 @@ Order of preference: `ai_edge_litert` (LiteRT, maintained, numpy 2), `tflite_run
 legacy package; numpy < 2; the only choice on 32-bit Raspberry Pi OS), then `tensorflow.lite`
 (a development machine that has TensorFlow anyway). Nothing else in the runtime imports them.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from .errors import BackendError, first_line
+from ..errors import BackendError, first_line
 
 BACKENDS: dict[str, str] = {
     "ai-edge-litert": "ai_edge_litert.interpreter",

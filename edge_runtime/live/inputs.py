@@ -6,14 +6,16 @@ extension is a video file and a URL (`rtsp://`, `http://...`) a stream, both rea
 OpenCV (see `sources`). Nothing here opens an image: a problem found while expanding (no such
 file, an empty directory, a glob matching nothing) travels with the item for the caller to report.
 """
+
 from __future__ import annotations
 
 import glob
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import TextIO
 
 from .sources import is_stream, is_video
 from .watch import is_image_name
@@ -74,4 +76,3 @@ def expand_inputs(items: Iterable[str], stdin: TextIO | None = None) -> Iterator
                 yield Input(m, _kind(m))
         else:
             yield Input(item, _kind(item), "file not found")
-

@@ -15,25 +15,44 @@ A stream that drops mid-run is reopened up to `retries` times in a row (each rep
 `on_problem`); a file that ends simply ends. Nothing here prints: problems go to the callback,
 fatal ones are `SourceError`.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from .errors import SourceError
+from ..errors import SourceError
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".h264",
-                    ".mjpg", ".mjpeg", ".wmv", ".flv", ".3gp"}
+VIDEO_EXTENSIONS = {
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".h264",
+    ".mjpg",
+    ".mjpeg",
+    ".wmv",
+    ".flv",
+    ".3gp",
+}
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-_STREAM_TIMEOUT_MS = 10_000  # an unreachable stream fails after this, instead of FFmpeg's default wait
+_STREAM_TIMEOUT_MS = (
+    10_000  # an unreachable stream fails after this, instead of FFmpeg's default wait
+)
 
 
 def is_stream(item: str) -> bool:
@@ -79,8 +98,9 @@ def _cv2():
     try:
         import cv2
     except ImportError:
-        raise SourceError("video, streams and OpenCV cameras need OpenCV: "
-                          "pip install 'edge-multilabel[video]'") from None
+        raise SourceError(
+            "video, streams and OpenCV cameras need OpenCV: pip install 'edge-multilabel[video]'"
+        ) from None
     return cv2
 
 
@@ -88,7 +108,12 @@ def open_capture(target: str | int) -> Any:
     """An OpenCV `VideoCapture` (the seam tests replace with a fake of the same interface)."""
     cv2 = _cv2()
     if isinstance(target, str) and is_stream(target):
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            _STREAM_TIMEOUT_MS,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            _STREAM_TIMEOUT_MS,
+        ]
         return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
     return cv2.VideoCapture(target)
 
@@ -169,9 +194,16 @@ class FrameSource:
     `retries` bounds the reopen attempts in a row after a live source stops delivering.
     """
 
-    def __init__(self, target: str | int, *, camera: bool = False, sampling: Sampling = Sampling(),
-                 retries: int = 3, retry_delay: float = 1.0,
-                 on_problem: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        target: str | int,
+        *,
+        camera: bool = False,
+        sampling: Sampling = Sampling(),
+        retries: int = 3,
+        retry_delay: float = 1.0,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
         self.target, self.camera, self.sampling = target, camera, sampling
         self.live = camera or (isinstance(target, str) and is_stream(target))
         self.name = f"camera:{target}" if camera else str(target)
@@ -195,10 +227,15 @@ class FrameSource:
         cap = open_capture(int(self.target) if self.camera else self.target)
         if not cap.isOpened():
             cap.release()
-            what = ("no camera at this index (is one connected and enabled?)" if self.camera
-                    else "cannot open stream (unreachable, or not a video stream)" if self.live
-                    else "file not found" if not Path(str(self.target)).exists()
-                    else "cannot open video (unreadable or unsupported format)")
+            what = (
+                "no camera at this index (is one connected and enabled?)"
+                if self.camera
+                else "cannot open stream (unreachable, or not a video stream)"
+                if self.live
+                else "file not found"
+                if not Path(str(self.target)).exists()
+                else "cannot open video (unreadable or unsupported format)"
+            )
             raise SourceError(f"{self.name}: {what}")
         self.backend = "opencv"
         return _OpenCV(cap)
@@ -224,7 +261,9 @@ class FrameSource:
             if cap is None or not cap.grab():
                 if not self.live:
                     if index == 0:
-                        raise SourceError(f"{self.name}: cannot read video (no frame could be decoded)")
+                        raise SourceError(
+                            f"{self.name}: cannot read video (no frame could be decoded)"
+                        )
                     return  # end of the file
                 failures += 1
                 self._reopen(failures)
@@ -256,8 +295,12 @@ class FrameSource:
     def _reopen(self, failures: int) -> None:
         if failures > self.retries:
             self.close()
-            raise SourceError(f"{self.name}: stream lost; gave up after {self.retries} reconnect attempts")
-        self.on_problem(f"{self.name}: stream dropped (no frame); reconnecting ({failures}/{self.retries})")
+            raise SourceError(
+                f"{self.name}: stream lost; gave up after {self.retries} reconnect attempts"
+            )
+        self.on_problem(
+            f"{self.name}: stream dropped (no frame); reconnecting ({failures}/{self.retries})"
+        )
         self.close()
         time.sleep(self.retry_delay)
         try:

@@ -1,4 +1,5 @@
 """Small click pieces every CLI of the toolkit shares (no TensorFlow, no model code)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,8 +7,8 @@ import warnings
 
 import click
 
-from .backend import BACKENDS
-from .errors import EdgeError
+from ..errors import EdgeError
+from ..inference.backend import BACKENDS
 
 
 class Fatal(click.ClickException):
@@ -30,16 +31,20 @@ class DefaultGroup(click.Group):
 def config_default(config_cls: type, name: str):
     """The default of dataclass field `name`: CLIs take their defaults from the stage's config."""
     field = config_cls.__dataclass_fields__[name]
-    return field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
+    return (
+        field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
+    )
 
 
 # The interpreter-package option of every command that loads a model; choices from the backend module.
-backend_option = click.option("--backend", type=click.Choice(list(BACKENDS)), help="Interpreter package.")
+backend_option = click.option(
+    "--backend", type=click.Choice(list(BACKENDS)), help="Interpreter package."
+)
 
 
 def load_classifier(model: str, threads: int | None = None, backend: str | None = None):
     """The model at `model`, its load warnings echoed one line each; a ModelError becomes Fatal."""
-    from .classifier import Classifier
+    from ..inference.classifier import Classifier
 
     try:
         with warnings.catch_warnings(record=True) as caught:

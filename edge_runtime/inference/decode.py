@@ -9,16 +9,18 @@ long the input (a folder of 100,000 files, paths streamed on stdin).
 Every image goes through `load_image`: this is the one preprocessing path, run in parallel. The
 trainer and the exporter decode their data sets with it too.
 """
+
 from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import ImageError
+from ..errors import ImageError
 from .preprocess import ImageSource, load_image
 
 
@@ -39,8 +41,13 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _one(index: int, source: Any, size: tuple[int, int], draft: bool,
-         image_of: Callable[[Any], ImageSource] | None) -> Decoded:
+def _one(
+    index: int,
+    source: Any,
+    size: tuple[int, int],
+    draft: bool,
+    image_of: Callable[[Any], ImageSource] | None,
+) -> Decoded:
     try:
         image = source if image_of is None else image_of(source)
         return Decoded(index, source, load_image(image, size, draft=draft), None)
@@ -48,9 +55,15 @@ def _one(index: int, source: Any, size: tuple[int, int], draft: bool,
         return Decoded(index, source, None, exc)
 
 
-def decode_many(sources: Iterable[Any], size: tuple[int, int], *, workers: int | None = None,
-                draft: bool = True, window: int | None = None,
-                image_of: Callable[[Any], ImageSource] | None = None) -> Iterator[Decoded]:
+def decode_many(
+    sources: Iterable[Any],
+    size: tuple[int, int],
+    *,
+    workers: int | None = None,
+    draft: bool = True,
+    window: int | None = None,
+    image_of: Callable[[Any], ImageSource] | None = None,
+) -> Iterator[Decoded]:
     """Yield a `Decoded` per source, in input order, decoding up to `window` inputs ahead.
 
     `size` is (width, height). `workers=None` uses every available core; 1 decodes inline with

@@ -6,25 +6,26 @@ stdin, the watch) share one, as the frames of a timelapse, numbered in arrival o
 on one item is recorded and the run goes on; `stop` (set by SIGTERM) ends it between two items,
 after every result already computed has been written.
 """
+
 from __future__ import annotations
 
 import re
 import signal
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 from PIL import Image, ImageOps
 
-from . import atomic
-from .classifier import Classifier, Outcome
-from .errors import SourceError
+from .. import atomic
+from ..errors import SourceError
+from ..inference.classifier import Classifier, Outcome
+from ..inference.preprocess import to_rgb
 from .events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES, Hysteresis, State
-from .output import Writer
-from .preprocess import to_rgb
+from .sinks import Item, Sink
 from .sources import Frame, FrameSource, Sampling
 from .watch import Watcher
 
@@ -41,8 +42,8 @@ class EventConfig:
 @dataclass(frozen=True)
 class RunConfig:
     threshold: float | None = None  # one threshold for every label (default: the embedded ones)
-    workers: int | None = None      # decoding threads (None: every core)
-    draft: bool = True              # reduced-scale JPEG decoding (see load_image)
+    workers: int | None = None  # decoding threads (None: every core)
+    draft: bool = True  # reduced-scale JPEG decoding (see load_image)
     events: EventConfig | None = None  # None: write every result; else only label changes
 
 
@@ -52,7 +53,7 @@ class Summary:
     frames: int = 0
     events: int = 0
     snapshots: int = 0
-    ignored: int = 0     # watch: arrivals that are not images
+    ignored: int = 0  # watch: arrivals that are not images
     reconnects: int = 0  # streams reopened after a drop
     undecodable: int = 0  # frames a source delivered but could not decode (skipped, reported)
     failed: dict[str, str] = field(default_factory=dict)  # input -> problem (one entry per input)
@@ -73,21 +74,30 @@ class Summary:
 
 
 class Runner:
-    """Classifies inputs with `clf` and writes through `writer`; see the module docstring.
+    """Classifies inputs with `clf` and hands each record to `sink` (the stdout `Writer`, or a
+    `Fanout` of it and other sinks); see the module docstring.
 
     `on_failure(input, problem)` is called as each failure happens (the CLI prints live
     failures at once); every failure is also kept in `summary.failed`.
     """
 
-    def __init__(self, clf: Classifier, config: RunConfig, writer: Writer, *,
-                 stop: threading.Event | None = None,
-                 on_failure: Callable[[str, str], None] | None = None) -> None:
-        self.clf, self.config, self.writer = clf, config, writer
+    def __init__(
+        self,
+        clf: Classifier,
+        config: RunConfig,
+        sink: Sink,
+        *,
+        stop: threading.Event | None = None,
+        on_failure: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.clf, self.config, self.sink = clf, config, sink
         self.stop = stop or threading.Event()
         self.on_failure = on_failure or (lambda name, problem: None)
         self.summary = Summary()
         n = len(clf.labels)
-        self._thresholds = [config.threshold] * n if config.threshold is not None else clf.thresholds.tolist()
+        self._thresholds = (
+            [config.threshold] * n if config.threshold is not None else clf.thresholds.tolist()
+        )
         self._hysteresis: dict[str, Hysteresis] = {}
         self._image_index = 0
         self._watching = False
@@ -96,17 +106,25 @@ class Runner:
     def images(self, paths: Iterable[str]) -> None:
         """Classify image paths, decoding in parallel, results in input order."""
         cfg = self.config
-        for outcome in self.clf.predict_many(self._until_stopped(paths), workers=cfg.workers,
-                                             threshold=cfg.threshold, draft=cfg.draft):
+        for outcome in self.clf.predict_many(
+            self._until_stopped(paths),
+            workers=cfg.workers,
+            threshold=cfg.threshold,
+            draft=cfg.draft,
+        ):
             self._image(outcome)
 
     def frames(self, source: FrameSource) -> None:
         """Classify a frame source until it ends, fails or `stop` is set; closes it."""
         cfg = self.config
         try:
-            for outcome in self.clf.predict_many(source.frames(self.stop), workers=cfg.workers,
-                                                 threshold=cfg.threshold, image_of=_frame_image,
-                                                 name_of=_frame_name):
+            for outcome in self.clf.predict_many(
+                source.frames(self.stop),
+                workers=cfg.workers,
+                threshold=cfg.threshold,
+                image_of=_frame_image,
+                name_of=_frame_name,
+            ):
                 self._frame(outcome)
         except SourceError as exc:
             self.fail(source.name, str(exc).removeprefix(f"{source.name}: "))
@@ -115,7 +133,9 @@ class Runner:
             self.summary.reconnects += source.reconnects
             self.summary.undecodable += source.undecodable
 
-    def watch(self, watcher: Watcher, timeout: float | None = None, max_count: int | None = None) -> None:
+    def watch(
+        self, watcher: Watcher, timeout: float | None = None, max_count: int | None = None
+    ) -> None:
         """Classify each image arriving in the watched folder until stop, timeout or max_count."""
         done = 0
         self._watching = True
@@ -152,10 +172,13 @@ class Runner:
         self.summary.images += 1
         pred = outcome.prediction
         index, self._image_index = self._image_index, self._image_index + 1
+        item = Item(str(outcome.source), index=index)
         if self.config.events is None:
-            self.writer.result(pred.to_dict())
+            self.sink.result(pred.to_dict(), item)
         else:
-            self._changes(_IMAGES, pred, index, _now(), lambda path: _save_file(str(outcome.source), path))
+            self._changes(
+                _IMAGES, pred, item, _now(), lambda path: _save_file(str(outcome.source), path)
+            )
 
     def _frame(self, outcome: Outcome) -> None:
         frame: Frame = outcome.source
@@ -164,26 +187,43 @@ class Runner:
             return
         self.summary.frames += 1
         pred = outcome.prediction
+        item = Item(frame.source, frame=frame.image, index=frame.index)
         if self.config.events is None:
-            self.writer.result({**pred.to_dict(), **frame.record()})
+            self.sink.result({**pred.to_dict(), **frame.record()}, item)
         else:
-            self._changes(frame.source, pred, frame.index, frame.time, lambda path: _save_array(frame.image, path))
+            self._changes(
+                frame.source, pred, item, frame.time, lambda path: _save_array(frame.image, path)
+            )
 
-    def _changes(self, key: str, pred, index: int, when, save: Callable[[Path], None]) -> None:
+    def _changes(self, key: str, pred, item: Item, when, save: Callable[[Path], None]) -> None:
         ev = self.config.events
+        index = item.index
         hyst = self._hysteresis.get(key)
         if hyst is None:
-            hyst = self._hysteresis[key] = Hysteresis(self.clf.labels, self._thresholds,
-                                                      on_frames=ev.on_frames, off_frames=ev.off_frames)
+            hyst = self._hysteresis[key] = Hysteresis(
+                self.clf.labels, self._thresholds, on_frames=ev.on_frames, off_frames=ev.off_frames
+            )
         for change in hyst.update(list(pred.scores.values())):
-            record = {"file": pred.source, "label": change.label, "state": change.state.value,
-                      "frame": index, "time": when, "score": change.score}
+            record = {
+                "file": pred.source,
+                "label": change.label,
+                "state": change.state.value,
+                "frame": index,
+                "time": when,
+                "score": change.score,
+            }
             if ev.snapshot_dir is not None:
-                record["snapshot"] = self._snapshot(change, pred.source, index, save) if change.state is State.ON else None
+                record["snapshot"] = (
+                    self._snapshot(change, pred.source, index, save)
+                    if change.state is State.ON
+                    else None
+                )
             self.summary.events += 1
-            self.writer.event(record)
+            self.sink.event(record, item)
 
-    def _snapshot(self, change, source: str, index: int, save: Callable[[Path], None]) -> str | None:
+    def _snapshot(
+        self, change, source: str, index: int, save: Callable[[Path], None]
+    ) -> str | None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")  # names sort by time
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(source)).stem or "frame")[:40]
         label = re.sub(r"[^A-Za-z0-9._-]+", "_", change.label)
@@ -197,8 +237,14 @@ class Runner:
         return str(path)
 
 
-def open_sources(names: Sequence[str], camera: int | None = None, *, sampling: Sampling = Sampling(),
-                 retries: int = 3, on_problem: Callable[[str], None] | None = None) -> list[FrameSource]:
+def open_sources(
+    names: Sequence[str],
+    camera: int | None = None,
+    *,
+    sampling: Sampling = Sampling(),
+    retries: int = 3,
+    on_problem: Callable[[str], None] | None = None,
+) -> list[FrameSource]:
     """Open each video or stream in `names`, then camera `camera` (if not None), in that order.
 
     All are opened before anything runs, so a bad source fails at once (`SourceError`); the ones
@@ -207,9 +253,15 @@ def open_sources(names: Sequence[str], camera: int | None = None, *, sampling: S
     opened: list[FrameSource] = []
     try:
         for name in names:
-            opened.append(FrameSource(name, sampling=sampling, retries=retries, on_problem=on_problem))
+            opened.append(
+                FrameSource(name, sampling=sampling, retries=retries, on_problem=on_problem)
+            )
         if camera is not None:
-            opened.append(FrameSource(camera, camera=True, sampling=sampling, retries=retries, on_problem=on_problem))
+            opened.append(
+                FrameSource(
+                    camera, camera=True, sampling=sampling, retries=retries, on_problem=on_problem
+                )
+            )
     except BaseException:
         for src in opened:
             src.close()

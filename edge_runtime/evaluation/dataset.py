@@ -17,17 +17,18 @@ missing image file, a 0/1 column holding another value, a duplicate filename (th
 An empty label name from doubled separators (`cat;;dog`) is not an error: the empty piece is
 dropped and a warning names the row, because the intent (`cat`, `dog`) is unambiguous.
 """
+
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from .errors import LabelsError
+from ..errors import LabelsError
 
 FILENAME_COLUMN = "filename"
 LABELS_COLUMN = "labels"
@@ -66,7 +67,9 @@ class LabelTable:
     def summary(self) -> str:
         return f"{len(self.paths)} rows used, {len(self.skipped)} skipped"
 
-    def subset(self, index: Sequence[int] | np.ndarray, extra_skipped: Sequence[SkippedRow] = ()) -> "LabelTable":
+    def subset(
+        self, index: Sequence[int] | np.ndarray, extra_skipped: Sequence[SkippedRow] = ()
+    ) -> LabelTable:
         """The rows at `index` (same labels), optionally recording more skipped rows."""
         idx = [int(i) for i in index]
         return LabelTable(
@@ -136,8 +139,9 @@ def _split_labels(cell: str) -> tuple[list[str], bool]:
 _Row = tuple[int, str, list[int]]
 
 
-def _read_joined(csv_path: Path, records: list[list[str]], fcol: int, lcol: int,
-                 labels: Sequence[str] | None) -> tuple[list[str], list[_Row], list[SkippedRow], list[str]]:
+def _read_joined(
+    csv_path: Path, records: list[list[str]], fcol: int, lcol: int, labels: Sequence[str] | None
+) -> tuple[list[str], list[_Row], list[SkippedRow], list[str]]:
     warns: list[str] = []
     skipped: list[SkippedRow] = []
     pending: list[tuple[int, str, list[str]]] = []
@@ -170,8 +174,14 @@ def _read_joined(csv_path: Path, records: list[list[str]], fcol: int, lcol: int,
     return order, rows, skipped, warns
 
 
-def _read_columns(csv_path: Path, records: list[list[str]], header: list[str], fcol: int,
-                  cols: list[int], labels: Sequence[str] | None) -> tuple[list[str], list[_Row], list[SkippedRow], list[str]]:
+def _read_columns(
+    csv_path: Path,
+    records: list[list[str]],
+    header: list[str],
+    fcol: int,
+    cols: list[int],
+    labels: Sequence[str] | None,
+) -> tuple[list[str], list[_Row], list[SkippedRow], list[str]]:
     names = [header[i] for i in cols]
     if any(not n for n in names):
         raise LabelsError(f"{csv_path}: header {header!r} has an empty column name")
@@ -215,8 +225,14 @@ def _read_columns(csv_path: Path, records: list[list[str]], header: list[str], f
     return order, rows, skipped, []
 
 
-def _finish(csv_path: Path, names: list[str], raw: list[_Row], skipped: list[SkippedRow],
-            warns: list[str], check_files: bool) -> LabelTable:
+def _finish(
+    csv_path: Path,
+    names: list[str],
+    raw: list[_Row],
+    skipped: list[SkippedRow],
+    warns: list[str],
+    check_files: bool,
+) -> LabelTable:
     base = csv_path.parent
     seen: dict[Path, int] = {}
     paths: list[Path] = []
@@ -226,7 +242,9 @@ def _finish(csv_path: Path, names: list[str], raw: list[_Row], skipped: list[Ski
         p = Path(fname).expanduser()
         p = (p if p.is_absolute() else base / p).resolve()
         if p in seen:
-            skipped.append(SkippedRow(line, fname, f"duplicate of row {seen[p]} (later row skipped)"))
+            skipped.append(
+                SkippedRow(line, fname, f"duplicate of row {seen[p]} (later row skipped)")
+            )
             continue
         seen[p] = line
         if check_files and not p.is_file():

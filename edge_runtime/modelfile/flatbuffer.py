@@ -13,16 +13,23 @@ starts with an int32 back-offset to its vtable (uint16 vtable size, uint16 table
 field offset per field, 0 = absent); reference fields hold a uint32 offset relative to themselves;
 a vector is a uint32 length followed by its elements.
 """
+
 from __future__ import annotations
 
 import struct
 
-from .errors import ModelError
+from ..errors import ModelError
 
 # Field numbers in the TFLite schema (schema.fbs).
 _MODEL_OPERATOR_CODES, _MODEL_SUBGRAPHS, _MODEL_DESCRIPTION, _MODEL_BUFFERS = 1, 2, 3, 4
 _MODEL_METADATA_BUFFER, _MODEL_METADATA, _MODEL_SIGNATURE_DEFS = 5, 6, 7
-_SUBGRAPH_TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS, _SUBGRAPH_OPERATORS, _SUBGRAPH_NAME = 0, 1, 2, 3, 4
+_SUBGRAPH_TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS, _SUBGRAPH_OPERATORS, _SUBGRAPH_NAME = (
+    0,
+    1,
+    2,
+    3,
+    4,
+)
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
 _TENSOR_SHAPE, _TENSOR_BUFFER, _TENSOR_NAME, _TENSOR_QUANTIZATION = 0, 2, 3, 4
 _TENSOR_SPARSITY, _TENSOR_SHAPE_SIGNATURE = 6, 7
@@ -40,29 +47,31 @@ MAX_TENSOR_ELEMENTS = 2**28
 MAX_RANK = 8
 
 
-class _Bad(Exception):
-    pass
+class Malformed(Exception):
+    """An offset, size or index of the flatbuffer points outside it (callers turn it into ModelError)."""
 
 
-class _Reader:
+class Reader:
+    """Bounds-checked little-endian reads of flatbuffer tables, vectors and strings."""
+
     def __init__(self, data: bytes) -> None:
         self.data, self.size = data, len(data)
 
     def u32(self, pos: int) -> int:
         if pos < 0 or pos + 4 > self.size:
-            raise _Bad(f"offset {pos} beyond the end")
+            raise Malformed(f"offset {pos} beyond the end")
         return struct.unpack_from("<I", self.data, pos)[0]
 
     def table(self, pos: int) -> tuple[int, int]:
         """(table position, vtable position) after checking both lie inside the data."""
         if pos < 0 or pos + 4 > self.size:
-            raise _Bad(f"table at {pos} beyond the end")
+            raise Malformed(f"table at {pos} beyond the end")
         vtable = pos - struct.unpack_from("<i", self.data, pos)[0]
         if vtable < 0 or vtable + 4 > self.size:
-            raise _Bad(f"vtable at {vtable} beyond the end")
+            raise Malformed(f"vtable at {vtable} beyond the end")
         vsize, tsize = struct.unpack_from("<HH", self.data, vtable)
         if vtable + vsize > self.size or pos + tsize > self.size or vsize < 4:
-            raise _Bad("table beyond the end")
+            raise Malformed("table beyond the end")
         return pos, vtable
 
     def field(self, table: tuple[int, int], index: int) -> int | None:
@@ -82,7 +91,7 @@ class _Reader:
         start = at + self.u32(at)
         n = self.u32(start)
         if start + 4 + n * elem > self.size:
-            raise _Bad(f"vector of {n} elements beyond the end")
+            raise Malformed(f"vector of {n} elements beyond the end")
         return start + 4, n
 
     def scalar(self, table: tuple[int, int], index: int, fmt: str = "<I", default: int | float = 0):
@@ -91,7 +100,7 @@ class _Reader:
         if at is None:
             return default
         if at + struct.calcsize(fmt) > self.size:
-            raise _Bad(f"field at {at} beyond the end")
+            raise Malformed(f"field at {at} beyond the end")
         return struct.unpack_from(fmt, self.data, at)[0]
 
     def string(self, table: tuple[int, int], index: int) -> bytes | None:
@@ -117,7 +126,7 @@ class _Reader:
             at = first + 4 * i + self.u32(first + 4 * i)
             size = self.u32(at)
             if at + 4 + size > self.size:
-                raise _Bad(f"string of {size} bytes beyond the end")
+                raise Malformed(f"string of {size} bytes beyond the end")
             out.append(bytes(self.data[at + 4 : at + 4 + size]))
         return out
 
@@ -139,12 +148,12 @@ class _Reader:
 
 def check_structure(data: bytes, name: str = "<model>") -> None:
     """Raise ModelError if the model's tables and vectors do not fit inside `data`."""
-    r = _Reader(data)
+    r = Reader(data)
     try:
         model = r.table(r.u32(0))
         subgraphs = r.tables(model, _MODEL_SUBGRAPHS)
         if not subgraphs:
-            raise _Bad("no subgraph")
+            raise Malformed("no subgraph")
         buffers = r.tables(model, _MODEL_BUFFERS)
         opcodes = r.tables(model, _MODEL_OPERATOR_CODES)
         for code in opcodes:
@@ -166,39 +175,40 @@ def check_structure(data: bytes, name: str = "<model>") -> None:
             off, size = r.scalar(buf, _BUFFER_OFFSET, "<Q"), r.scalar(buf, _BUFFER_SIZE, "<Q")
             # Models over 2 GB keep tensor data after the flatbuffer, at (offset, size).
             if off > 1 and off + size > len(data):
-                raise _Bad("tensor data beyond the end")
+                raise Malformed("tensor data beyond the end")
         _indices(r, model, _MODEL_METADATA_BUFFER, len(buffers), "metadata buffer")
         for meta in r.tables(model, _MODEL_METADATA):
             r.string(meta, _METADATA_NAME)
             if r.scalar(meta, _METADATA_BUFFER) >= len(buffers):
-                raise _Bad("metadata buffer index out of range")
+                raise Malformed("metadata buffer index out of range")
         for sig in r.tables(model, _MODEL_SIGNATURE_DEFS):
             r.string(sig, _SIGNATURE_KEY)
             graph = r.scalar(sig, _SIGNATURE_SUBGRAPH)
             if graph >= len(subgraphs):
-                raise _Bad("signature subgraph index out of range")
+                raise Malformed("signature subgraph index out of range")
             for index in (_SIGNATURE_INPUTS, _SIGNATURE_OUTPUTS):
                 for tmap in r.tables(sig, index):
                     r.string(tmap, _TENSORMAP_NAME)
                     if r.scalar(tmap, _TENSORMAP_TENSOR) >= n_tensors[graph]:
-                        raise _Bad("signature tensor index out of range")
-    except (_Bad, struct.error) as exc:
+                        raise Malformed("signature tensor index out of range")
+    except (Malformed, struct.error) as exc:
         raise ModelError(f"{name}: corrupt or truncated TFLite model ({exc})") from None
 
 
-def _indices(r: _Reader, table: tuple[int, int], index: int, limit: int, what: str,
-             optional: bool = False) -> None:
+def _indices(
+    r: Reader, table: tuple[int, int], index: int, limit: int, what: str, optional: bool = False
+) -> None:
     """Check an int32 index vector: every value in [0, limit), or -1 where `optional`."""
     values = r.ints(table, index) or []
     low = -1 if optional else 0
     if any(v < low or v >= limit for v in values):
-        raise _Bad(f"{what} index out of range")
+        raise Malformed(f"{what} index out of range")
 
 
-def _check_tensor(r: _Reader, tensor: tuple[int, int], n_buffers: int) -> None:
+def _check_tensor(r: Reader, tensor: tuple[int, int], n_buffers: int) -> None:
     _check_shape(r, tensor)
     if r.scalar(tensor, _TENSOR_BUFFER) >= max(n_buffers, 1):
-        raise _Bad("tensor buffer index out of range")
+        raise Malformed("tensor buffer index out of range")
     r.string(tensor, _TENSOR_NAME)
     quant = r.table_field(tensor, _TENSOR_QUANTIZATION)
     if quant is not None:
@@ -209,9 +219,9 @@ def _check_tensor(r: _Reader, tensor: tuple[int, int], n_buffers: int) -> None:
     r.table_field(tensor, _TENSOR_SPARSITY)
 
 
-def _check_operator(r: _Reader, op: tuple[int, int], n_tensors: int, n_opcodes: int) -> None:
+def _check_operator(r: Reader, op: tuple[int, int], n_tensors: int, n_opcodes: int) -> None:
     if r.scalar(op, _OP_OPCODE_INDEX) >= n_opcodes:
-        raise _Bad("operator code index out of range")
+        raise Malformed("operator code index out of range")
     for index in (_OP_INPUTS, _OP_OUTPUTS, _OP_INTERMEDIATES):
         _indices(r, op, index, n_tensors, "operator tensor", optional=True)  # -1: an omitted input
     r.vector(op, _OP_CUSTOM_OPTIONS, elem=1)
@@ -220,16 +230,18 @@ def _check_operator(r: _Reader, op: tuple[int, int], n_tensors: int, n_opcodes: 
         r.table_field(op, index)
 
 
-def _check_shape(r: _Reader, tensor: tuple[int, int]) -> None:
+def _check_shape(r: Reader, tensor: tuple[int, int]) -> None:
     for index in (_TENSOR_SHAPE, _TENSOR_SHAPE_SIGNATURE):
         shape = r.ints(tensor, index)
         if shape is None:
             continue
         if len(shape) > MAX_RANK or any(d < -1 for d in shape):
-            raise _Bad(f"impossible tensor shape {tuple(shape)}")
+            raise Malformed(f"impossible tensor shape {tuple(shape)}")
         elements = 1
         for d in shape:
             elements *= max(d, 1)
         if elements > MAX_TENSOR_ELEMENTS:
-            raise _Bad(f"tensor shape {tuple(shape)} is absurdly large ({elements:,} elements, limit "
-                       f"{MAX_TENSOR_ELEMENTS:,})")
+            raise Malformed(
+                f"tensor shape {tuple(shape)} is absurdly large ({elements:,} elements, limit "
+                f"{MAX_TENSOR_ELEMENTS:,})"
+            )

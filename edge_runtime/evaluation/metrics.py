@@ -12,10 +12,11 @@ is in `edge_common.calibration`). Conventions (checked against scikit-learn in t
   as scikit-learn's `average_precision_score`. It is undefined for a label with no positive
   example: such labels get `nan` and are left out of mAP.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,11 +48,15 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
 
 
-def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _prf(
+    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _div(tp, tp + fp), _div(tp, tp + fn), _div(2 * tp, 2 * tp + fp + fn)
 
 
-def precision_recall_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def precision_recall_f1(
+    y_true: np.ndarray, y_pred: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-label precision, recall and F1 of 0/1 predictions."""
     y, p = check_pair(y_true, y_pred)
     return _prf(*_counts(y, p.astype(np.int64)))
@@ -146,7 +151,9 @@ def multilabel_report(
 def format_report(report: dict, title: str = "") -> str:
     """A fixed-width table of a `multilabel_report` for terminals."""
     rows = [title] if title else []
-    rows.append(f"{'label':<20} {'thr':>6} {'prec':>6} {'rec':>6} {'f1':>6} {'ap':>6} {'support':>8}")
+    rows.append(
+        f"{'label':<20} {'thr':>6} {'prec':>6} {'rec':>6} {'f1':>6} {'ap':>6} {'support':>8}"
+    )
     for name, m in report["per_label"].items():
         ap = "-" if m["ap"] is None else f"{m['ap']:.3f}"
         rows.append(

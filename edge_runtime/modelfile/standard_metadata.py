@@ -6,27 +6,41 @@ its size is capped, so a hostile file cannot make the device read past its data 
 The fields this toolkit writes are returned as plain dicts; `edge-infer info` shows them and a
 model from elsewhere (MediaPipe Model Maker, TFLite Support) gets its label names from them.
 """
+
 from __future__ import annotations
 
-from .errors import ModelError
-from .flatbuffer import _Bad, _Reader
+from ..errors import ModelError
+from .flatbuffer import Malformed, Reader
 
 NAME = b"TFLITE_METADATA"
 IDENTIFIER = b"M001"
 MAX_BYTES = 1 << 20  # ours is ~1 KB; a label map is an associated file, not in here
 MAX_STRING = 4096
 
-_FILE_TYPES = {0: "UNKNOWN", 1: "DESCRIPTIONS", 2: "TENSOR_AXIS_LABELS", 3: "TENSOR_VALUE_LABELS",
-               4: "TENSOR_AXIS_SCORE_CALIBRATION", 5: "VOCABULARY", 6: "SCANN_INDEX_FILE"}
+_FILE_TYPES = {
+    0: "UNKNOWN",
+    1: "DESCRIPTIONS",
+    2: "TENSOR_AXIS_LABELS",
+    3: "TENSOR_VALUE_LABELS",
+    4: "TENSOR_AXIS_SCORE_CALIBRATION",
+    5: "VOCABULARY",
+    6: "SCANN_INDEX_FILE",
+}
 _CONTENT = {1: "feature", 2: "image", 3: "bounding_box", 4: "audio"}
 _COLOR = {0: "UNKNOWN", 1: "RGB", 2: "GRAYSCALE"}
-_UNITS = {1: "normalization", 2: "score_calibration", 3: "score_thresholding", 4: "bert_tokenizer",
-          5: "sentencepiece_tokenizer", 6: "regex_tokenizer"}
+_UNITS = {
+    1: "normalization",
+    2: "score_calibration",
+    3: "score_thresholding",
+    4: "bert_tokenizer",
+    5: "sentencepiece_tokenizer",
+    6: "regex_tokenizer",
+}
 
 
 def buffer(data: bytes, name: str = "<model>") -> bytes | None:
     """The raw TFLITE_METADATA flatbuffer of a model, or None when it has none."""
-    r = _Reader(data)
+    r = Reader(data)
     try:
         model = r.table(r.u32(0))
         index = None
@@ -37,15 +51,17 @@ def buffer(data: bytes, name: str = "<model>") -> bytes | None:
             return None
         buffers = r.tables(model, 4)
         if index >= len(buffers):
-            raise _Bad("metadata buffer index out of range")
+            raise Malformed("metadata buffer index out of range")
         vec = r.vector(buffers[index], 0, elem=1)
-    except (_Bad, ValueError) as exc:
+    except (Malformed, ValueError) as exc:
         raise ModelError(f"{name}: corrupt TFLite model ({exc})") from None
     if vec is None:
         return None
     first, n = vec
     if n > MAX_BYTES:
-        raise ModelError(f"{name}: standard metadata is {n:,} bytes, over the {MAX_BYTES:,}-byte limit")
+        raise ModelError(
+            f"{name}: standard metadata is {n:,} bytes, over the {MAX_BYTES:,}-byte limit"
+        )
     return bytes(data[first : first + n])
 
 
@@ -59,7 +75,7 @@ def parse(raw: bytes, name: str = "<model>") -> dict:
     """A `ModelMetadata` flatbuffer as a dict of the fields this toolkit writes and reads."""
     if raw[4:8] != IDENTIFIER:
         raise ModelError(f"{name}: standard metadata has no '{IDENTIFIER.decode()}' identifier")
-    r = _Reader(raw)
+    r = Reader(raw)
     try:
         root = r.table(r.u32(0))
         return {
@@ -70,13 +86,16 @@ def parse(raw: bytes, name: str = "<model>") -> dict:
             "license": _str(r, root, 5),
             "min_parser_version": _str(r, root, 7),
             "associated_files": _files(r, root, 6),
-            "subgraphs": [{
-                "inputs": [_tensor(r, t) for t in r.tables(sub, 2)],
-                "outputs": [_tensor(r, t) for t in r.tables(sub, 3)],
-                "associated_files": _files(r, sub, 4),
-            } for sub in r.tables(root, 3)],
+            "subgraphs": [
+                {
+                    "inputs": [_tensor(r, t) for t in r.tables(sub, 2)],
+                    "outputs": [_tensor(r, t) for t in r.tables(sub, 3)],
+                    "associated_files": _files(r, sub, 4),
+                }
+                for sub in r.tables(root, 3)
+            ],
         }
-    except (_Bad, ValueError) as exc:
+    except (Malformed, ValueError) as exc:
         raise ModelError(f"{name}: corrupt standard metadata ({exc})") from None
 
 
@@ -105,18 +124,25 @@ def describe(std: dict | None) -> list[str]:
                     desc.append(content["color_space"])
                 if content.get("default_size"):
                     desc.append("x".join(str(v) for v in content["default_size"]))
-                desc += [f"mean {u['mean']} std {u['std']}" for u in t["process_units"] if u["type"] == "normalization"]
+                desc += [
+                    f"mean {u['mean']} std {u['std']}"
+                    for u in t["process_units"]
+                    if u["type"] == "normalization"
+                ]
                 files = ", ".join(f"{f['name']} ({f['type']})" for f in t["associated_files"])
-                lines.append(f"  {role:<9} {t['name']}: {', '.join(desc)}" + (f"; files {files}" if files else ""))
+                lines.append(
+                    f"  {role:<9} {t['name']}: {', '.join(desc)}"
+                    + (f"; files {files}" if files else "")
+                )
     return lines
 
 
-def _str(r: _Reader, table, index: int) -> str | None:
+def _str(r: Reader, table, index: int) -> str | None:
     s = r.string(table, index)
     return None if s is None else s[:MAX_STRING].decode("utf-8", "replace")
 
 
-def _floats(r: _Reader, table, index: int) -> list[float] | None:
+def _floats(r: Reader, table, index: int) -> list[float] | None:
     import struct
 
     vec = r.vector(table, index)
@@ -126,15 +152,27 @@ def _floats(r: _Reader, table, index: int) -> list[float] | None:
     return [float(v) for v in struct.unpack_from(f"<{n}f", r.data, first)]
 
 
-def _files(r: _Reader, table, index: int) -> list[dict]:
-    return [{"name": _str(r, f, 0), "description": _str(r, f, 1),
-             "type": _FILE_TYPES.get(r.scalar(f, 2, "<b"), "UNKNOWN"), "locale": _str(r, f, 3)}
-            for f in r.tables(table, index)]
+def _files(r: Reader, table, index: int) -> list[dict]:
+    return [
+        {
+            "name": _str(r, f, 0),
+            "description": _str(r, f, 1),
+            "type": _FILE_TYPES.get(r.scalar(f, 2, "<b"), "UNKNOWN"),
+            "locale": _str(r, f, 3),
+        }
+        for f in r.tables(table, index)
+    ]
 
 
-def _tensor(r: _Reader, t) -> dict:
-    out: dict = {"name": _str(r, t, 0), "description": _str(r, t, 1), "content": None,
-                 "process_units": [], "stats": None, "associated_files": _files(r, t, 6)}
+def _tensor(r: Reader, t) -> dict:
+    out: dict = {
+        "name": _str(r, t, 0),
+        "description": _str(r, t, 1),
+        "content": None,
+        "process_units": [],
+        "stats": None,
+        "associated_files": _files(r, t, 6),
+    }
     content = r.table_field(t, 3)
     if content is not None:
         kind = r.scalar(content, 0, "<B")

@@ -5,21 +5,22 @@ allocation and cold caches), then N timed runs of the whole `predict` with min /
 percentiles / max, peak resident memory, and a per-stage split of one image's path (decode,
 resize, invoke, post-process). Timings use `time.perf_counter`; nothing here asserts speed.
 """
+
 from __future__ import annotations
 
 import math
 import resource
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
+from ..errors import ImageError
 from .classifier import Classifier
-from .errors import ImageError
 from .preprocess import decode, finish, load_image
 
 
@@ -36,12 +37,20 @@ class Latency:
     max: float
 
     @classmethod
-    def of(cls, seconds: Sequence[float]) -> "Latency":
+    def of(cls, seconds: Sequence[float]) -> Latency:
         ms = np.asarray(seconds, dtype=np.float64) * 1e3
         if ms.size == 0:
             return cls(0, *([math.nan] * 6))
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-        return cls(int(ms.size), float(ms.min()), float(ms.mean()), float(p50), float(p90), float(p99), float(ms.max()))
+        return cls(
+            int(ms.size),
+            float(ms.min()),
+            float(ms.mean()),
+            float(p50),
+            float(p90),
+            float(p99),
+            float(ms.max()),
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,8 +114,16 @@ def _median_ms(fn: Callable[[], object], runs: int) -> float:
     return float(np.median(_times(fn, max(runs, 1)))) * 1e3
 
 
-def benchmark(model: str | Path, image: str | Path | None = None, *, runs: int = 50, warmup: int = 5,
-              threads: int | None = None, backend: str | None = None, draft: bool = True) -> BenchResult:
+def benchmark(
+    model: str | Path,
+    image: str | Path | None = None,
+    *,
+    runs: int = 50,
+    warmup: int = 5,
+    threads: int | None = None,
+    backend: str | None = None,
+    draft: bool = True,
+) -> BenchResult:
     """Benchmark `predict` on `image` (or a synthetic frame already at input size)."""
     t0 = time.perf_counter()
     clf = Classifier.from_file(model, threads=threads, backend=backend)
@@ -139,19 +156,40 @@ def benchmark(model: str | Path, image: str | Path | None = None, *, runs: int =
     row = clf.scores(batch)[0].tolist()
     thr = clf.thresholds.tolist()
     stages["postprocess"] = _median_ms(lambda: clf.prediction(row, thr), n)
-    return BenchResult(str(model), clf.backend, threads, label, init_ms, warmup, latency,
-                       {k: round(v, 4) for k, v in stages.items()}, peak_rss_mb())
+    return BenchResult(
+        str(model),
+        clf.backend,
+        threads,
+        label,
+        init_ms,
+        warmup,
+        latency,
+        {k: round(v, 4) for k, v in stages.items()},
+        peak_rss_mb(),
+    )
 
 
-def thread_sweep(model: str | Path, threads: Sequence[int], image: str | Path | None = None, **kwargs) -> list[BenchResult]:
+def thread_sweep(
+    model: str | Path, threads: Sequence[int], image: str | Path | None = None, **kwargs
+) -> list[BenchResult]:
     """`benchmark` once per thread count (a new interpreter each time)."""
     return [benchmark(model, image, threads=t, **kwargs) for t in threads]
 
 
-def draft_comparison(model: str | Path | Classifier, jpeg: str | Path, *, runs: int = 10,
-                     threads: int | None = None, backend: str | None = None) -> DraftComparison:
+def draft_comparison(
+    model: str | Path | Classifier,
+    jpeg: str | Path,
+    *,
+    runs: int = 10,
+    threads: int | None = None,
+    backend: str | None = None,
+) -> DraftComparison:
     """Time the whole predict from a JPEG file with `draft=True` and `draft=False`."""
-    clf = model if isinstance(model, Classifier) else Classifier.from_file(model, threads=threads, backend=backend)
+    clf = (
+        model
+        if isinstance(model, Classifier)
+        else Classifier.from_file(model, threads=threads, backend=backend)
+    )
     path = Path(jpeg)
     try:
         with Image.open(path) as img:
@@ -165,4 +203,11 @@ def draft_comparison(model: str | Path | Classifier, jpeg: str | Path, *, runs: 
     diff = max(abs(a.scores[k] - b.scores[k]) for k in a.scores)
     draft_ms = _median_ms(lambda: clf.predict(path, draft=True), runs)
     full_ms = _median_ms(lambda: clf.predict(path, draft=False), runs)
-    return DraftComparison(str(path), size, draft_ms, full_ms, full_ms / draft_ms if draft_ms else math.nan, float(diff))
+    return DraftComparison(
+        str(path),
+        size,
+        draft_ms,
+        full_ms,
+        full_ms / draft_ms if draft_ms else math.nan,
+        float(diff),
+    )

@@ -6,6 +6,7 @@ swapped weight file or a replaced label list no longer matches. This detects acc
 careless swaps, not an attacker: whoever can rewrite the model can rewrite the record too. For
 that, compare the whole file's SHA-256 with one published out of band (or sign it).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from ..errors import ModelError
 from . import metadata as _metadata
-from .errors import ModelError
 
 
 class Status(str, Enum):
@@ -58,11 +59,17 @@ def check(data: bytes, name: str = "<model>") -> IntegrityReport:
     meta = _metadata.read(data, name)
     record = (meta or {}).get("integrity")
     if not record or not record.get("flatbuffer_sha256"):
-        why = "no metadata" if meta is None else "no SHA-256 recorded (exported before integrity records)"
+        why = (
+            "no metadata"
+            if meta is None
+            else "no SHA-256 recorded (exported before integrity records)"
+        )
         return IntegrityReport(Status.UNVERIFIED, actual, None, [why])
     problems = []
     if record.get("flatbuffer_bytes") not in (None, len(flat)):
-        problems.append(f"flatbuffer is {len(flat):,} bytes, {record['flatbuffer_bytes']:,} at export")
+        problems.append(
+            f"flatbuffer is {len(flat):,} bytes, {record['flatbuffer_bytes']:,} at export"
+        )
     if record["flatbuffer_sha256"] != actual:
         problems.append("flatbuffer SHA-256 differs (weights, graph or standard metadata changed)")
     files = record.get("files") or {}

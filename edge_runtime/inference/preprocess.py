@@ -16,20 +16,20 @@ What it does, in order:
    object out of a multi-label image) with Pillow's antialiased bilinear filter;
 5. return a contiguous HxWx3 uint8 array. Normalisation is inside the model graph.
 """
+
 from __future__ import annotations
 
 import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, first_line
+from ..errors import ImageError, first_line
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 RESAMPLE = Image.Resampling.BILINEAR
 # Recorded in every manifest and model file; the runtime warns when a model was trained with a
@@ -70,7 +70,9 @@ def load_image(source: ImageSource, size: tuple[int, int], *, draft: bool = True
         img.close()
 
 
-def decode(source: str | os.PathLike | bytes, size: tuple[int, int], *, draft: bool = True) -> Image.Image:
+def decode(
+    source: str | os.PathLike | bytes, size: tuple[int, int], *, draft: bool = True
+) -> Image.Image:
     """Step 1 of `load_image` alone: open and decode an encoded image, pixels loaded.
 
     For a JPEG, libjpeg is asked for the smallest 1/2, 1/4 or 1/8 scale that stays >= 2x the
@@ -174,4 +176,3 @@ def _from_array(arr: np.ndarray, width: int, height: int) -> np.ndarray:
     if arr.shape[:2] == (height, width):
         return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
     return finish(Image.fromarray(arr, "RGB"), width, height, name="<array>")
-

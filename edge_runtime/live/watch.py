@@ -17,17 +17,29 @@ modified for `settle` seconds. Writers should still write to a temporary name (a
 `.tmp`/`.part` suffix, which are ignored) and rename it into place: a rename is atomic, so the
 watch can never read a half-written picture.
 """
+
 from __future__ import annotations
 
 import os
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_EXTENSIONS = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+}
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 
 Signature = tuple[int, int, int]  # (inode, size, mtime_ns): one per write of a file
@@ -45,9 +57,9 @@ def _is_partial(name: str) -> bool:
 @dataclass(frozen=True)
 class WatchConfig:
     folder: str
-    settle: float = 1.0      # seconds a file must be unmodified to count as complete
-    interval: float = 0.5    # seconds between polls
-    notify: bool = True      # use OS change notification (watchdog) when available
+    settle: float = 1.0  # seconds a file must be unmodified to count as complete
+    interval: float = 0.5  # seconds between polls
+    notify: bool = True  # use OS change notification (watchdog) when available
 
 
 class Watcher:
@@ -57,20 +69,26 @@ class Watcher:
     that are not images (by extension), for the caller's summary.
     """
 
-    def __init__(self, config: WatchConfig, on_problem: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, config: WatchConfig, on_problem: Callable[[str], None] | None = None
+    ) -> None:
         self.config = config
         self.folder = Path(config.folder)
         self.on_problem = on_problem or (lambda message: None)
         self.ignored = 0
         self.mode = "polling"
-        self._known: dict[str, Signature] = {}    # path -> signature last handed out (or found at start)
-        self._pending: dict[str, Signature] = {}  # path -> signature seen at the last poll, not yet settled
-        self._dirty: set[str] = set()             # paths the OS said changed since the last poll
+        self._known: dict[
+            str, Signature
+        ] = {}  # path -> signature last handed out (or found at start)
+        self._pending: dict[
+            str, Signature
+        ] = {}  # path -> signature seen at the last poll, not yet settled
+        self._dirty: set[str] = set()  # paths the OS said changed since the last poll
         self._lock = threading.Lock()
         self._observer = None
 
     # ----------------------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "Watcher":
+    def __enter__(self) -> Watcher:
         if self.config.notify and self._start_observer():
             self.mode = "inotify" if "Inotify" in type(self._observer).__name__ else "notify"
         else:
@@ -86,12 +104,20 @@ class Watcher:
 
     def _start_observer(self) -> bool:
         try:
-            from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
-                                         FileModifiedEvent, FileMovedEvent, FileSystemEventHandler)
+            from watchdog.events import (
+                FileClosedEvent,
+                FileCreatedEvent,
+                FileDeletedEvent,
+                FileModifiedEvent,
+                FileMovedEvent,
+                FileSystemEventHandler,
+            )
             from watchdog.observers import Observer
         except ImportError:
-            self.on_problem("watchdog is not installed: listing the folder at every poll "
-                            "(pip install 'edge-multilabel[watch]' for OS change notification)")
+            self.on_problem(
+                "watchdog is not installed: listing the folder at every poll "
+                "(pip install 'edge-multilabel[watch]' for OS change notification)"
+            )
             return False
         mark = self._mark
 
@@ -101,13 +127,24 @@ class Watcher:
 
         observer = Observer()
         try:
-            observer.schedule(Handler(), str(self.folder), recursive=True,
-                              event_filter=[FileCreatedEvent, FileModifiedEvent, FileClosedEvent,
-                                            FileMovedEvent, FileDeletedEvent])
+            observer.schedule(
+                Handler(),
+                str(self.folder),
+                recursive=True,
+                event_filter=[
+                    FileCreatedEvent,
+                    FileModifiedEvent,
+                    FileClosedEvent,
+                    FileMovedEvent,
+                    FileDeletedEvent,
+                ],
+            )
             observer.start()
         except OSError as exc:  # e.g. inotify watch or instance limits reached
-            self.on_problem(f"{self.folder}: OS change notification unavailable ({exc.strerror or exc}); "
-                            "listing the folder at every poll")
+            self.on_problem(
+                f"{self.folder}: OS change notification unavailable ({exc.strerror or exc}); "
+                "listing the folder at every poll"
+            )
             return False
         self._observer = observer
         return True
@@ -160,7 +197,11 @@ class Watcher:
             if self._known.get(path) == sig:
                 self._pending.pop(path, None)
                 continue  # this write was handled already
-            if self._pending.get(path) != sig or sig[1] == 0 or now - sig[2] / 1e9 < self.config.settle:
+            if (
+                self._pending.get(path) != sig
+                or sig[1] == 0
+                or now - sig[2] / 1e9 < self.config.settle
+            ):
                 self._pending[path] = sig  # still being written, or just seen: look again next poll
                 continue
             del self._pending[path]

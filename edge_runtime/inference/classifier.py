@@ -8,21 +8,23 @@ around `invoke()` can cost as much as the model itself.
 
 A `Classifier` wraps one interpreter and is not thread-safe: use one per thread.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import metadata as _metadata
-from . import standard_metadata as _standard
-from .flatbuffer import check_structure
+from ..errors import ImageError, LabelsError, ModelError, first_line
+from ..modelfile import metadata as _metadata
+from ..modelfile import standard_metadata as _standard
+from ..modelfile.flatbuffer import check_structure
 from .backend import interpreter_class, op_names
 from .decode import decode_many
-from .errors import ImageError, LabelsError, ModelError, first_line
 from .preprocess import PREPROCESSING, ImageSource, load_image
 
 _QUANTIZED = (np.uint8, np.int8, np.int16)
@@ -48,7 +50,7 @@ class Outcome(NamedTuple):
     error: ImageError | None  # why this item could not be classified (the batch goes on)
 
 
-def _input_converter(detail: dict):
+def input_converter(detail: dict):
     """A function uint8 (n,h,w,3) -> array of the input tensor's dtype, chosen once per model."""
     dtype = np.dtype(detail["dtype"])
     scale, zero_point = detail["quantization"]
@@ -92,14 +94,23 @@ def _output_converter(detail: dict):
 class Classifier:
     """Load with `from_file` / `from_bytes`; call `predict` (images) or `scores` (uint8 batches)."""
 
-    def __init__(self, data: bytes, name: str = "<bytes>", threads: int | None = None,
-                 backend: str | None = None) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        name: str = "<bytes>",
+        threads: int | None = None,
+        backend: str | None = None,
+    ) -> None:
         _metadata.check_tflite(data, name)
-        check_structure(data, name)  # tflite-runtime segfaults on truncated models instead of raising
+        check_structure(
+            data, name
+        )  # tflite-runtime segfaults on truncated models instead of raising
         meta = _metadata.read(data, name)  # bounded and shape-checked: model files travel
         self._std = _standard.read(data, name)
         # A model from elsewhere (TFLite Support, MediaPipe Model Maker) names labels in a file.
-        self._std_labels = None if (meta or {}).get("labels") else _standard_labels(data, self._std, name)
+        self._std_labels = (
+            None if (meta or {}).get("labels") else _standard_labels(data, self._std, name)
+        )
         cls, self._backend = interpreter_class(backend)
         self._model_bytes = data  # the interpreter reads model_content in place: keep it alive
         self._threads = threads
@@ -109,40 +120,62 @@ class Classifier:
         except (RuntimeError, ValueError, TypeError) as exc:
             raise ModelError(f"{name}: cannot load TFLite model ({first_line(exc)})") from None
         except MemoryError:  # a (damaged) shape asking for more than this device has
-            raise ModelError(f"{name}: cannot load TFLite model (its tensors do not fit in memory)") from None
+            raise ModelError(
+                f"{name}: cannot load TFLite model (its tensors do not fit in memory)"
+            ) from None
         self._name = name
         self._meta = meta or {}
         try:
             self._setup_tensors(name)
             self._setup_metadata(name)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # well-formed JSON, wrong types
-            raise ModelError(f"{name}: unusable model metadata ({type(exc).__name__}: {first_line(exc)})") from None
+        except (
+            TypeError,
+            ValueError,
+            AttributeError,
+            KeyError,
+        ) as exc:  # well-formed JSON, wrong types
+            raise ModelError(
+                f"{name}: unusable model metadata ({type(exc).__name__}: {first_line(exc)})"
+            ) from None
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
-    def from_file(cls, path: str | Path, threads: int | None = None, backend: str | None = None) -> "Classifier":
+    def from_file(
+        cls, path: str | Path, threads: int | None = None, backend: str | None = None
+    ) -> Classifier:
         return cls(_metadata.read_model_file(path), str(path), threads=threads, backend=backend)
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str = "<bytes>", threads: int | None = None,
-                   backend: str | None = None) -> "Classifier":
+    def from_bytes(
+        cls,
+        data: bytes,
+        name: str = "<bytes>",
+        threads: int | None = None,
+        backend: str | None = None,
+    ) -> Classifier:
         return cls(bytes(data), name, threads=threads, backend=backend)
 
     def _setup_tensors(self, name: str) -> None:
         inputs = self._interp.get_input_details()
         outputs = self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(f"{name}: expected 1 input and 1 output tensor, got {len(inputs)} and {len(outputs)}")
+            raise ModelError(
+                f"{name}: expected 1 input and 1 output tensor, got {len(inputs)} and {len(outputs)}"
+            )
         inp, out = inputs[0], outputs[0]
         shape = [int(v) for v in inp["shape"]]
         sig = [int(v) for v in inp.get("shape_signature", inp["shape"])]
         if len(shape) != 4 or shape[3] != 3:
-            raise ModelError(f"{name}: input is not an image: shape {tuple(sig)} (expected (n, height, width, 3))")
+            raise ModelError(
+                f"{name}: input is not an image: shape {tuple(sig)} (expected (n, height, width, 3))"
+            )
         if -1 in sig[1:3]:
             # Dynamic spatial size: only usable if the metadata says what size the model wants.
             size = self._meta.get("input", {})
             if not size.get("width") or not size.get("height"):
-                raise ModelError(f"{name}: input size is not fixed ({tuple(sig)}) and no metadata gives it")
+                raise ModelError(
+                    f"{name}: input size is not fixed ({tuple(sig)}) and no metadata gives it"
+                )
             shape = [shape[0], int(size["height"]), int(size["width"]), 3]
             self._interp.resize_tensor_input(inp["index"], shape)
             self._interp.allocate_tensors()
@@ -159,8 +192,10 @@ class Classifier:
         self._dynamic_batch = sig[0] == -1
         self._batch = shape[0]  # the batch size the tensors are allocated for
         if not self._dynamic_batch and self._batch != 1:
-            raise ModelError(f"{name}: fixed batch size {self._batch} is not supported (export with batch 1 or -1)")
-        self._to_input = _input_converter(inp)
+            raise ModelError(
+                f"{name}: fixed batch size {self._batch} is not supported (export with batch 1 or -1)"
+            )
+        self._to_input = input_converter(inp)
         self._to_scores = _output_converter(out)
         # True when a uint8 frame can be handed to set_tensor as is (no conversion call).
         self._raw_uint8 = self._to_input is _identity
@@ -172,16 +207,26 @@ class Classifier:
         thresholds = meta.get("thresholds")
         thresholds = [0.5] * n if thresholds is None else [float(t) for t in thresholds]
         if len(labels) != n or len(thresholds) != n:
-            raise ModelError(f"{name}: metadata has {len(labels)} labels and {len(thresholds)} thresholds "
-                             f"but the model outputs {n} scores")
+            raise ModelError(
+                f"{name}: metadata has {len(labels)} labels and {len(thresholds)} thresholds "
+                f"but the model outputs {n} scores"
+            )
         size = meta.get("input") or {}
-        if size.get("width") and (int(size["width"]), int(size["height"])) != (self._width, self._height):
-            raise ModelError(f"{name}: metadata input size {size['width']}x{size['height']} does not match "
-                             f"the model's {self._width}x{self._height}")
+        if size.get("width") and (int(size["width"]), int(size["height"])) != (
+            self._width,
+            self._height,
+        ):
+            raise ModelError(
+                f"{name}: metadata input size {size['width']}x{size['height']} does not match "
+                f"the model's {self._width}x{self._height}"
+            )
         version = (meta.get("preprocessing") or {}).get("version")
         if version is not None and version != PREPROCESSING["version"]:
-            warnings.warn(f"{name}: model was made with preprocessing version {version}, this runtime "
-                          f"implements version {PREPROCESSING['version']}; scores may differ", stacklevel=3)
+            warnings.warn(
+                f"{name}: model was made with preprocessing version {version}, this runtime "
+                f"implements version {PREPROCESSING['version']}; scores may differ",
+                stacklevel=3,
+            )
         self._labels = labels
         self._thr_list = thresholds  # one copy: predict, eval and the property compare alike
 
@@ -222,7 +267,7 @@ class Classifier:
 
     def integrity(self):
         """An `IntegrityReport`: does the model still match the SHA-256 recorded at export?"""
-        from .integrity import check
+        from ..modelfile.integrity import check
 
         return check(self._model_bytes, self._name)
 
@@ -254,8 +299,10 @@ class Classifier:
         if batch.ndim == 3:
             batch = batch[None]
         if batch.shape[1:] != self._frame_shape or batch.dtype != np.uint8:
-            raise ValueError(f"expected uint8 batch (n, {self._height}, {self._width}, 3), "
-                             f"got {batch.dtype} {batch.shape}")
+            raise ValueError(
+                f"expected uint8 batch (n, {self._height}, {self._width}, 3), "
+                f"got {batch.dtype} {batch.shape}"
+            )
         n = batch.shape[0]
         interp, to_input = self._interp, self._to_input
         if n == self._batch:
@@ -276,18 +323,23 @@ class Classifier:
             out[i] = self._to_scores(interp.get_tensor(self._out_index))[0]
         return out
 
-    def _thresholds_for(self, threshold: float | None, thresholds: Mapping[str, float] | None) -> list[float]:
+    def _thresholds_for(
+        self, threshold: float | None, thresholds: Mapping[str, float] | None
+    ) -> list[float]:
         thr = [float(threshold)] * self._n_labels if threshold is not None else list(self._thr_list)
         if thresholds:
             unknown = sorted(set(thresholds) - set(self._labels))
             if unknown:
-                raise LabelsError(f"unknown label(s) {', '.join(unknown)}; the model has {', '.join(self._labels)}")
+                raise LabelsError(
+                    f"unknown label(s) {', '.join(unknown)}; the model has {', '.join(self._labels)}"
+                )
             for label, value in thresholds.items():
                 thr[self._labels.index(label)] = float(value)
         return thr
 
-    def prediction(self, row: Sequence[float], thr: Sequence[float] | None = None,
-                   source: str | None = None) -> Prediction:
+    def prediction(
+        self, row: Sequence[float], thr: Sequence[float] | None = None, source: str | None = None
+    ) -> Prediction:
         """A `Prediction` from one row of scores (model label order) at `thr` (default: embedded)."""
         labels = self._labels
         thr = self._thr_list if thr is None else thr
@@ -297,24 +349,40 @@ class Classifier:
             present.sort(key=scores.__getitem__, reverse=True)
         return Prediction(source, scores, present)
 
-    def predict(self, x: ImageSource | Sequence[ImageSource], threshold: float | None = None,
-                thresholds: Mapping[str, float] | None = None, *, draft: bool = True
-                ) -> Prediction | list[Prediction]:
+    def predict(
+        self,
+        x: ImageSource | Sequence[ImageSource],
+        threshold: float | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        *,
+        draft: bool = True,
+    ) -> Prediction | list[Prediction]:
         """Classify one image (path, bytes, PIL image, HxWx3 uint8 array) or a list of them.
 
         `threshold` replaces every embedded threshold, `thresholds` ({label: value}) overrides
         single labels. `draft` allows reduced-scale JPEG decoding (see `load_image`).
         Raises ImageError for an unusable image (for a list: the first one).
         """
-        thr = self._thr_list if threshold is None and not thresholds else self._thresholds_for(threshold, thresholds)
+        thr = (
+            self._thr_list
+            if threshold is None and not thresholds
+            else self._thresholds_for(threshold, thresholds)
+        )
         # Fast path: a camera frame already at input size, a uint8-input model allocated for
         # batch 1. Every attribute look-up here is measurable next to a small model's invoke().
-        if type(x) is np.ndarray and x.shape == self._frame_shape and self._raw_uint8 \
-                and x.dtype == np.uint8 and self._batch == 1:
+        if (
+            type(x) is np.ndarray
+            and x.shape == self._frame_shape
+            and self._raw_uint8
+            and x.dtype == np.uint8
+            and self._batch == 1
+        ):
             interp = self._interp
             interp.set_tensor(self._in_index, x[None])
             interp.invoke()
-            return self.prediction(self._to_scores(interp.get_tensor(self._out_index)).tolist()[0], thr)
+            return self.prediction(
+                self._to_scores(interp.get_tensor(self._out_index)).tolist()[0], thr
+            )
         if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim == 4):
             if not len(x):
                 return []
@@ -325,10 +393,17 @@ class Classifier:
         row = self.scores(frame[None])[0].tolist()
         return self.prediction(row, thr, _source_name(x))
 
-    def predict_many(self, sources: Iterable[Any], *, workers: int | None = None, threshold: float | None = None,
-                     thresholds: Mapping[str, float] | None = None, draft: bool = True,
-                     image_of: Callable[[Any], ImageSource] | None = None,
-                     name_of: Callable[[Any], str | None] | None = None) -> Iterator[Outcome]:
+    def predict_many(
+        self,
+        sources: Iterable[Any],
+        *,
+        workers: int | None = None,
+        threshold: float | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        draft: bool = True,
+        image_of: Callable[[Any], ImageSource] | None = None,
+        name_of: Callable[[Any], str | None] | None = None,
+    ) -> Iterator[Outcome]:
         """Classify many images, decoding on `workers` threads while the interpreter runs.
 
         An iterator of `Outcome`, one per source and in input order; `sources` is consumed
@@ -339,15 +414,25 @@ class Classifier:
         """
         thr = self._thresholds_for(threshold, thresholds)
         name_of = name_of or _source_name
-        for d in decode_many(sources, self.input_size, workers=workers, draft=draft, image_of=image_of):
+        for d in decode_many(
+            sources, self.input_size, workers=workers, draft=draft, image_of=image_of
+        ):
             name = name_of(d.source)
             if d.error is not None:
                 yield Outcome(d.source, None, d.error)
                 continue
             try:
                 row = self.scores(d.frame[None])[0].tolist()
-            except (RuntimeError, ValueError, MemoryError) as exc:  # interpreter trouble on one input
-                yield Outcome(d.source, None, ImageError(name or "<image>", f"{type(exc).__name__}: {first_line(exc)}"))
+            except (
+                RuntimeError,
+                ValueError,
+                MemoryError,
+            ) as exc:  # interpreter trouble on one input
+                yield Outcome(
+                    d.source,
+                    None,
+                    ImageError(name or "<image>", f"{type(exc).__name__}: {first_line(exc)}"),
+                )
                 continue
             yield Outcome(d.source, self.prediction(row, thr, name), None)
 
@@ -373,8 +458,10 @@ class Classifier:
         return call
 
     def __repr__(self) -> str:
-        return (f"Classifier({self._name!r}, labels={self._labels}, input={self._width}x{self._height} "
-                f"{self.input_dtype.name}, backend={self._backend!r})")
+        return (
+            f"Classifier({self._name!r}, labels={self._labels}, input={self._width}x{self._height} "
+            f"{self.input_dtype.name}, backend={self._backend!r})"
+        )
 
 
 def _standard_labels(data: bytes, std: dict | None, name: str) -> list[str] | None:

@@ -6,14 +6,17 @@ threshold and off after `off_frames` consecutive frames under it. Both counts gu
 single noisy frame flipping the state. Pure: no clock, no I/O, so it is tested on scripted
 sequences and usable on any source.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Sequence
 
-DEFAULT_ON_FRAMES = 3   # 0.1 s at 30 fps, 0.6 s at 5 fps: quick, yet one noisy frame is not enough
-DEFAULT_OFF_FRAMES = 5  # leaving takes a little longer than arriving, so a flicker is not two events
+DEFAULT_ON_FRAMES = 3  # 0.1 s at 30 fps, 0.6 s at 5 fps: quick, yet one noisy frame is not enough
+DEFAULT_OFF_FRAMES = (
+    5  # leaving takes a little longer than arriving, so a flicker is not two events
+)
 
 
 class State(str, Enum):
@@ -36,8 +39,14 @@ class Hysteresis:
     Every label starts off. `thresholds` are per label, in the order of `labels`.
     """
 
-    def __init__(self, labels: Sequence[str], thresholds: Sequence[float], *,
-                 on_frames: int = DEFAULT_ON_FRAMES, off_frames: int = DEFAULT_OFF_FRAMES) -> None:
+    def __init__(
+        self,
+        labels: Sequence[str],
+        thresholds: Sequence[float],
+        *,
+        on_frames: int = DEFAULT_ON_FRAMES,
+        off_frames: int = DEFAULT_OFF_FRAMES,
+    ) -> None:
         if len(labels) != len(thresholds):
             raise ValueError(f"{len(labels)} labels but {len(thresholds)} thresholds")
         if on_frames < 1 or off_frames < 1:
@@ -66,5 +75,7 @@ class Hysteresis:
             self._run[i] += 1
             if self._run[i] >= (self.on_frames if over else self.off_frames):
                 self._on[i], self._run[i] = over, 0
-                changes.append(Change(self.labels[i], State.ON if over else State.OFF, float(score)))
+                changes.append(
+                    Change(self.labels[i], State.ON if over else State.OFF, float(score))
+                )
         return changes

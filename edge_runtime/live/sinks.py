@@ -1,0 +1,60 @@
+"""Where a run's records go: the writer of stdout and, beside it, any other sink.
+
+A sink gets every result and every label event as the JSON-ready record that `--json` prints
+(see `output`), with the `Item` it was computed from: a sink that keeps pictures (snapshots, a
+collection of frames to label) can then keep the original file or the full frame, not the
+model-size pixels. Sinks are called in order on the runner's thread, so a slow sink slows the
+run: one that talks to the network queues and returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Item:
+    """What a record was computed from."""
+
+    source: str  # the file's path, or the frame source's name (a URL, `camera:N`, a video path)
+    frame: np.ndarray | None = (
+        None  # a frame's full-size RGB pixels; None for a file (read `source`)
+    )
+    index: int | None = None  # the frame's index in its source, or the image's in the run
+
+
+class Sink(Protocol):
+    def result(self, record: dict, item: Item) -> None: ...
+
+    def event(self, record: dict, item: Item) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Fanout:
+    """Several sinks as one, called in the order given; `close` closes every one of them."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+
+    def result(self, record: dict, item: Item) -> None:
+        for sink in self.sinks:
+            sink.result(record, item)
+
+    def event(self, record: dict, item: Item) -> None:
+        for sink in self.sinks:
+            sink.event(record, item)
+
+    def close(self) -> None:
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # close the others, then report the first
+                errors.append(exc)
+        if errors:
+            raise errors[0]
