@@ -46,9 +46,8 @@ class ExportConfig:
     out: str = "model.tflite"
     quant: QuantMode = QuantMode.INT8
     data: str | None = None  # CSV of calibration images (default: the run's training split)
-    val_data: str | None = (
-        None  # CSV of held-out images for the gate (default: the run's val split)
-    )
+    # CSV of held-out images for the gate (default: the run's val split)
+    val_data: str | None = None
     calibration_size: int = 300
     weight_scales: WeightScales = WeightScales.AUTO  # int8 only
     overrides: dict = field(default_factory=dict)  # Tolerances fields to override, any mode

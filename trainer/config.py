@@ -17,9 +17,8 @@ class Arch(str, Enum):
 
     SEED = "seed"  # the tiny two-conv baseline
     COMPACT = "compact"  # depthwise-separable, BN + ReLU: quantizes well, fast on a Pi
-    MOBILENETV2 = (
-        "mobilenetv2"  # MobileNetV2 backbone (ReLU6: int8-friendly), for transfer learning
-    )
+    # MobileNetV2 backbone (ReLU6: int8-friendly), for transfer learning
+    MOBILENETV2 = "mobilenetv2"
     MOBILENETV3 = "mobilenetv3"  # MobileNetV3Small backbone (hard-swish: int8 loses more)
 
 
@@ -141,17 +140,15 @@ class TrainConfig:
     focal_gamma: float = 2.0
     augment: Augment = field(default_factory=Augment)
     thresholds: Thresholds = Thresholds.CALIBRATED
-    weights: str | None = (
-        None  # mobilenetv2/v3: None, "imagenet" or a backbone .weights.h5/.h5 file
-    )
+    # mobilenetv2/v3: None, "imagenet" or a backbone .weights.h5/.h5 file
+    weights: str | None = None
     fine_tune: FineTune = FineTune.TOP  # stage 2 after a pretrained start (see FineTune)
     head_epochs: int | None = None  # stage 1 length; None: a third of `epochs` (at least 1)
     init_from: str | None = None  # a previous run directory to start from (labels remapped by name)
     workers: int | None = None  # image-decoding threads (None: up to 8)
     cache_dir: str | None = None  # decoded-image cache; None = no cache
-    width: float | None = (
-        None  # channel multiplier of compact / alpha of mobilenets; None: 1.0 or init_from's
-    )
+    # channel multiplier of compact / alpha of mobilenets; None: 1.0 or init_from's
+    width: float | None = None
     verbose: bool = True  # one line per epoch on stderr
     # streamed shards (default) or the whole set in RAM; tf.distribute strategy
     in_memory: bool = False  # decode into one in-memory array (the old way: fastest for small sets)

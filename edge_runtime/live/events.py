@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 DEFAULT_ON_FRAMES = 3  # 0.1 s at 30 fps, 0.6 s at 5 fps: quick, yet one noisy frame is not enough
-DEFAULT_OFF_FRAMES = (
-    5  # leaving takes a little longer than arriving, so a flicker is not two events
-)
+# leaving takes a little longer than arriving, so a flicker is not two events
+DEFAULT_OFF_FRAMES = 5
 
 
 class State(str, Enum):

@@ -21,9 +21,8 @@ class Item:
     """What a record was computed from."""
 
     source: str  # the file's path, or the frame source's name (a URL, `camera:N`, a video path)
-    frame: np.ndarray | None = (
-        None  # a frame's full-size RGB pixels; None for a file (read `source`)
-    )
+    # a frame's full-size RGB pixels; None for a file (read `source`)
+    frame: np.ndarray | None = None
     index: int | None = None  # the frame's index in its source, or the image's in the run
 
 

@@ -50,9 +50,8 @@ VIDEO_EXTENSIONS = {
     ".3gp",
 }
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-_STREAM_TIMEOUT_MS = (
-    10_000  # an unreachable stream fails after this, instead of FFmpeg's default wait
-)
+# an unreachable stream fails after this, instead of FFmpeg's default wait
+_STREAM_TIMEOUT_MS = 10_000
 
 
 def is_stream(item: str) -> bool:
