@@ -110,7 +110,7 @@ def report_md(r: dict) -> str:
         "later_epoch_s": "best later epoch, s",
         "peak_rss_mb": "peak RSS, MB",
     }
-    for n, res in r["sizes"].items():
+    for res in r["sizes"].values():
         for key, label in names.items():
             x = res[key]
             lines.append(
