@@ -42,6 +42,7 @@ sys.path.insert(0, str(HERE))
 
 from bm_common import log, machine_info  # noqa: E402
 
+from edge_common.run import MANIFEST_FILE, open_run, read_manifest  # noqa: E402
 from edge_runtime import atomic  # noqa: E402
 
 EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
@@ -120,14 +121,14 @@ def run_train(csv_path: Path, out: Path, args: list[str]) -> dict:
         raise RuntimeError(f"edge-train failed ({proc.returncode}): {proc.stderr[-2000:]}")
     result = json.loads(proc.stdout)
     epochs = {int(e): float(s) for e, s in EPOCH_LINE.findall(proc.stderr)}
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out / MANIFEST_FILE)
     return {
         "command": "edge-train " + " ".join(shlex.quote(c) for c in cmd[6:]),
         "peak_rss_mb": int(rss_file.read_text().split()[-1]) / 1024,
         "wall_s": round(wall, 1),
         "epoch_seconds": epochs,
-        "n_train": manifest["data"]["n_train"],
-        "n_val": manifest["data"]["n_val"],
+        "n_train": manifest.data.n_train,
+        "n_val": manifest.data.n_val,
         "val_map": result["metrics"].get("mAP"),
         "run_dir": str(out),
     }
@@ -201,13 +202,13 @@ def measure_accuracy(work: Path) -> dict:
     for mode, extra in (("streamed", []), ("in_memory", ["--in-memory"])):
         log(f"accuracy: default demo training, {mode}")
         r = run_train(folder / "train.csv", work / "runs" / f"acc-{mode}", extra)
-        manifest = json.loads((Path(r["run_dir"]) / "manifest.json").read_text())
-        test = read_labels_csv(folder / "test.csv", labels=manifest["labels"])
-        test, x = load_table(test, tuple(manifest["input_size"]), "test")
-        model = keras.models.load_model(Path(r["run_dir"]) / "model.keras", safe_mode=True)
+        run = open_run(r["run_dir"])
+        test = read_labels_csv(folder / "test.csv", labels=list(run.manifest.labels))
+        test, x = load_table(test, run.manifest.input_size, "test")
+        model = keras.models.load_model(run.model_path, safe_mode=True)
         scores = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
         r["test_map"] = float(mean_average_precision(test.y, scores))
-        r["epochs_run"] = manifest["training"]["epochs_run"]
+        r["epochs_run"] = run.manifest.training.epochs_run
         res[mode] = r
         log(f"  test mAP {r['test_map']:.4f} after {r['epochs_run']} epochs")
     res["test_map_difference"] = res["streamed"]["test_map"] - res["in_memory"]["test_map"]

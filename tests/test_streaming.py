@@ -265,8 +265,8 @@ def test_streamed_and_in_memory_training_both_work_and_clean_up(demo_data, tmp_p
     for name, kw in (("streamed", {}), ("memory", {"in_memory": True})):
         r = train(tiny_config(demo_data[0], tmp_path / name, batch_size=16, **kw))
         runs[name] = r
-        assert r.manifest["training"]["epochs_run"] == 2 and r.manifest["data"]["n_train"] == 128
-        assert r.manifest["training"]["distribute"]["replicas"] == 1
+        assert r.manifest.training.epochs_run == 2 and r.manifest.data.n_train == 128
+        assert r.manifest.training.distribute["replicas"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "memory",
         "streamed",

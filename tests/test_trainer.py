@@ -333,7 +333,7 @@ def test_train_writes_all_artifacts(run, demo_data):
     )
     assert not list(d.parent.glob(".r1.tmp-*"))
     m = json.loads((d / "manifest.json").read_text())
-    assert m == run.manifest
+    assert m == run.manifest.to_json()
     assert m["schema_version"] == 1 and m["labels"] == [
         "circle",
         "cross",

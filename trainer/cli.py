@@ -24,6 +24,7 @@ from .config import (
     Thresholds,
     TrainConfig,
 )
+from .plan import resolve
 
 EXIT_USAGE = 2  # bad options or bad input data (click's own usage errors use 2 as well)
 EXIT_FAILURE = 1  # anything else that went wrong during training
@@ -255,12 +256,15 @@ def train_cmd(
         elif any(v is not None for v in aug.values()):
             given["augment"] = replace(base, **{k: v for k, v in aug.items() if v is not None})
         config = TrainConfig.from_recipe(recipe, **given, verbose=not quiet)
+        # Files and environment (--init-from, --weights, TF_CONFIG) are read and checked here,
+        # in well under a second and before TensorFlow loads or any image is decoded.
+        plan = resolve(config)
     except (EdgeError, ValueError) as exc:
         _fail(str(exc), EXIT_USAGE)
     try:
         from .train import train  # TensorFlow loads here, not for --help
 
-        result = train(config)
+        result = train(plan)
     except EdgeError as exc:
         _fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
