@@ -243,14 +243,20 @@ def test_arch_builds_sigmoid_and_converts_to_builtin_int8(arch, demo_data):
 
 
 def _augmented(aug: Augment, n: int = 64, seed: int = 0):
-    """n augmented copies of one image through `make_dataset`, and the labels that came out."""
-    from trainer.augment import make_dataset
+    """n augmented copies of one image through `augment_fn`, mapped over (image, labels) as the
+    training stream maps it, and the labels that came out."""
+    import tensorflow as tf
+
+    from trainer.augment import augment_fn
 
     rng = np.random.default_rng(seed)
     img = rng.integers(30, 226, (24, 24, 3)).astype(np.uint8)  # away from 0/255: no clipping
     y = np.tile(np.array([[1, 0, 1]], np.int8), (n, 1))
-    ds = make_dataset(np.repeat(img[None], n, 0), y, n, aug, shuffle=False, seed=seed)
-    x_out, y_out = next(iter(ds))
+    fn = augment_fn(aug, 24, 24)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (np.repeat(img[None], n, 0).astype(np.float32), y.astype(np.float32))
+    )
+    x_out, y_out = next(iter(ds.map(lambda im, lab: (fn(im), lab)).batch(n)))
     return img.astype(np.float32), x_out.numpy(), y_out.numpy(), y
 
 
@@ -393,14 +399,14 @@ def test_saved_model_loads_with_safe_mode_in_a_clean_process(run):
 @pytest.mark.slow
 def test_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
     """Skew test: the pixels the model is fed equal the runtime's `load_image` output."""
-    from trainer.augment import make_dataset
     from trainer.data import prepare_data
+    from trainer.streaming import make_stream
 
     data = prepare_data(
         tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path))
     )
     for _ in range(2):  # second pass: from the cache
-        ds = make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False)
+        ds = make_stream(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False)
         images, labels = next(iter(ds))
         for i in range(16):
             expect = load_image(data.train.table.paths[i], (40, 40))

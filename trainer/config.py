@@ -149,8 +149,6 @@ class TrainConfig:
     # channel multiplier of compact / alpha of mobilenets; None: 1.0 or init_from's
     width: float | None = None
     verbose: bool = True  # one line per epoch on stderr
-    # streamed shards (default) or the whole set in RAM; tf.distribute strategy
-    in_memory: bool = False  # decode into one in-memory array (the old way: fastest for small sets)
     distribute: Distribute = Distribute.NONE  # batch_size is per replica; see trainer/distribute.py
 
     def __post_init__(self) -> None:
@@ -183,10 +181,6 @@ class TrainConfig:
             )
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", Augment(**self.augment))
-        if self.distribute is not Distribute.NONE and self.in_memory:
-            raise ConfigError(
-                "distributed training streams its data from shards: drop in_memory (--in-memory)"
-            )
         if self.input_size is not None and self.input_size < 32:
             raise ConfigError(f"input_size must be >= 32, got {self.input_size}")
         if not 0.0 < self.val_fraction < 1.0:

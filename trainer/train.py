@@ -120,7 +120,7 @@ def train(config: TrainConfig | TrainPlan) -> TrainResult:
 
     model, history, best_epoch, lineage, stages = _fit(config, data, log, plan.parent)
 
-    scores = streaming.predict(model, data.val.x)  # array or streamed ShardView
+    scores = streaming.predict(model, data.val.x)
     y_val = data.val.y
     calibrated = calibrate_thresholds(y_val, scores)
     report_05 = multilabel_report(y_val, scores, 0.5, data.labels)
@@ -216,7 +216,6 @@ def _fit(
     """(model, history, best epoch, lineage, stages): the model trained from its starting point."""
     import keras
 
-    from .augment import make_dataset
     from .losses import focal_loss, resolve_pos_weights, weighted_bce
     from .stages import fit_stages, plan_stages
     from .transfer import start_model
@@ -229,29 +228,13 @@ def _fit(
         else weighted_bce(pos_weight)
     )
     model, lineage = start_model(config, data.labels, parent)
-    train_ds = make_dataset(
-        data.train.x,
-        data.train.y,
-        config.batch_size,
-        config.augment,
-        shuffle=True,
-        seed=config.seed,
+    train_ds = streaming.make_stream(
+        data.train.x, data.train.y, config.batch_size, config.augment, seed=config.seed
     )
     stages = plan_stages(config)
-    steps = -(-len(data.train.x) // config.batch_size)
-    # a streamed input is endless: fit counts its steps
-    fit_steps = streaming.steps_per_epoch(data.train.x, config.batch_size)
+    steps = streaming.steps_per_epoch(data.train.x, config.batch_size)  # the stream is endless
     history, best_epoch = fit_stages(
-        model,
-        config,
-        stages,
-        train_ds,
-        data.val.x,
-        data.val.y,
-        loss_fn,
-        steps,
-        log,
-        fit_steps=fit_steps,
+        model, config, stages, train_ds, data.val.x, data.val.y, loss_fn, steps, log
     )
     return model, history, best_epoch, lineage, stages
 
