@@ -477,6 +477,40 @@ def test_cli_json_with_val_csv(demo_data, tmp_path):
     )
 
 
+@pytest.mark.slow
+def test_cli_focal_loss_is_the_loss_trained_and_validated_with(demo_data, tmp_path):
+    """A real (tiny) training with `--loss focal --focal-gamma 1.5`: the validation loss the run
+    recorded is the focal loss of the saved model's scores, not the BCE of them."""
+    import keras
+    from click.testing import CliRunner
+
+    from edge_common.images import load_table
+    from edge_common.run import open_run
+    from trainer.cli import cli
+    from trainer.losses import focal_loss, weighted_bce
+
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--input-size", "32", "--epochs", "2", "--no-early-stop"]
+    r = CliRunner().invoke(
+        cli, [str(demo_data[0]), *args, "--loss", "focal", "--focal-gamma", "1.5", "--quiet"]
+    )
+    assert r.exit_code == 0, r.output
+    run = open_run(out)
+    config = run.manifest.training.config
+    assert (config["loss"], config["focal_gamma"], config["pos_weight"]) == ("focal", 1.5, "auto")
+    val_loss = run.manifest.training.history["val_loss"]
+    assert len(val_loss) == 2 and all(np.isfinite(val_loss))
+    # No early stopping: the saved weights are the last epoch's, which that val_loss scored.
+    table, x = load_table(read_labels_csv(run.val_split), run.manifest.input_size, "validation")
+    model = keras.models.load_model(run.model_path, safe_mode=True, compile=False)
+    scores = model.predict(x.astype(np.float32), verbose=0)
+    y = table.y.astype(np.float32)
+    weights = resolve_pos_weights("auto", read_labels_csv(run.train_split).y)
+    focal = float(np.mean(keras.ops.convert_to_numpy(focal_loss(weights, 1.5)(y, scores))))
+    bce = float(np.mean(keras.ops.convert_to_numpy(weighted_bce(weights)(y, scores))))
+    assert val_loss[-1] == pytest.approx(focal, abs=1e-4) and abs(focal - bce) > 0.01
+
+
 @pytest.mark.parametrize(
     "content, needle",
     [
