@@ -3,11 +3,11 @@
     python benchmarks/bm_quantizer.py RUN_DIR [RUN_DIR ...] --out benchmarks/results \
         [--tflite-python .venv-tflite/bin/python] [--mediapipe-python .venv-mediapipe/bin/python]
 
-Needs TensorFlow (the train extra) and `ai-edge-quantizer` in the same environment; the
-quantizer is NOT a dependency of the project (see README "Dependencies and their futures"):
+Needs TensorFlow (the train extra) and the quantizer in the same environment; the quantizer is
+NOT a dependency of the project (see README "Dependencies and their futures"):
 
     python -m venv .venv-quantizer
-    .venv-quantizer/bin/pip install -e '.[train]' ai-edge-quantizer==0.10.0
+    .venv-quantizer/bin/pip install -e '.[train]' ai-edge-quantizer==0.10.0 litert-quantizer==0.11.0
 
 For each run directory, each variant goes through the real `exporter.export` with
 `--quant int8 --per-tensor` or `--per-channel` (same held-out images, same calibration images,
@@ -15,19 +15,21 @@ same gate, same metadata writer); only the conversion function the exporter call
 the AEQ variants: the converter's float32 model, then AEQ's static int8 recipe (calibrated on
 the same representative images), with the output left float32 (`OUTPUT` not quantized) as ours
 is, and either the input quantized (AEQ has no uint8 activations: an int8 input, pixel - 128)
-or left float32 (`-float-io`). Measured: conversion seconds (the whole conversion: the float
-model and AEQ's calibration and quantization), file size, the gate's verdict and figures, the
-interpreter's input/output types, ops, the largest scale count on one tensor, and one-thread
-invoke latency (ai-edge-litert, interleaved blocks). With `--tflite-python` each file is also
-run by tflite-runtime 2.14 (the 32-bit Pi's package) and compared with ai-edge-litert's scores;
-with `--mediapipe-python`, classified by MediaPipe Tasks. Writes quantizer.md and quantizer.json
-into --out (atomically). Nothing asserts speed.
+or left float32 (`float-io`). Measured: conversion seconds (the whole conversion: the float
+model, then AEQ's calibration and quantization; after one warm-up export), file size, the
+gate's verdict and figures, the interpreter's input/output types, ops, the largest scale count
+on one tensor, and one-thread invoke latency (ai-edge-litert, interleaved blocks). With
+`--tflite-python` each file is also run by tflite-runtime 2.14 (the 32-bit Pi's package) and
+compared with ai-edge-litert's scores; with `--mediapipe-python`, classified by MediaPipe Tasks.
+`--quantizer litert_quantizer` evaluates AEQ's renamed successor instead. Writes quantizer.md
+and quantizer.json (quantizer_litert.*) into --out, atomically. Nothing asserts speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import shlex
 import subprocess
@@ -84,10 +86,19 @@ print(json.dumps(out))
 """
 
 
+QUANTIZER = "ai_edge_quantizer"  # --quantizer litert_quantizer: its successor, same API
+
+
 def aeq_convert(weight_scales: str, float_input: bool, seen: dict) -> Callable:
     """A drop-in for `exporter.convert.convert` that quantizes int8 with AEQ."""
+    import importlib
+
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer
+
+    algorithm_manager, qtyping, quantizer = (
+        importlib.import_module(f"{QUANTIZER}.{m}")
+        for m in ("algorithm_manager", "qtyping", "quantizer")
+    )
 
     from exporter.convert import convert
     from exporter.modes import QuantMode
@@ -252,6 +263,11 @@ def evaluate_run(run_dir: Path, work: Path, args) -> dict:
     from edge_runtime import Classifier
     from edge_runtime.inference.preprocess import load_image
 
+    # The first conversion in a process also pays TensorFlow's start (tracing, the first
+    # SavedModel export): one export is done and thrown away first, so that the variants'
+    # conversion seconds compare like with like.
+    log(f"{run_dir}: warm-up export (not measured)")
+    export_variant(run_dir, work / "warm-up.tflite", next(iter(VARIANTS)), args.calibration_size)
     log(f"{run_dir}: exporting {len(VARIANTS)} variants")
     rows, files, complete = [], {}, {}
     for variant in VARIANTS:
@@ -266,10 +282,9 @@ def evaluate_run(run_dir: Path, work: Path, args) -> dict:
     if not files:
         return {"run": str(run_dir), "variants": rows}
     ref = Classifier.from_file(next(iter(files.values())))
-    images = (
-        sorted(Path(run_dir).parent.rglob("*.png"))[:16]
-        or sorted(Path(run_dir).parent.rglob("*.jpg"))[:16]
-    )
+    # Held-out images of the run (its validation split): what the gate judged too.
+    with open(Path(run_dir) / "val_split.csv", newline="") as fh:
+        images = [Path(row[0]) for row in list(csv.reader(fh))[1:17]]
     frames = np.stack([load_image(p, ref.input_size) for p in images])
     np.save(work / "frames.npy", frames)
     log(f"  latency, {args.runs} runs each")
@@ -311,7 +326,7 @@ def _agreement(ours: list, theirs: dict) -> dict:
 def report(results: dict) -> str:
     m = results["machine"]
     lines = [
-        "# int8: the TFLite converter's quantizer against ai-edge-quantizer",
+        f"# int8: the TFLite converter's quantizer against {results['quantizer']}",
         "",
         f"Command: `{results['command']}`",
         f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, load average at start "
@@ -372,6 +387,7 @@ def _num(v, digits: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global QUANTIZER
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     parser.add_argument("--out", type=Path, required=True)
@@ -380,15 +396,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=300, help="timed invokes per file")
     parser.add_argument("--tflite-python", help="a Python with tflite-runtime and this project")
     parser.add_argument("--mediapipe-python", help="a Python with mediapipe and this project")
+    parser.add_argument(
+        "--quantizer",
+        choices=("ai_edge_quantizer", "litert_quantizer"),
+        default="ai_edge_quantizer",
+        help="the AEQ package (litert_quantizer: its renamed successor); results go to "
+        "quantizer.md, or quantizer_litert.md",
+    )
     args = parser.parse_args(argv)
+    QUANTIZER = args.quantizer
+    stem = "quantizer" if QUANTIZER == "ai_edge_quantizer" else "quantizer_litert"
     from importlib import metadata as dist
 
     results = {
         "command": "python benchmarks/bm_quantizer.py "
         + shlex.join(sys.argv[1:] if argv is None else argv),
+        "quantizer": QUANTIZER.replace("_", "-"),
         "machine": machine_info(),
         "versions": {
-            d: dist.version(d) for d in ("ai-edge-quantizer", "ai-edge-litert", "tensorflow-cpu")
+            d: dist.version(d)
+            for d in (QUANTIZER.replace("_", "-"), "ai-edge-litert", "tensorflow-cpu")
         },
         "runs": [],
     }
@@ -399,9 +426,9 @@ def main(argv: list[str] | None = None) -> None:
             sub.mkdir(parents=True, exist_ok=True)
             results["runs"].append(evaluate_run(run_dir, sub, args))
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(args.out / "quantizer.json", results)
-    atomic.write_text(args.out / "quantizer.md", report(results))
-    log(f"wrote {args.out / 'quantizer.md'} and quantizer.json")
+    atomic.write_json(args.out / f"{stem}.json", results)
+    atomic.write_text(args.out / f"{stem}.md", report(results))
+    log(f"wrote {args.out / stem}.md and {stem}.json")
 
 
 if __name__ == "__main__":
