@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from edge_common.run import MAX_INPUT_SIDE
 from edge_runtime.atomic import to_jsonable
 
 from .errors import ConfigError
@@ -183,6 +184,9 @@ class TrainConfig:
             object.__setattr__(self, "augment", Augment(**self.augment))
         if self.input_size is not None and self.input_size < 32:
             raise ConfigError(f"input_size must be >= 32, got {self.input_size}")
+        if self.input_size is not None and self.input_size > MAX_INPUT_SIDE:
+            # A run directory's readers refuse larger: fail now, not after training.
+            raise ConfigError(f"input_size must be <= {MAX_INPUT_SIDE}, got {self.input_size}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.learning_rate is not None and not self.learning_rate > 0:

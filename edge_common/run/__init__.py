@@ -26,6 +26,7 @@ from .directory import (
 )
 from .fields import ManifestError
 from .manifest import (
+    MAX_INPUT_SIDE,
     SCHEMA_VERSION,
     DataRecord,
     InitFrom,
@@ -44,6 +45,7 @@ __all__ = [
     "KERAS_MEMBERS",
     "Lineage",
     "MANIFEST_FILE",
+    "MAX_INPUT_SIDE",
     "MAX_KERAS_BYTES",
     "MAX_KERAS_MEMBERS",
     "MAX_MANIFEST_BYTES",
