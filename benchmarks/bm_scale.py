@@ -1,23 +1,24 @@
-"""Training past one machine's memory: peak RSS, epoch throughput and accuracy, streamed vs in-memory.
+"""Training past one machine's memory: peak RSS, epoch throughput and accuracy of streamed training.
 
     python benchmarks/bm_scale.py --out benchmarks/results              # full (about an hour on 2 cores)
     python benchmarks/bm_scale.py --out /tmp/bm --n-small 500 --n-large 2000 --size 48 --skip-accuracy
 
 Measured as a user runs it, `edge-train` in a child process under `/usr/bin/time -f %M`:
 
-1. peak RSS of `edge-train DATA.csv --out RUN --epochs 1` (streamed shards, the default) on
-   the first `--n-small` and on all `--n-large` demo images at `--size` px (target: within
-   1.3x), plus the in-memory path (`--in-memory`) on the small set for reference;
-2. images/s of a training epoch streamed vs `--in-memory` on the small set (the epoch seconds
-   that `edge-train` prints, which include the epoch's validation pass; runs alternate so load
-   changes on a shared machine hit both alike; target: streamed >= 0.9x);
+1. peak RSS of `edge-train DATA.csv --out RUN --epochs 1` (streamed shards) on the first
+   `--n-small` and on all `--n-large` demo images at `--size` px (target: within 1.3x);
+2. images/s of a training epoch on the small set (the epoch seconds that `edge-train` prints,
+   which include the epoch's validation pass; best of `--repeats` runs);
 3. test mAP of the default demo training (`make-demo` defaults, default epochs and early
-   stopping) streamed vs in-memory (target: within 0.01; training is not bit-reproducible);
+   stopping);
 4. the shard format: tf.data read rate of the same pixels as .npy shards through
    `FixedLengthRecordDataset` (what the trainer uses), as TFRecord `tf.train.Example`s, and as
    memory-mapped .npy through a Python generator.
 
 Writes scale.md and scale.json to --out atomically, with the machine and the exact command.
+(Until issue 19 this also ran the in-memory pipeline, `--in-memory`, beside the streamed one:
+benchmarks/results/scale.md is that version's report; bm_pipeline's results/pipeline.md has the
+small-size comparison that retired it.)
 Data and runs stay in --work (default: a folder in the system temp dir) for re-runs.
 """
 
@@ -42,6 +43,7 @@ sys.path.insert(0, str(HERE))
 
 from bm_common import log, machine_info  # noqa: E402
 
+from edge_common.run import MANIFEST_FILE, open_run, read_manifest  # noqa: E402
 from edge_runtime import atomic  # noqa: E402
 
 EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
@@ -120,14 +122,14 @@ def run_train(csv_path: Path, out: Path, args: list[str]) -> dict:
         raise RuntimeError(f"edge-train failed ({proc.returncode}): {proc.stderr[-2000:]}")
     result = json.loads(proc.stdout)
     epochs = {int(e): float(s) for e, s in EPOCH_LINE.findall(proc.stderr)}
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out / MANIFEST_FILE)
     return {
         "command": "edge-train " + " ".join(shlex.quote(c) for c in cmd[6:]),
         "peak_rss_mb": int(rss_file.read_text().split()[-1]) / 1024,
         "wall_s": round(wall, 1),
         "epoch_seconds": epochs,
-        "n_train": manifest["data"]["n_train"],
-        "n_val": manifest["data"]["n_val"],
+        "n_train": manifest.data.n_train,
+        "n_val": manifest.data.n_val,
         "val_map": result["metrics"].get("mAP"),
         "run_dir": str(out),
     }
@@ -136,13 +138,9 @@ def run_train(csv_path: Path, out: Path, args: list[str]) -> dict:
 def measure_rss(small: Path, large: Path, work: Path, size: int) -> dict:
     common = ["--epochs", "1", "--input-size", str(size)]
     res = {}
-    for name, csv_path, extra in (
-        ("streamed_small", small, []),
-        ("streamed_large", large, []),
-        ("in_memory_small", small, ["--in-memory"]),
-    ):
+    for name, csv_path in (("streamed_small", small), ("streamed_large", large)):
         log(f"RSS: {name}")
-        res[name] = run_train(csv_path, work / "runs" / name, common + extra)
+        res[name] = run_train(csv_path, work / "runs" / name, common)
         log(f"  peak RSS {res[name]['peak_rss_mb']:.0f} MB, {res[name]['wall_s']} s")
     res["ratio_large_over_small"] = (
         res["streamed_large"]["peak_rss_mb"] / res["streamed_small"]["peak_rss_mb"]
@@ -151,8 +149,8 @@ def measure_rss(small: Path, large: Path, work: Path, size: int) -> dict:
 
 
 def measure_throughput(small: Path, work: Path, size: int, repeats: int) -> dict:
-    """Two-epoch runs, alternating modes; images/s of each epoch = training images / epoch seconds."""
-    cache = work / "cache"  # decoding is not part of an epoch: decode once, for both modes
+    """Two-epoch runs; images/s of each epoch = training images / epoch seconds."""
+    cache = work / "cache"  # decoding is not part of an epoch: decode once
     common = [
         "--epochs",
         "2",
@@ -163,29 +161,21 @@ def measure_throughput(small: Path, work: Path, size: int, repeats: int) -> dict
         "--cache-dir",
         str(cache),
     ]
-    runs: dict[str, list[dict]] = {"streamed": [], "in_memory": []}
+    runs: list[dict] = []
     for i in range(repeats):
-        for mode, extra in (("streamed", []), ("in_memory", ["--in-memory"])):
-            log(f"throughput: {mode} run {i + 1}/{repeats}")
-            r = run_train(small, work / "runs" / f"tp-{mode}-{i}", common + extra)
-            r["images_per_s"] = {e: r["n_train"] / s for e, s in r["epoch_seconds"].items()}
-            runs[mode].append(r)
-            log(f"  epochs {r['epoch_seconds']} -> {r['images_per_s']}")
-
-    def best(mode: str, epoch: int) -> float:
-        return max(r["images_per_s"][epoch] for r in runs[mode])
-
+        log(f"throughput: run {i + 1}/{repeats}")
+        r = run_train(small, work / "runs" / f"tp-{i}", common)
+        r["images_per_s"] = {e: r["n_train"] / s for e, s in r["epoch_seconds"].items()}
+        runs.append(r)
+        log(f"  epochs {r['epoch_seconds']} -> {r['images_per_s']}")
     return {
         "runs": runs,
-        "epoch1_ratio": best("streamed", 1) / best("in_memory", 1),
-        "epoch2_ratio": best("streamed", 2) / best("in_memory", 2),
-        "streamed_images_per_s": {1: best("streamed", 1), 2: best("streamed", 2)},
-        "in_memory_images_per_s": {1: best("in_memory", 1), 2: best("in_memory", 2)},
+        "images_per_s": {e: max(r["images_per_s"][e] for r in runs) for e in (1, 2)},
     }
 
 
 def measure_accuracy(work: Path) -> dict:
-    """Default demo training, streamed vs in-memory; test mAP of each Keras model."""
+    """Default demo training; test mAP of its Keras model."""
     import keras
     import numpy as np
 
@@ -197,21 +187,17 @@ def measure_accuracy(work: Path) -> dict:
     folder = work / "demo-default"
     if not (folder / "test.csv").is_file():
         make_demo_dataset(DemoConfig(str(folder)))
-    res = {}
-    for mode, extra in (("streamed", []), ("in_memory", ["--in-memory"])):
-        log(f"accuracy: default demo training, {mode}")
-        r = run_train(folder / "train.csv", work / "runs" / f"acc-{mode}", extra)
-        manifest = json.loads((Path(r["run_dir"]) / "manifest.json").read_text())
-        test = read_labels_csv(folder / "test.csv", labels=manifest["labels"])
-        test, x = load_table(test, tuple(manifest["input_size"]), "test")
-        model = keras.models.load_model(Path(r["run_dir"]) / "model.keras", safe_mode=True)
-        scores = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
-        r["test_map"] = float(mean_average_precision(test.y, scores))
-        r["epochs_run"] = manifest["training"]["epochs_run"]
-        res[mode] = r
-        log(f"  test mAP {r['test_map']:.4f} after {r['epochs_run']} epochs")
-    res["test_map_difference"] = res["streamed"]["test_map"] - res["in_memory"]["test_map"]
-    return res
+    log("accuracy: default demo training")
+    r = run_train(folder / "train.csv", work / "runs" / "acc", [])
+    run = open_run(r["run_dir"])
+    test = read_labels_csv(folder / "test.csv", labels=list(run.manifest.labels))
+    test, x = load_table(test, run.manifest.input_size, "test")
+    model = keras.models.load_model(run.model_path, safe_mode=True)
+    scores = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
+    r["test_map"] = float(mean_average_precision(test.y, scores))
+    r["epochs_run"] = run.manifest.training.epochs_run
+    log(f"  test mAP {r['test_map']:.4f} after {r['epochs_run']} epochs")
+    return r
 
 
 def measure_formats(small: Path, size: int, work: Path) -> dict:
@@ -298,7 +284,7 @@ def report_md(r: dict) -> str:
     m = r["machine"]
     rss, tp = r["rss"], r["throughput"]
     lines = [
-        "# Large data sets: streamed shards vs in-memory training",
+        "# Large data sets: streamed training",
         "",
         f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores ({m['platform']}), shared with other "
         f"jobs (load average at start {m['load_average_at_start']}); Python {m['python']}, TensorFlow "
@@ -310,7 +296,7 @@ def report_md(r: dict) -> str:
         "| run | training / validation images | peak RSS |",
         "|---|---|---|",
     ]
-    for name in ("streamed_small", "streamed_large", "in_memory_small"):
+    for name in ("streamed_small", "streamed_large"):
         x = rss[name]
         lines.append(
             f"| {name.replace('_', ' ')} | {x['n_train']:,} / {x['n_val']:,} | {x['peak_rss_mb']:,.0f} MB |"
@@ -321,18 +307,17 @@ def report_md(r: dict) -> str:
         f"{rss['streamed_small']['n_train'] + rss['streamed_small']['n_val']:,} images: "
         f"**{rss['ratio_large_over_small']:.2f}x** peak RSS (target <= 1.3x).",
         "",
-        "## Epoch throughput, streamed vs `--in-memory` (best of the alternated runs)",
+        "## Epoch throughput (best of the runs)",
         "",
-        "| epoch | streamed images/s | in-memory images/s | ratio |",
-        "|---|---|---|---|",
+        "| epoch | images/s |",
+        "|---|---|",
     ]
     for e in (1, 2):
-        s, i = tp["streamed_images_per_s"][e], tp["in_memory_images_per_s"][e]
-        lines.append(f"| {e} | {s:,.0f} | {i:,.0f} | {s / i:.2f}x |")
+        lines.append(f"| {e} | {tp['images_per_s'][e]:,.0f} |")
     lines += [
         "",
         "Epoch seconds as `edge-train` prints them (training steps plus the epoch's validation "
-        "pass); epoch 1 also traces the graphs. Target: streamed >= 0.9x.",
+        "pass); epoch 1 also traces the graphs.",
         "",
     ]
     if r.get("accuracy"):
@@ -340,12 +325,7 @@ def report_md(r: dict) -> str:
         lines += [
             "## Accuracy: default demo training (1,500 train / 300 test images)",
             "",
-            "| input | epochs run | test mAP |",
-            "|---|---|---|",
-            f"| streamed | {a['streamed']['epochs_run']} | {a['streamed']['test_map']:.4f} |",
-            f"| in-memory | {a['in_memory']['epochs_run']} | {a['in_memory']['test_map']:.4f} |",
-            "",
-            f"Difference {a['test_map_difference']:+.4f} (target within 0.01).",
+            f"{a['epochs_run']} epochs run, test mAP {a['test_map']:.4f}.",
             "",
         ]
     f = r["formats"]

@@ -99,8 +99,8 @@ def run_all(work: Path, prof: dict, data: dict) -> list[dict]:
         log(f"training {name} ...")
         res = train(TrainConfig(out=str(runs / name), **cfg))
         log(
-            f"  {name}: {res.manifest['training']['epochs_run']} epochs, {time.perf_counter() - t0:.0f} s, "
-            f"val mAP {res.manifest['metrics']['calibrated']['map']:.3f}, {res.manifest['quality']['verdict']}"
+            f"  {name}: {res.manifest.training.epochs_run} epochs, {time.perf_counter() - t0:.0f} s, "
+            f"val mAP {res.manifest.metrics.calibrated['map']:.3f}, {res.manifest.verdict}"
         )
         return res
 
@@ -156,12 +156,13 @@ def evaluate(arch: str, start: str, res, test_csv: Path) -> dict:
     import keras
 
     from edge_common.images import load_table
+    from edge_common.run import MODEL_FILE
     from edge_runtime.evaluation.dataset import read_labels_csv
     from edge_runtime.evaluation.metrics import multilabel_report
     from trainer.quality import assess
 
     labels = res.labels
-    size = tuple(res.manifest["input_size"])
+    size = res.manifest.input_size
     table, x = load_table(read_labels_csv(test_csv), size, "test")
     index = {n: j for j, n in enumerate(table.labels)}  # a label the run never saw scores no column
     y = np.stack(
@@ -171,7 +172,7 @@ def evaluate(arch: str, start: str, res, test_csv: Path) -> dict:
         ],
         1,
     )
-    model = keras.models.load_model(res.run_dir / "model.keras", safe_mode=True, compile=False)
+    model = keras.models.load_model(res.run_dir / MODEL_FILE, safe_mode=True, compile=False)
     scores = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
     rep = multilabel_report(y, scores, np.asarray(res.thresholds), labels)
     q_test = assess(y, scores, labels)
@@ -180,16 +181,16 @@ def evaluate(arch: str, start: str, res, test_csv: Path) -> dict:
         "arch": arch,
         "start": start,
         "run": res.run_dir.name,
-        "epochs_run": m["training"]["epochs_run"],
+        "epochs_run": m.training.epochs_run,
         "seconds": round(res.seconds, 1),
-        "val_map": m["metrics"]["calibrated"]["map"],
-        "val_verdict": m["quality"]["verdict"],
+        "val_map": m.metrics.calibrated["map"],
+        "val_verdict": m.verdict,
         "test_map": rep["map"],
         "test_macro_f1": rep["macro_f1"],
         "test_chance_map": q_test["chance_map"],
         "test_mean_lift": q_test["mean_lift"],
         "test_verdict": q_test["verdict"],
-        "labels_at_chance_val": m["quality"]["not_learned"],
+        "labels_at_chance_val": m.quality["not_learned"],
     }
 
 

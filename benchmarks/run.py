@@ -28,6 +28,8 @@ sys.path.insert(0, str(HERE))  # the bm_* helpers beside this file
 import numpy as np  # noqa: E402
 from bm_common import MODES, log, machine_info, stats, time_interleaved  # noqa: E402
 
+from edge_common.run import MODEL_FILE  # noqa: E402
+
 ARCHS = ("seed", "compact", "mobilenetv3")
 DEFAULT_ARCH = "compact"
 # Size/accuracy only: int8 forced to one weight scale per output channel (`--per-channel`); the
@@ -133,7 +135,7 @@ def train_archs(prof: dict, train_csv: Path, work: Path) -> dict:
         res = train(cfg)
         runs[arch] = res
         log(
-            f"  {arch}: {res.manifest['training']['epochs_run']} epochs in {res.seconds:.0f} s, "
+            f"  {arch}: {res.manifest.training.epochs_run} epochs in {res.seconds:.0f} s, "
             f"val mAP {res.metrics['map']:.3f}"
         )
     return runs
@@ -235,7 +237,7 @@ def run(prof: dict, name: str, work: Path) -> dict:
     runs = train_archs(prof, train_csv, work)
     exports = export_all(runs, prof, work)
     test = TestSet.load(runs, test_csv)
-    train_cfg = runs[DEFAULT_ARCH].manifest["training"]["config"]
+    train_cfg = runs[DEFAULT_ARCH].manifest.training.config
     profile = {
         "name": name,
         "demo": {k: getattr(demo, k) for k in ("n_train", "n_test", "image_size", "seed")},
@@ -287,12 +289,12 @@ class TestSet:
 
         from edge_runtime.evaluation.dataset import read_labels_csv
 
-        w, h = runs[DEFAULT_ARCH].manifest["input_size"]
+        w, h = runs[DEFAULT_ARCH].manifest.input_size
         table = read_labels_csv(test_csv, labels=runs[DEFAULT_ARCH].labels)
         x = M.load_split(table, (w, h))
         log(f"test split: {len(x)} images at {w}x{h}")
         models = {
-            a: keras.models.load_model(run.run_dir / "model.keras", compile=False, safe_mode=True)
+            a: keras.models.load_model(run.run_dir / MODEL_FILE, compile=False, safe_mode=True)
             for a, run in runs.items()
         }
         return cls(table, x, models)
@@ -372,7 +374,7 @@ def measure_accuracy(test: TestSet, runs: dict, exports: dict) -> dict:
         test.x.astype(np.float32), batch_size=64, verbose=0
     )
     keras_thr = np.asarray(runs[DEFAULT_ARCH].thresholds, dtype=np.float64)
-    keras_size = (runs[DEFAULT_ARCH].run_dir / "model.keras").stat().st_size
+    keras_size = (runs[DEFAULT_ARCH].run_dir / MODEL_FILE).stat().st_size
     k_row = M.accuracy_row(test.y, keras_scores, keras_thr, labels, keras_scores, keras_thr)
     accuracy = {
         "arch": DEFAULT_ARCH,
@@ -409,7 +411,7 @@ def measure_architectures(test: TestSet, runs: dict, exports: dict, prof: dict) 
     log("architectures ...")
     archs = {}
     for arch in runs:
-        size = tuple(runs[arch].manifest["input_size"])
+        size = runs[arch].manifest.input_size
         x = test.x if size == tuple(test.x.shape[2:0:-1]) else M.load_split(test.table, size)
         frame = x[0]
         res, gate = exports[(arch, "int8")]
@@ -431,8 +433,8 @@ def measure_architectures(test: TestSet, runs: dict, exports: dict, prof: dict) 
             "int8_predict_p50_ms": stats(t["predict"])["p50_ms"],
             "int8_predict": stats(t["predict"]),
             "int8_bare_p50_ms": stats(t["bare"])["p50_ms"],
-            "epochs_run": int(tr.manifest["training"]["epochs_run"]),
-            "best_epoch": int(tr.manifest["training"]["best_epoch"]),
+            "epochs_run": tr.manifest.training.epochs_run,
+            "best_epoch": tr.manifest.training.best_epoch,
             "train_seconds": float(tr.seconds),
             "input_size": list(size),
             "recipe": "seed" if arch == "seed" else "default",

@@ -24,13 +24,8 @@ def _table(csv: str | Path, run, what: str) -> LabelTable:
     return table
 
 
-def _csv_from_manifest(run, key: str, what: str) -> Path:
-    rel = (run.manifest.get("data") or {}).get(key)
-    if not rel:
-        raise DataError(
-            f"the run's manifest names no {what} CSV; pass one with --data / --val-data"
-        )
-    path = (run.run_dir / rel) if not Path(rel).is_absolute() else Path(rel)
+def _split_csv(path: Path, what: str) -> Path:
+    """A split CSV the run's manifest names, which must still be there."""
     if not path.is_file():
         raise DataError(
             f"{path}: {what} CSV named by the manifest is missing; pass one with --data / --val-data"
@@ -65,7 +60,7 @@ def representative_images(
     appear would get activation ranges fitted to its absence. Images in `exclude` (the parity
     set) are never used, so the gate always judges on images the converter has not seen.
     """
-    csv = config.data or _csv_from_manifest(run, "train_csv", "calibration")
+    csv = config.data or _split_csv(run.dir.train_split, "calibration")
     table = _table(csv, run, "calibration")
     if exclude:
         table = table.subset([i for i, p in enumerate(table.paths) if p not in exclude])
@@ -81,7 +76,7 @@ def held_out_images(
     config: ExportConfig, run, log: Callable[[str], None]
 ) -> tuple[np.ndarray, np.ndarray, frozenset[Path]]:
     """The validation images, their 0/1 labels, and their paths (kept out of calibration)."""
-    csv = config.val_data or _csv_from_manifest(run, "val_csv", "validation")
+    csv = config.val_data or _split_csv(run.dir.val_split, "validation")
     table = _table(csv, run, "validation")
     table, x = load_table(table, run.input_size, "validation", cache_dir=config.cache_dir)
     y = table.y

@@ -6,7 +6,7 @@ images, try each candidate conversion until one passes its gate, write the resul
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_common.calibration import calibrate_thresholds
+from edge_common.run import MANIFEST_FILE, RunDir, RunDirError, RunManifest, open_run
 from edge_runtime import __version__, atomic
 from edge_runtime.errors import EdgeError, first_line
 from edge_runtime.modelfile import metadata
@@ -151,7 +152,7 @@ def export(config: ExportConfig, log: Callable[[str], None] | None = None) -> Ex
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
-    run = _load_run(config)
+    run = load_run(config)
     ref = reference(run, config, log)
     attempts: list[Attempt] = []
     chosen: Converted | None = None
@@ -185,7 +186,7 @@ def reference(run: Run, config: ExportConfig, log: Callable[[str], None]) -> Ref
     calib = representative_images(config, run, log, exclude=paths)[0] if needs_calibration else []
     log(f"Keras reference on {len(x)} held-out images")
     scores = run.model.predict(x.astype(np.float32), batch_size=64, verbose=0)
-    return Reference(x, y, scores, np.asarray(run.manifest["thresholds"], dtype=np.float64), calib)
+    return Reference(x, y, scores, np.asarray(run.manifest.thresholds, dtype=np.float64), calib)
 
 
 def try_candidate(run: Run, ref: Reference, cand: Candidate, config: ExportConfig) -> Converted:
@@ -253,55 +254,45 @@ def write(
     return result
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
-    run_dir: Path
-    manifest: dict
+    """A checked run directory (edge_common.run) with its Keras model loaded."""
+
+    dir: RunDir
     model: object
-    labels: list[str]
-    input_size: tuple[int, int]
-    keras_size: int
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir.path
+
+    @property
+    def manifest(self) -> RunManifest:
+        return self.dir.manifest
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.labels)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.manifest.input_size
+
+    @property
+    def keras_size(self) -> int:
+        return self.dir.model_path.stat().st_size
 
 
-# Run directories travel too (a colleague's bucket): nothing in one is read without a bound.
-# A manifest is ~5 KB for 3 labels and grows ~500 bytes a label (metrics per label, twice):
-# 16 MiB holds tens of thousands of labels. A .keras file is a ZIP: its directory's sizes are
-# checked before Keras inflates anything (Python's zipfile never inflates past them).
-MAX_MANIFEST_BYTES = 16 << 20
-MAX_KERAS_MEMBERS = 64
-MAX_KERAS_BYTES = 4 << 30
-
-
-def _load_run(config: ExportConfig) -> Run:
-    run_dir = Path(config.run_dir)
-    manifest_path = run_dir / "manifest.json"
-    model_path = run_dir / "model.keras"
-    if not run_dir.is_dir():
-        raise ExportError(f"{run_dir}: run directory not found")
-    for p in (manifest_path, model_path):
-        if not p.is_file():
-            raise ExportError(f"{p}: missing (is {run_dir} a finished edge-train run?)")
-    manifest = _read_manifest(manifest_path)
+def load_run(config: ExportConfig) -> Run:
+    """Open and check the run directory (bounded, in well under a second), then load its model."""
+    if importlib.util.find_spec("keras") is None:  # the device-only install: say so first
+        raise ExportError("edge-export needs TensorFlow: pip install 'edge-multilabel[train]'")
     try:
-        labels = manifest["labels"]
-        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise TypeError("'labels' is not a list of strings")
-        w, h = (int(v) for v in manifest["input_size"])
-        if not (0 < w <= 4096 and 0 < h <= 4096):
-            raise ValueError(f"input size {w}x{h} is outside 1..4096")
-        thresholds = [float(t) for t in manifest["thresholds"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ExportError(
-            f"{manifest_path}: corrupt manifest ({type(exc).__name__}: {exc})"
-        ) from None
-    try:
-        import keras
-    except ImportError:
-        raise ExportError(
-            "edge-export needs TensorFlow: pip install 'edge-multilabel[train]'"
-        ) from None
-    _check_keras_archive(model_path)
+        run = open_run(config.run_dir)
+    except RunDirError as exc:
+        raise ExportError(str(exc)) from None
+    import keras
 
+    model_path = run.model_path
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for bad files
@@ -316,52 +307,12 @@ def _load_run(config: ExportConfig) -> Run:
             "model needs independent per-label probabilities"
         )
     n_out = model.output_shape[-1]
-    if n_out != len(labels) or len(thresholds) != len(labels):
+    labels = run.manifest.labels
+    if n_out != len(labels):
         raise ExportError(
-            f"{manifest_path}: {len(labels)} labels and {len(thresholds)} thresholds, but the model has {n_out} outputs"
+            f"{run.path / MANIFEST_FILE}: {len(labels)} labels, but the model has {n_out} outputs"
         )
-    return Run(run_dir, manifest, model, labels, (w, h), model_path.stat().st_size)
-
-
-def _read_manifest(path: Path) -> dict:
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ExportError(
-            f"{path}: over {MAX_MANIFEST_BYTES >> 20} MiB, not a manifest edge-train wrote"
-        )
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except RecursionError:
-        raise ExportError(f"{path}: corrupt manifest (nested too deeply)") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{path}: corrupt manifest ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise ExportError(
-            f"{path}: corrupt manifest (a JSON {type(manifest).__name__}, not an object)"
-        )
-    return manifest
-
-
-def _check_keras_archive(path: Path) -> None:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ExportError(
-            f"{path}: cannot load Keras model (not a .keras archive: {exc})"
-        ) from None
-    total = sum(i.file_size for i in infos)
-    if len(infos) > MAX_KERAS_MEMBERS or total > MAX_KERAS_BYTES:
-        raise ExportError(
-            f"{path}: {len(infos)} members inflating to {total:,} bytes, over the limits "
-            f"({MAX_KERAS_MEMBERS}, {MAX_KERAS_BYTES:,}): not a model edge-train wrote"
-        )
+    return Run(run, model)
 
 
 def _device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.ndarray:
@@ -382,14 +333,14 @@ def _metadata(
     n_calibration: int | None,
 ) -> dict:
     m = run.manifest
-    metrics = m.get("metrics", {}).get("calibrated", {})
+    metrics = m.metrics.calibrated
     w, h = run.input_size
     return {
         "labels": run.labels,
         # NaN scores (a broken conversion) give NaN thresholds, which no reader accepts: such a
         # model fails its gate anyway, and keeps the trainer's threshold so its report can be read.
         "thresholds": [
-            float(t) if np.isfinite(t) else float(k) for t, k in zip(thresholds, m["thresholds"])
+            float(t) if np.isfinite(t) else float(k) for t, k in zip(thresholds, m.thresholds)
         ],
         "thresholds_source": f"re-calibrated (max F1; moved from the Keras threshold only for an F1 gain "
         f"over {RECALIBRATION_SLACK}) on the exported model's outputs on held-out images"
@@ -401,31 +352,28 @@ def _metadata(
             "channels": 3,
             "dtype": "uint8" if cand.mode is QuantMode.INT8 else "float32",
         },
-        "preprocessing": m.get("preprocessing"),
-        "arch": m.get("arch"),
+        "preprocessing": m.preprocessing,
+        "arch": m.arch,
         "quantization": cand.mode.value,
         "weight_scales": cand.scales.value if cand.scales else None,
         "training": {
+            # A report's fields (edge_runtime.evaluation.metrics.multilabel_report).
             "map": metrics.get("map"),
             "macro_f1": metrics.get("macro_f1"),
             "micro_f1": metrics.get("micro_f1"),
             "n_val": metrics.get("n_samples"),
-            "epochs": (m.get("training") or {}).get("epochs_run"),
+            "epochs": m.training.epochs_run,
             # The trainer's verdict against chance travels with the model (`edge-infer info` shows it).
-            "verdict": (m.get("quality") or {}).get("verdict"),
+            "verdict": m.verdict,
             # By file name only: the training machine's paths are nobody else's business.
-            "source_csv": _file_name((m.get("data") or {}).get("source_csv")),
+            "source_csv": Path(m.data.source_csv).name,
         },
         "parity": report.summary() if report else None,
         "calibration_images": n_calibration,
         "toolkit_version": __version__,
-        "versions": m.get("versions"),
+        "versions": m.versions,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def _file_name(path: object) -> str | None:
-    return Path(str(path)).name if path else None
 
 
 def _model_info(run: Run, config: ExportConfig) -> ModelInfo:
@@ -437,7 +385,7 @@ def _model_info(run: Run, config: ExportConfig) -> ModelInfo:
     return ModelInfo(
         name=given.name or run.run_dir.resolve().name,
         description=given.description
-        or f"Multi-label image classifier ({run.manifest.get('arch') or 'model'}): "
+        or f"Multi-label image classifier ({run.manifest.arch}): "
         f"one independent probability per label ({labels}).",
         version=given.version or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         author=given.author,

@@ -88,7 +88,7 @@ LONGEST_FIRST = (
     "test_recipes.py::test_seed_recipe_matches_the_seed_script",
     "test_exporter.py::test_auto_keeps_the_smallest_passing_mode_and_explains_failures",
     "test_distribute.py::test_two_workers_with_tf_config_train_one_model_and_only_the_chief_writes",
-    "test_streaming.py::test_streamed_and_in_memory_training_both_work_and_clean_up",
+    "test_streaming.py::test_streamed_training_works_and_cleans_up",
     "test_distribute.py::test_mirrored_on_two_logical_cpu_devices",
 )
 

@@ -79,7 +79,11 @@ def _train_table(init_run: str) -> dict:
         "--width": (["--width", "0.5"], lambda c, r: c.width == 0.5),
         "--workers": (["--workers", "3"], lambda c, r: c.workers == 3),
         "--cache-dir": (["--cache-dir", "cache"], lambda c, r: c.cache_dir == "cache"),
-        "--in-memory": (["--in-memory"], lambda c, r: c.in_memory is True),
+        # Removed (one input pipeline): a one-line usage error before anything is trained.
+        "--in-memory": (
+            ["--in-memory"],
+            lambda c, r: c is None and r.exit_code == 2 and "--in-memory was removed" in r.stderr,
+        ),
         "--distribute": (
             ["--distribute", "mirrored"],
             lambda c, r: c.distribute is Distribute.MIRRORED,
@@ -347,11 +351,12 @@ def test_an_option_without_an_entry_is_caught():
 
 @pytest.fixture
 def train_stub(monkeypatch):
-    """`trainer.train` replaced by a module whose `train` records the config (no TensorFlow)."""
+    """`trainer.train` replaced by a module whose `train` records the config (no TensorFlow):
+    the resolved config of the `TrainPlan` the CLI hands over."""
     seen = []
 
-    def train(config):
-        seen.append(config)
+    def train(plan):
+        seen.append(plan.config)
         return types.SimpleNamespace(summary=lambda: "trained", to_dict=lambda: STUB_RESULT)
 
     monkeypatch.setitem(sys.modules, "trainer.train", types.SimpleNamespace(train=train))
@@ -375,6 +380,9 @@ def test_edge_train_option(option, case, train_stub, tmp_path, monkeypatch, requ
         args, check = _train_table(run)[option]
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(cli, ["data.csv", "--out", str(tmp_path / "run"), *args])
+    if not train_stub:  # an option that stops the CLI before training (a removed one)
+        assert check(None, r), (option, r.output)
+        return
     assert r.exit_code == 0, r.output
     (config,) = train_stub
     assert check(config, r), (option, config)
@@ -383,10 +391,11 @@ def test_edge_train_option(option, case, train_stub, tmp_path, monkeypatch, requ
 def test_edge_train_defaults_are_the_configs(train_stub, tmp_path):
     from trainer.cli import cli
     from trainer.config import TrainConfig
+    from trainer.plan import resolve
 
     r = CliRunner().invoke(cli, ["data.csv", "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
-    assert train_stub == [TrainConfig(data="data.csv", out=str(tmp_path / "run"))]
+    assert train_stub == [resolve(TrainConfig(data="data.csv", out=str(tmp_path / "run"))).config]
 
 
 def _demo_cases():

@@ -17,6 +17,7 @@ from trainer import TrainConfig
 from trainer.config import Distribute
 from trainer.distribute import is_chief, scaled
 from trainer.errors import ConfigError
+from trainer.plan import resolve
 
 EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
 TIMEOUT = 420  # seconds for a whole distributed run on a loaded 2-core machine
@@ -85,7 +86,7 @@ def test_bad_tf_config_is_a_one_line_usage_error(tmp_path, monkeypatch, value, n
     else:
         monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
-        TrainConfig(data="d.csv", out="o", distribute="multiworker")
+        resolve(TrainConfig(data="d.csv", out="o", distribute="multiworker"))
     r = CliRunner().invoke(
         cli,
         [str(tmp_path / "d.csv"), "--out", str(tmp_path / "run"), "--distribute", "multiworker"],

@@ -154,8 +154,9 @@ def test_archive_directory_limits():
 def test_exporter_reads_run_directories_with_bounds(trained_run, tmp_path):
     import shutil
 
+    from edge_common.run import MAX_MANIFEST_BYTES
     from exporter import ExportConfig
-    from exporter.export import MAX_MANIFEST_BYTES, ExportError, _load_run
+    from exporter.export import ExportError, load_run
 
     def broken(name: str, manifest: bytes | None = None, keras: bytes | None = None):
         d = tmp_path / name
@@ -184,7 +185,7 @@ def test_exporter_reads_run_directories_with_bounds(trained_run, tmp_path):
         (broken("members", keras=buf.getvalue()), "members"),
     ]:
         with pytest.raises(ExportError, match=needle) as exc:
-            _load_run(cfg)
+            load_run(cfg)
         assert "\n" not in str(exc.value)
 
 

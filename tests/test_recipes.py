@@ -13,6 +13,7 @@ from edge_runtime.inference.preprocess import load_image
 from trainer import TrainConfig
 from trainer.config import ARCH_DEFAULTS, NO_AUGMENT, RECIPES, Arch, Recipe, Thresholds
 from trainer.errors import ConfigError
+from trainer.plan import resolve
 
 # How far the toolkit's seed recipe may land from the seed script on the same data, in held-out
 # test mAP and macro-F1 (each the mean of two seeds). The old toolkit "seed" row (our defaults on
@@ -51,18 +52,20 @@ def test_recipe_overrides_win_and_default_recipe_is_the_plain_config():
 
 @pytest.mark.parametrize("arch", list(Arch))
 def test_per_arch_defaults_fill_only_what_is_not_given(arch):
-    c = TrainConfig(data="d.csv", out="o", arch=arch)
+    c = resolve(TrainConfig(data="d.csv", out="o", arch=arch)).config
     assert (c.input_size, c.learning_rate) == (
         ARCH_DEFAULTS[arch].input_size,
         ARCH_DEFAULTS[arch].learning_rate,
     )
-    c = TrainConfig(data="d.csv", out="o", arch=arch, input_size=48, learning_rate=0.01)
-    assert (c.input_size, c.learning_rate) == (48, 0.01)
-    assert TrainConfig(data="d.csv", out="o").arch is Arch.COMPACT
+    c = resolve(TrainConfig(data="d.csv", out="o", arch=arch, input_size=48, learning_rate=0.01))
+    assert (c.config.input_size, c.config.learning_rate) == (48, 0.01)
+    assert resolve(TrainConfig(data="d.csv", out="o")).config.arch is Arch.COMPACT
+    # The config itself leaves them open: resolving is the step that fills them.
+    assert TrainConfig(data="d.csv", out="o").input_size is None
 
 
 def _cli_config(monkeypatch, args):
-    """The TrainConfig the CLI builds for `args` (training itself replaced by a recorder)."""
+    """The resolved TrainConfig the CLI builds for `args` (training replaced by a recorder)."""
     import importlib
 
     from click.testing import CliRunner
@@ -74,8 +77,8 @@ def _cli_config(monkeypatch, args):
     )  # the module (the package exports a function of its name)
     seen = {}
 
-    def record(config):
-        seen["config"] = config
+    def record(plan):
+        seen["config"] = plan.config
         raise ConfigError("recorded")
 
     monkeypatch.setattr(train_mod, "train", record)
@@ -98,9 +101,9 @@ def test_cli_defaults_come_from_train_config(monkeypatch):
             assert any(param.default is u for u in unset), (
                 f"--{param.name} writes its own default {param.default!r}"
             )
-    assert _cli_config(monkeypatch, []) == TrainConfig(data="d.csv", out="o")
+    assert _cli_config(monkeypatch, []) == resolve(TrainConfig(data="d.csv", out="o")).config
     seed = _cli_config(monkeypatch, ["--recipe", "seed", "--epochs", "3"])
-    assert seed == TrainConfig.from_recipe("seed", data="d.csv", out="o", epochs=3)
+    assert seed == resolve(TrainConfig.from_recipe("seed", data="d.csv", out="o", epochs=3)).config
     aug = _cli_config(monkeypatch, ["--translate", "0.2", "--no-flip"]).augment
     assert (aug.translate, aug.flip, aug.brightness) == (
         0.2,
@@ -164,13 +167,8 @@ def test_seed_recipe_matches_the_seed_script(tmp_path):
                 verbose=False,
             )
         )
-        assert (
-            res.thresholds == [0.5] * len(te.labels) and res.manifest["thresholds_source"] == "0.5"
-        )
-        assert (
-            res.manifest["training"]["epochs_run"] == 5
-            and res.manifest["training"]["best_epoch"] == 5
-        )
+        assert res.thresholds == [0.5] * len(te.labels) and res.manifest.thresholds_source == "0.5"
+        assert res.manifest.training.epochs_run == 5 and res.manifest.training.best_epoch == 5
         model = keras.models.load_model(res.run_dir / "model.keras", compile=False)
         ours.append(multilabel_report(te.y, model.predict(x_test, verbose=0), 0.5, te.labels))
     for key in ("map", "macro_f1"):

@@ -189,9 +189,8 @@ def _digest(img) -> str:
 def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
     """Skew test, streamed twin: every image the training stream yields is the runtime's
     `load_image` output of a training row, with that row's labels, and one epoch covers every row."""
-    from trainer.augment import make_dataset
     from trainer.data import prepare_data
-    from trainer.streaming import steps_per_epoch
+    from trainer.streaming import make_stream, steps_per_epoch
 
     config = tiny_config(
         demo_data[0],
@@ -207,7 +206,7 @@ def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path
     for p, y in zip(data.train.table.paths, data.train.y):
         expect[_digest(load_image(p, (40, 40)))] = y
     seen = set()
-    ds = make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=True, seed=0)
+    ds = make_stream(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=True, seed=0)
     for images, labels in ds.take(steps_per_epoch(data.train.x, 16)):
         for img, lab in zip(images.numpy(), labels.numpy()):
             assert np.array_equal(img, np.round(img)) and img.dtype == np.float32
@@ -216,19 +215,13 @@ def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path
             assert np.array_equal(lab, expect[d])
             seen.add(d)
     assert seen == set(expect)
-    # Unshuffled, the stream is the table, row for row; and --in-memory splits the same rows.
-    mem = prepare_data(
-        tiny_config(demo_data[0], tmp_path / "run", input_size=40, batch_size=16, in_memory=True)
-    )
-    assert isinstance(mem.train.x, np.ndarray) and mem.train.table.paths == data.train.table.paths
+    # Unshuffled, the stream is the table, row for row.
     images, labels = next(
-        iter(make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False))
+        iter(make_stream(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False))
     )
     for i in range(16):
         expect_i = load_image(data.train.table.paths[i], (40, 40))
-        assert np.array_equal(images[i].numpy(), expect_i.astype(np.float32)) and np.array_equal(
-            mem.train.x[i], expect_i
-        )
+        assert np.array_equal(images[i].numpy(), expect_i.astype(np.float32))
         assert np.array_equal(labels[i].numpy(), data.train.y[i])
 
 
@@ -258,23 +251,17 @@ def test_each_input_pipeline_reads_its_own_part(demo_data, tmp_path, shard_image
 
 
 @pytest.mark.slow
-def test_streamed_and_in_memory_training_both_work_and_clean_up(demo_data, tmp_path):
+def test_streamed_training_works_and_cleans_up(demo_data, tmp_path):
     from trainer import train
 
-    runs = {}
-    for name, kw in (("streamed", {}), ("memory", {"in_memory": True})):
-        r = train(tiny_config(demo_data[0], tmp_path / name, batch_size=16, **kw))
-        runs[name] = r
-        assert r.manifest["training"]["epochs_run"] == 2 and r.manifest["data"]["n_train"] == 128
-        assert r.manifest["training"]["distribute"]["replicas"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "memory",
-        "streamed",
-    ]  # temporary shards gone
+    r = train(tiny_config(demo_data[0], tmp_path / "streamed", batch_size=16))
+    assert r.manifest.training.epochs_run == 2 and r.manifest.data.n_train == 128
+    assert r.manifest.training.distribute["replicas"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed"]  # temporary shards gone
 
 
 @pytest.mark.slow
-def test_cli_streams_into_cache_dir_and_in_memory_flag(demo_data, tmp_path):
+def test_cli_streams_into_cache_dir_and_in_memory_is_gone(demo_data, tmp_path):
     from click.testing import CliRunner
 
     from trainer.cli import cli
@@ -310,10 +297,9 @@ def test_cli_streams_into_cache_dir_and_in_memory_flag(demo_data, tmp_path):
             "--epochs",
             "1",
             "--in-memory",
-            "--distribute",
-            "mirrored",
         ],
     )
-    assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1].startswith(
-        "Error: distributed training streams"
-    )
+    # Removed (one input pipeline): one line that says so and what to do, before any work.
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("Error: --in-memory was removed") and "drop the option" in r.stderr
+    assert not (tmp_path / "run2").exists()

@@ -243,14 +243,20 @@ def test_arch_builds_sigmoid_and_converts_to_builtin_int8(arch, demo_data):
 
 
 def _augmented(aug: Augment, n: int = 64, seed: int = 0):
-    """n augmented copies of one image through `make_dataset`, and the labels that came out."""
-    from trainer.augment import make_dataset
+    """n augmented copies of one image through `augment_fn`, mapped over (image, labels) as the
+    training stream maps it, and the labels that came out."""
+    import tensorflow as tf
+
+    from trainer.augment import augment_fn
 
     rng = np.random.default_rng(seed)
     img = rng.integers(30, 226, (24, 24, 3)).astype(np.uint8)  # away from 0/255: no clipping
     y = np.tile(np.array([[1, 0, 1]], np.int8), (n, 1))
-    ds = make_dataset(np.repeat(img[None], n, 0), y, n, aug, shuffle=False, seed=seed)
-    x_out, y_out = next(iter(ds))
+    fn = augment_fn(aug, 24, 24)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (np.repeat(img[None], n, 0).astype(np.float32), y.astype(np.float32))
+    )
+    x_out, y_out = next(iter(ds.map(lambda im, lab: (fn(im), lab)).batch(n)))
     return img.astype(np.float32), x_out.numpy(), y_out.numpy(), y
 
 
@@ -333,7 +339,7 @@ def test_train_writes_all_artifacts(run, demo_data):
     )
     assert not list(d.parent.glob(".r1.tmp-*"))
     m = json.loads((d / "manifest.json").read_text())
-    assert m == run.manifest
+    assert m == run.manifest.to_json()
     assert m["schema_version"] == 1 and m["labels"] == [
         "circle",
         "cross",
@@ -393,14 +399,14 @@ def test_saved_model_loads_with_safe_mode_in_a_clean_process(run):
 @pytest.mark.slow
 def test_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
     """Skew test: the pixels the model is fed equal the runtime's `load_image` output."""
-    from trainer.augment import make_dataset
     from trainer.data import prepare_data
+    from trainer.streaming import make_stream
 
     data = prepare_data(
         tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path))
     )
     for _ in range(2):  # second pass: from the cache
-        ds = make_dataset(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False)
+        ds = make_stream(data.train.x, data.train.y, 16, NO_AUGMENT, shuffle=False)
         images, labels = next(iter(ds))
         for i in range(16):
             expect = load_image(data.train.table.paths[i], (40, 40))
@@ -471,6 +477,40 @@ def test_cli_json_with_val_csv(demo_data, tmp_path):
     )
 
 
+@pytest.mark.slow
+def test_cli_focal_loss_is_the_loss_trained_and_validated_with(demo_data, tmp_path):
+    """A real (tiny) training with `--loss focal --focal-gamma 1.5`: the validation loss the run
+    recorded is the focal loss of the saved model's scores, not the BCE of them."""
+    import keras
+    from click.testing import CliRunner
+
+    from edge_common.images import load_table
+    from edge_common.run import open_run
+    from trainer.cli import cli
+    from trainer.losses import focal_loss, weighted_bce
+
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--input-size", "32", "--epochs", "2", "--no-early-stop"]
+    r = CliRunner().invoke(
+        cli, [str(demo_data[0]), *args, "--loss", "focal", "--focal-gamma", "1.5", "--quiet"]
+    )
+    assert r.exit_code == 0, r.output
+    run = open_run(out)
+    config = run.manifest.training.config
+    assert (config["loss"], config["focal_gamma"], config["pos_weight"]) == ("focal", 1.5, "auto")
+    val_loss = run.manifest.training.history["val_loss"]
+    assert len(val_loss) == 2 and all(np.isfinite(val_loss))
+    # No early stopping: the saved weights are the last epoch's, which that val_loss scored.
+    table, x = load_table(read_labels_csv(run.val_split), run.manifest.input_size, "validation")
+    model = keras.models.load_model(run.model_path, safe_mode=True, compile=False)
+    scores = model.predict(x.astype(np.float32), verbose=0)
+    y = table.y.astype(np.float32)
+    weights = resolve_pos_weights("auto", read_labels_csv(run.train_split).y)
+    focal = float(np.mean(keras.ops.convert_to_numpy(focal_loss(weights, 1.5)(y, scores))))
+    bce = float(np.mean(keras.ops.convert_to_numpy(weighted_bce(weights)(y, scores))))
+    assert val_loss[-1] == pytest.approx(focal, abs=1e-4) and abs(focal - bce) > 0.01
+
+
 @pytest.mark.parametrize(
     "content, needle",
     [
@@ -500,6 +540,7 @@ def test_cli_bad_csv_is_one_line_exit_2(tmp_path, content, needle):
         (["--translate", "0.7"], "translate must be in [0, 0.5)"),
         (["--brightness", "-1"], "brightness must be in [0, 1]"),
         (["--input-size", "8"], "input_size must be >= 32"),
+        (["--input-size", "5000"], "input_size must be <= 4096"),  # what a run's readers refuse
         (["--weights", "imagenet"], "weights is only used with arch mobilenetv2 or mobilenetv3"),
         (["--head-epochs", "40"], "head_epochs must be in [1, epochs=30]"),
     ],

@@ -16,6 +16,7 @@ from trainer import TrainConfig, train  # noqa: E402
 from trainer.config import FineTune  # noqa: E402
 from trainer.demo_data import DemoConfig, make_demo_dataset  # noqa: E402
 from trainer.errors import ConfigError  # noqa: E402
+from trainer.plan import resolve  # noqa: E402
 
 
 def backbone_file(path: Path, size: int = 32, seed: int = 3) -> Path:
@@ -78,16 +79,16 @@ def test_stage_one_leaves_every_backbone_weight_exactly_equal(demo_data, tmp_pat
     assert not np.allclose(
         head[0], build_model("mobilenetv2", 32, 5, width=0.35).get_layer("scores").get_weights()[0]
     )
-    assert [s["name"] for s in res.manifest["training"]["stages"]] == ["head"]
-    assert res.manifest["lineage"] == {
+    assert [s.name for s in res.manifest.training.stages] == ["head"]
+    assert res.manifest.lineage.to_json() == {
         "start": "pretrained",
         "weights": {
             "source": "file",
             "file": "bb.weights.h5",
-            "sha256": res.manifest["lineage"]["weights"]["sha256"],
+            "sha256": res.manifest.lineage.weights["sha256"],
         },
     }
-    assert res.manifest["training"]["config"]["weights"] == "bb.weights.h5"  # a name, not a path
+    assert res.manifest.training.config["weights"] == "bb.weights.h5"  # a name, not a path
 
 
 @pytest.mark.parametrize("fine_tune", list(FineTune))
@@ -156,16 +157,22 @@ def test_init_from_copies_body_and_remaps_head_by_label_name(parent_run, demo_da
         tmp_path / "b.csv",
         {"circle": "disc", "cross": "plus", "square": None, "triangle": None},
     )
-    cfg = TrainConfig(
-        data=str(csv), out=str(tmp_path / "child"), init_from=str(parent_run.run_dir), verbose=False
+    plan = resolve(
+        TrainConfig(
+            data=str(csv),
+            out=str(tmp_path / "child"),
+            init_from=str(parent_run.run_dir),
+            verbose=False,
+        )
     )
+    cfg = plan.config
     assert (cfg.arch.value, cfg.input_size, cfg.width) == (
         "compact",
         32,
         1.0,
     )  # inherited from the run
     labels = ["disc", "plus", "star"]
-    model, lineage = start_model(cfg, labels)
+    model, lineage = start_model(cfg, labels, plan.parent)
     parent = keras.models.load_model(parent_run.run_dir / "model.keras", compile=False)
     for new, old in zip(model.layers, parent.layers):
         if new.name != "scores":
@@ -178,6 +185,7 @@ def test_init_from_copies_body_and_remaps_head_by_label_name(parent_run, demo_da
     assert np.array_equal(k[:, 2], pk[:, star]) and b[2] == pb[star]
     for j in (0, 1):  # fresh columns: no parent column copied into them
         assert not any(np.array_equal(k[:, j], pk[:, i]) for i in range(pk.shape[1]))
+    lineage = lineage.to_json()
     info = lineage["init_from"]
     assert (
         lineage["start"] == "init_from"
@@ -225,9 +233,9 @@ def test_init_from_run_records_lineage_in_the_manifest(parent_run, demo_data, tm
 @pytest.mark.xdist_group("parent-run")  # one worker trains `parent_run` once
 def test_init_from_refuses_what_cannot_work(parent_run, tmp_path):
     with pytest.raises(ConfigError, match="not a run directory"):
-        TrainConfig(data="d.csv", out="o", init_from=str(tmp_path))
+        resolve(TrainConfig(data="d.csv", out="o", init_from=str(tmp_path)))
     with pytest.raises(ConfigError, match="same architecture"):
-        TrainConfig(data="d.csv", out="o", init_from=str(parent_run.run_dir), arch="seed")
+        resolve(TrainConfig(data="d.csv", out="o", init_from=str(parent_run.run_dir), arch="seed"))
     with pytest.raises(ConfigError, match="either weights"):
         TrainConfig(
             data="d.csv",
@@ -239,7 +247,11 @@ def test_init_from_refuses_what_cannot_work(parent_run, tmp_path):
     with pytest.raises(ConfigError, match="weights is only used"):
         TrainConfig(data="d.csv", out="o", arch="compact", weights="imagenet")
     with pytest.raises(ConfigError, match="weights file not found"):
-        TrainConfig(data="d.csv", out="o", arch="mobilenetv2", weights=str(tmp_path / "none.h5"))
+        resolve(
+            TrainConfig(
+                data="d.csv", out="o", arch="mobilenetv2", weights=str(tmp_path / "none.h5")
+            )
+        )
 
 
 def test_cli_init_from_bad_run_is_one_line_usage_error(tmp_path):

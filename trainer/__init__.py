@@ -2,6 +2,7 @@
 
 from .config import Arch, Augment, FineTune, Loss, Recipe, Thresholds, TrainConfig
 from .models import build_model
+from .plan import TrainPlan, resolve
 from .train import TrainResult, train
 
 __all__ = [
@@ -12,7 +13,9 @@ __all__ = [
     "Recipe",
     "Thresholds",
     "TrainConfig",
+    "TrainPlan",
     "TrainResult",
     "build_model",
+    "resolve",
     "train",
 ]

@@ -2,8 +2,8 @@
 
 Everything is built in a hidden temporary directory beside the target and renamed into place
 at the end, so a crash (or Ctrl-C) never leaves a half-written run that an exporter could pick
-up. The manifest is the contract with the exporter: labels, thresholds, input size,
-preprocessing and where the validation images are.
+up. The run's file names, its manifest's records and their reader and writer are
+`edge_common.run`'s: the contract with the exporter and with `--init-from`.
 """
 
 from __future__ import annotations
@@ -18,16 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_common.labels_csv import write_labels_csv
+from edge_common.run import TRAIN_SPLIT, VAL_SPLIT
 from edge_runtime.evaluation.metrics import binarize, precision_recall_f1
 
 from .errors import ConfigError
-
-SCHEMA_VERSION = 1
-MODEL_FILE = "model.keras"
-MANIFEST_FILE = "manifest.json"
-METRICS_FILE = "metrics.json"
-TRAIN_SPLIT = "train_split.csv"
-VAL_SPLIT = "val_split.csv"
 
 
 def check_out_dir(out: str | Path) -> Path:

@@ -9,33 +9,59 @@ import time
 import keras
 import numpy as np
 
+from edge_common.shards import ShardView
 from edge_runtime.evaluation.metrics import mean_average_precision
+
+from .streaming import predict
 
 
 class ValidationMetrics(keras.callbacks.Callback):
-    """Predict the validation set once per epoch; put `val_loss` and `val_map` into the logs.
+    """Score the validation set once per epoch; put `val_loss` and `val_map` into the logs.
 
     Must come before EarlyStopping / ReduceLROnPlateau in the callback list: they read the same
-    logs dict. One predict pass serves both numbers (no separate Keras validation pass).
+    logs dict. One scoring pass serves both numbers (no separate Keras validation pass), read
+    from the shards a batch at a time: memory is one batch, not the validation set.
     mAP, not accuracy, selects the model: binary accuracy rewards predicting "absent".
     """
 
-    def __init__(self, x_val: np.ndarray, y_val: np.ndarray, loss_fn, batch_size: int = 64) -> None:
+    def __init__(self, x_val: ShardView, y_val: np.ndarray, loss_fn) -> None:
         super().__init__()
-        self.x_val = np.asarray(x_val, dtype=np.float32)  # once, not every epoch
-        self.y_val = y_val.astype(np.float32)
+        self.x_val = x_val
+        self.y_val = np.asarray(y_val, dtype=np.float32)
         self.loss_fn = loss_fn
-        self.batch_size = batch_size
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is None:
             return
-        scores = self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0)
-        logs["val_loss"] = float(
-            np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_val, scores)))
-        )
+        scores = predict(self.model, self.x_val)
+        val_loss = float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_val, scores))))
         m = mean_average_precision(self.y_val, scores)
-        logs["val_map"] = 0.0 if math.isnan(m) else m
+        logs["val_loss"], logs["val_map"] = agree_across_workers(
+            val_loss, 0.0 if math.isnan(m) else m
+        )
+
+
+def agree_across_workers(*values: float) -> tuple[float, ...]:
+    """The mean of each value over all workers, so that early stopping and LR decisions match.
+
+    Every worker computes the same figures from the same weights and data; averaging guards
+    against last-bit differences between machines (a worker that stopped alone would leave the
+    others waiting in the next all-reduce forever).
+    """
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return values
+    local = tf.constant(values, dtype=tf.float32)
+
+    @tf.function  # collectives run eagerly are slow and warned about
+    def mean():
+        return strategy.reduce(
+            tf.distribute.ReduceOp.MEAN, strategy.run(lambda: tf.identity(local)), axis=None
+        )
+
+    return tuple(float(v) for v in mean().numpy())
 
 
 class WarmUp(keras.callbacks.Callback):

@@ -24,10 +24,17 @@ from .config import (
     Thresholds,
     TrainConfig,
 )
+from .plan import resolve
 
 EXIT_USAGE = 2  # bad options or bad input data (click's own usage errors use 2 as well)
 EXIT_FAILURE = 1  # anything else that went wrong during training
 DEMO_MIN_SIZE = 16  # = trainer.demo_data.MIN_IMAGE_SIZE (not imported here: it loads PIL)
+# An error, not a warning that ignores it: the option no longer means anything, and a script
+# that passes it learns so once (see benchmarks/results/pipeline.md for why it went).
+IN_MEMORY_GONE = (
+    "--in-memory was removed: training always streams decoded images from shards, as fast as "
+    "the in-memory copy at small sizes; drop the option (--cache-dir keeps the shards)"
+)
 
 EPILOG = """\b
 Examples:
@@ -218,12 +225,8 @@ _AUG = config_default(TrainConfig, "augment")
 @click.option(
     "--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache decoded images here."
 )
-@click.option(
-    "--in-memory",
-    is_flag=True,
-    default=None,
-    help="Decode the whole set into RAM instead of streaming shards.",
-)
+# Removed: kept only to answer with a one-line error (IN_MEMORY_GONE), not in --help.
+@click.option("--in-memory", is_flag=True, hidden=True)
 @click.option(
     "--distribute",
     type=_choice(Distribute),
@@ -237,9 +240,21 @@ _AUG = config_default(TrainConfig, "augment")
 )
 @click.option("--quiet", "-q", is_flag=True, help="No per-epoch progress on stderr.")
 def train_cmd(
-    recipe, no_augment, no_flip, vflip, translate, brightness, contrast, as_json, quiet, **options
+    recipe,
+    no_augment,
+    no_flip,
+    vflip,
+    translate,
+    brightness,
+    contrast,
+    in_memory,
+    as_json,
+    quiet,
+    **options,
 ) -> None:
     """Train on DATA (a labels CSV) and write the run directory OUT."""
+    if in_memory:
+        _fail(IN_MEMORY_GONE, EXIT_USAGE)
     try:  # an invalid option value is a usage error, not a training failure
         given = {k: v for k, v in options.items() if v is not None}
         base = RECIPES[Recipe(recipe)].get("augment", config_default(TrainConfig, "augment"))
@@ -255,12 +270,15 @@ def train_cmd(
         elif any(v is not None for v in aug.values()):
             given["augment"] = replace(base, **{k: v for k, v in aug.items() if v is not None})
         config = TrainConfig.from_recipe(recipe, **given, verbose=not quiet)
+        # Files and environment (--init-from, --weights, TF_CONFIG) are read and checked here,
+        # in well under a second and before TensorFlow loads or any image is decoded.
+        plan = resolve(config)
     except (EdgeError, ValueError) as exc:
         _fail(str(exc), EXIT_USAGE)
     try:
         from .train import train  # TensorFlow loads here, not for --help
 
-        result = train(config)
+        result = train(plan)
     except EdgeError as exc:
         _fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

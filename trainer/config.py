@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from pathlib import Path
 
+from edge_common.run import MAX_INPUT_SIDE
 from edge_runtime.atomic import to_jsonable
 
 from .errors import ConfigError
@@ -117,10 +116,11 @@ DEFAULT_ARCH = Arch.COMPACT
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on; recorded in the run's manifest.
+    """Everything a training run depends on; recorded (resolved) in the run's manifest.
 
-    `arch`, `input_size`, `learning_rate` and `width` left at None are resolved here: from the
-    `init_from` run when there is one, else from ARCH_DEFAULTS. The stored config is resolved.
+    A config only validates what it is given. `arch`, `input_size`, `learning_rate` and `width`
+    left at None are filled by `trainer.plan.resolve`: from the `init_from` run when there is
+    one, else from ARCH_DEFAULTS; `train()` resolves the config it is given.
     """
 
     data: str  # labels CSV (layout auto-detected, see edge_runtime.evaluation.dataset)
@@ -150,8 +150,6 @@ class TrainConfig:
     # channel multiplier of compact / alpha of mobilenets; None: 1.0 or init_from's
     width: float | None = None
     verbose: bool = True  # one line per epoch on stderr
-    # streamed shards (default) or the whole set in RAM; tf.distribute strategy
-    in_memory: bool = False  # decode into one in-memory array (the old way: fastest for small sets)
     distribute: Distribute = Distribute.NONE  # batch_size is per replica; see trainer/distribute.py
 
     def __post_init__(self) -> None:
@@ -159,29 +157,23 @@ class TrainConfig:
             raise ConfigError(
                 "use either weights (a pretrained backbone) or init_from (a previous run), not both"
             )
-        # Accept plain strings for the enums (CLI, JSON) but store the enum.
+        # Accept plain strings for the enums (CLI, JSON) and lists for tuples, but store the
+        # declared types: the representation is normalised, never the meaning.
         for name, enum in (
+            ("arch", Arch),
             ("loss", Loss),
             ("thresholds", Thresholds),
             ("fine_tune", FineTune),
             ("distribute", Distribute),
         ):
+            value = getattr(self, name)
+            if value is None and name == "arch":
+                continue
             try:
-                object.__setattr__(self, name, enum(getattr(self, name)))
+                object.__setattr__(self, name, enum(value))
             except ValueError:
                 choices = ", ".join(e.value for e in enum)
-                raise ConfigError(
-                    f"{name} must be one of {choices}, got {getattr(self, name)!r}"
-                ) from None
-        self._resolve_arch()
-        if self.distribute is not Distribute.NONE and self.in_memory:
-            raise ConfigError(
-                "distributed training streams its data from shards: drop in_memory (--in-memory)"
-            )
-        if self.distribute is Distribute.MULTIWORKER:  # fail now, not after decoding the data set
-            from .distribute import check_multiworker
-
-            check_multiworker()
+                raise ConfigError(f"{name} must be one of {choices}, got {value!r}") from None
         if isinstance(self.pos_weight, (list, tuple)):
             object.__setattr__(self, "pos_weight", tuple(float(v) for v in self.pos_weight))
         elif self.pos_weight not in ("auto", "none"):
@@ -190,18 +182,20 @@ class TrainConfig:
             )
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", Augment(**self.augment))
-        if self.input_size < 32:
+        if self.input_size is not None and self.input_size < 32:
             raise ConfigError(f"input_size must be >= 32, got {self.input_size}")
+        if self.input_size is not None and self.input_size > MAX_INPUT_SIDE:
+            # A run directory's readers refuse larger: fail now, not after training.
+            raise ConfigError(f"input_size must be <= {MAX_INPUT_SIDE}, got {self.input_size}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not self.learning_rate > 0:
+        if self.learning_rate is not None and not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.weights is not None and self.arch not in PRETRAINABLE:
+        # Without init_from (refused beside weights above) the arch left open is the default.
+        if self.weights is not None and (self.arch or DEFAULT_ARCH) not in PRETRAINABLE:
             raise ConfigError(
                 f"weights is only used with arch {' or '.join(a.value for a in PRETRAINABLE)}"
             )
-        if self.weights not in (None, "imagenet") and not Path(self.weights).is_file():
-            raise ConfigError(f"{self.weights}: weights file not found")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
@@ -209,35 +203,6 @@ class TrainConfig:
             raise ConfigError(
                 f"head_epochs must be in [1, epochs={self.epochs}], got {self.head_epochs}"
             )
-
-    def _resolve_arch(self) -> None:
-        prev = init_run_config(self.init_from) if self.init_from else {}
-        arch = self.arch if self.arch is not None else prev.get("arch", DEFAULT_ARCH)
-        try:
-            arch = Arch(arch)
-        except ValueError:
-            raise ConfigError(
-                f"arch must be one of {', '.join(a.value for a in Arch)}, got {arch!r}"
-            ) from None
-        if prev and arch.value != prev["arch"]:
-            raise ConfigError(
-                f"{self.init_from}: that run is arch {prev['arch']}, not {arch.value}; "
-                "--init-from needs the same architecture"
-            )
-        defaults = ARCH_DEFAULTS[arch]
-        width = self.width if self.width is not None else prev.get("width", 1.0)
-        if prev and width != prev.get("width", 1.0):
-            raise ConfigError(
-                f"{self.init_from}: that run has width {prev.get('width')}, not {width}"
-            )
-        object.__setattr__(self, "arch", arch)
-        object.__setattr__(self, "width", float(width))
-        if self.input_size is None:
-            object.__setattr__(
-                self, "input_size", int(prev.get("input_size") or defaults.input_size)
-            )
-        if self.learning_rate is None:
-            object.__setattr__(self, "learning_rate", defaults.learning_rate)
 
     @property
     def pretrained(self) -> bool:
@@ -288,27 +253,6 @@ RECIPES: dict[Recipe, dict] = {
         thresholds=Thresholds.HALF,
     ),
 }
-
-
-def init_run_config(run_dir: str | Path) -> dict:
-    """The resolved config recorded by a previous run (its manifest), for `init_from`."""
-    from .artifacts import MANIFEST_FILE, MODEL_FILE
-
-    run = Path(run_dir)
-    manifest = run / MANIFEST_FILE
-    if not manifest.is_file() or not (run / MODEL_FILE).is_file():
-        raise ConfigError(
-            f"{run_dir}: not a run directory (needs {MANIFEST_FILE} and {MODEL_FILE})"
-        )
-    try:
-        m = json.loads(manifest.read_text())
-        cfg = dict(m.get("training", {}).get("config", {}))
-        cfg["arch"] = m["arch"]
-        cfg["input_size"] = int(m["input_size"][0])
-        cfg.setdefault("width", 1.0)
-        return cfg
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise ConfigError(f"{manifest}: unreadable manifest ({exc})") from None
 
 
 __all__ = [

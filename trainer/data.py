@@ -1,4 +1,4 @@
-"""From labels CSV(s) to decoded, split training and validation arrays."""
+"""From labels CSV(s) to decoded, split training and validation images (views of shards on disk)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_common.images import load_table
+from edge_common.shards import ShardView
 from edge_runtime.evaluation.dataset import LabelTable, SkippedRow, read_labels_csv
 
 from .config import TrainConfig
@@ -21,8 +21,8 @@ class Split:
     """One side of the data: table (paths, labels, y) and its decoded images."""
 
     table: LabelTable
-    x: np.ndarray  # (n, size, size, 3) uint8, exactly `load_image(path, (size, size))` per row
-    # or, streamed, an edge_common.shards.ShardView of those same pixels on disk
+    # (n, size, size, 3) uint8 in shards on disk, exactly `load_image(path, (size, size))` per row
+    x: ShardView
 
     @property
     def y(self) -> np.ndarray:
@@ -70,19 +70,14 @@ def prepare_data(config: TrainConfig) -> PreparedData:
 
 def _read_decoded(
     csv_path: str, labels: list[str] | None, size: tuple[int, int], config: TrainConfig
-) -> tuple[LabelTable, np.ndarray]:
+) -> tuple[LabelTable, ShardView]:
     table = read_labels_csv(csv_path, labels=labels)
     if not table.labels:
         raise DataError(
             f"{table.csv_path}: no labels (no label columns, or every 'labels' cell is empty); "
             "a model needs at least one label"
         )
-    if config.in_memory:
-        table, x = load_table(
-            table, size, "training", cache_dir=config.cache_dir, workers=config.workers
-        )
-    else:  # shards on disk; x is a ShardView that indexes like the array
-        table, x = streamed_table(table, size, config)
+    table, x = streamed_table(table, size, config)
     if config.verbose:
         print(f"{table.csv_path.name}: {table.summary()}", file=sys.stderr)
         for s in table.skipped[:20]:

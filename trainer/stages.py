@@ -61,16 +61,14 @@ def fit_stages(
     loss_fn,
     steps_per_epoch: int,
     log,
-    fit_steps: int | None = None,
 ) -> tuple[dict, int]:
     """Fit `model` stage by stage; returns (history with a "stage" entry per epoch, best epoch).
 
-    `val_x` is an array or a streamed `ShardView`; `fit_steps` is the epoch length of an endless
-    streamed `train_ds` (None for a finite dataset)."""
+    `train_ds` is the endless training stream (an epoch is `steps_per_epoch` batches); `val_x`
+    the validation `ShardView`."""
     import keras
 
-    from .callbacks import EpochLog, WarmUp
-    from .streaming import validation_callback
+    from .callbacks import EpochLog, ValidationMetrics, WarmUp
 
     history: dict[str, list] = {}
     best = (-np.inf, None, 0)  # (val mAP, weights, 1-based epoch over all stages)
@@ -83,7 +81,7 @@ def fit_stages(
             loss=loss_fn,
             metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
         )  # reported, never selects
-        callbacks = [validation_callback(val_x, val_y, loss_fn)]  # first: the others read val_map
+        callbacks = [ValidationMetrics(val_x, val_y, loss_fn)]  # first: the others read val_map
         if stage.warmup:
             callbacks.append(WarmUp(stage.learning_rate, WARMUP_EPOCHS * steps_per_epoch))
         if config.early_stop:
@@ -112,7 +110,7 @@ def fit_stages(
             callbacks=callbacks,
             verbose=0,
             shuffle=False,
-            steps_per_epoch=fit_steps,
+            steps_per_epoch=steps_per_epoch,
         )
         done = len(history.get("loss", []))
         n = len(hist.history.get("loss", []))

@@ -1,9 +1,11 @@
-"""Training input streamed from shards on disk (edge_common.shards): memory flat in data size.
+"""The trainer's one input pipeline: decoded images streamed from shards on disk (edge_common.shards).
 
+Memory stays flat in data size, and at small sizes streaming costs nothing against decoding
+into RAM (measured: benchmarks/results/pipeline.md), so there is no second, in-memory pipeline.
 The training stream reads the shard files with TensorFlow's native fixed-length record reader
 (no Python per image, no memory map), interleaves a few shards at a time, keeps only the split's
-rows, shuffles them in a bounded buffer of raw pixels, then casts and augments exactly like the
-in-memory pipeline (`trainer.augment`). Under a `tf.distribute` strategy each worker reads its
+rows, shuffles them in a bounded buffer of raw pixels, then casts and augments them
+(`trainer.augment`). Under a `tf.distribute` strategy each worker reads its
 own shards (or, with fewer shard files than workers, its own rows of them). An epoch is a fixed
 number of steps (`steps_per_epoch`) over an endlessly repeated stream, so every worker takes the
 same number of steps (a worker with one batch more would wait forever for the others), and each
@@ -15,7 +17,6 @@ the model directly: memory is one batch, and no cross-worker gathering is involv
 
 from __future__ import annotations
 
-import functools
 import math
 import shutil
 import tempfile
@@ -79,7 +80,7 @@ def make_stream(
     shuffle: bool = True,
     seed: int = 0,
 ):
-    """The streamed twin of `trainer.augment.make_dataset`: batches of (float32 0-255, multi-hot).
+    """The training input: batches of (float32 0-255 images, float32 multi-hot labels).
 
     `batch_size` is the global batch. Inside a multi-replica `tf.distribute` strategy scope the
     result is a distributed dataset (each replica gets `batch_size / replicas` images a step).
@@ -115,9 +116,9 @@ def make_stream(
     return strategy.distribute_datasets_from_function(per_worker)
 
 
-def steps_per_epoch(x, batch_size: int) -> int | None:
-    """`model.fit(steps_per_epoch=)` for a stream (endless: see the module doc); None for arrays."""
-    return None if isinstance(x, np.ndarray) else math.ceil(len(x) / batch_size)
+def steps_per_epoch(view: ShardView, batch_size: int) -> int:
+    """`model.fit(steps_per_epoch=)`: the stream is endless (see the module doc)."""
+    return math.ceil(len(view) / batch_size)
 
 
 def _train_stream(
@@ -132,7 +133,7 @@ def _train_stream(
     """One input pipeline: its part of the rows, shuffled, augmented, batched, repeated forever."""
     import tensorflow as tf
 
-    from .augment import _augment_fn
+    from .augment import augment_fn
 
     h, w, _ = view.shards.shape
     ytab = np.zeros((len(view.shards), y.shape[1]), dtype=np.float32)  # labels by shard position
@@ -147,7 +148,7 @@ def _train_stream(
 
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None and augment.enabled:
-        fn = _augment_fn(augment, h, w)
+        fn = augment_fn(augment, h, w)
         ds = ds.map(lambda img, lab: (fn(img), lab), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -205,14 +206,14 @@ def split_records(
     return ds.shard(pipelines, pipeline) if by_row else ds
 
 
-def predict(model, x, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Scores of `x` (an array, or a `ShardView` read a batch at a time) in its row order."""
-    if isinstance(x, np.ndarray):
-        return model.predict(x.astype(np.float32), batch_size=64, verbose=0)
+def predict(model, view: ShardView, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """Scores of the view's images in its row order, read a batch at a time."""
     import tensorflow as tf
 
     call = _inference_fn(model)
-    out = [call(tf.convert_to_tensor(b, dtype=tf.float32)).numpy() for b in x.batches(batch_size)]
+    out = [
+        call(tf.convert_to_tensor(b, dtype=tf.float32)).numpy() for b in view.batches(batch_size)
+    ]
     n_labels = int(model.outputs[0].shape[-1])
     return np.concatenate(out, axis=0) if out else np.zeros((0, n_labels), np.float32)
 
@@ -235,65 +236,3 @@ def _inference_fn(model):
             lambda t: ref()(t, training=False), reduce_retracing=True
         )
     return fn
-
-
-def validation_callback(x_val, y_val: np.ndarray, loss_fn):
-    """`callbacks.ValidationMetrics` for arrays; its streamed twin for a `ShardView`."""
-    from .callbacks import ValidationMetrics
-
-    if isinstance(x_val, np.ndarray):
-        return ValidationMetrics(x_val, y_val, loss_fn)
-    return _streamed_validation_class()(x_val, y_val, loss_fn)
-
-
-@functools.cache
-def _streamed_validation_class():
-    # Defined on first use: trainer.callbacks imports Keras, and this module must not (data.py,
-    # which runs before TensorFlow may start, imports it).
-    from .callbacks import ValidationMetrics
-
-    class StreamedValidationMetrics(ValidationMetrics):
-        """ValidationMetrics over a `ShardView`: one batch in memory, not the validation set."""
-
-        def __init__(self, x_val: ShardView, y_val: np.ndarray, loss_fn) -> None:
-            super().__init__(np.zeros((0, 1, 1, 3), np.float32), y_val, loss_fn)
-            self.x_val = x_val
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            import keras
-
-            from edge_runtime.evaluation.metrics import mean_average_precision
-
-            if logs is None:
-                return
-            scores = predict(self.model, self.x_val)
-            val_loss = float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_val, scores))))
-            m = mean_average_precision(self.y_val, scores)
-            logs["val_loss"], logs["val_map"] = _agree_across_workers(
-                val_loss, 0.0 if math.isnan(m) else m
-            )
-
-    return StreamedValidationMetrics
-
-
-def _agree_across_workers(*values: float) -> tuple[float, ...]:
-    """The mean of each value over all workers, so that early stopping and LR decisions match.
-
-    Every worker computes the same figures from the same weights and data; averaging guards
-    against last-bit differences between machines (a worker that stopped alone would leave the
-    others waiting in the next all-reduce forever).
-    """
-    import tensorflow as tf
-
-    strategy = tf.distribute.get_strategy()
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return values
-    local = tf.constant(values, dtype=tf.float32)
-
-    @tf.function  # collectives run eagerly are slow and warned about
-    def mean():
-        return strategy.reduce(
-            tf.distribute.ReduceOp.MEAN, strategy.run(lambda: tf.identity(local)), axis=None
-        )
-
-    return tuple(float(v) for v in mean().numpy())

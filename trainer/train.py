@@ -12,7 +12,24 @@ from pathlib import Path
 import numpy as np
 
 from edge_common.calibration import calibrate_thresholds
-from edge_runtime.atomic import to_jsonable, write_json
+from edge_common.run import (
+    CURVES_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PR_CURVES_FILE,
+    TRAIN_SPLIT,
+    VAL_SPLIT,
+    DataRecord,
+    Lineage,
+    Metrics,
+    RunDir,
+    RunManifest,
+    Skipped,
+    StageRecord,
+    TrainingRecord,
+    write_manifest,
+)
+from edge_runtime.atomic import write_json
 from edge_runtime.evaluation.metrics import format_report, multilabel_report
 from edge_runtime.inference.preprocess import PREPROCESSING
 
@@ -21,7 +38,9 @@ from . import distribute, streaming
 from .config import Loss, Thresholds, TrainConfig
 from .data import PreparedData, prepare_data
 from .errors import ConfigError
+from .plan import TrainPlan, resolve
 from .quality import assess, format_verdict
+from .stages import Stage
 
 
 @dataclass(frozen=True)
@@ -33,18 +52,18 @@ class TrainResult:
         dict  # validation report at the thresholds kept (calibrated, or 0.5 for the seed recipe)
     )
     report_at_05: dict  # validation report at 0.5
-    manifest: dict
+    manifest: RunManifest  # what manifest.json holds (`manifest.to_json()` is the file's JSON)
     history: dict
     seconds: float
 
     def summary(self) -> str:
-        m, t = self.manifest, self.manifest["training"]
+        m, t = self.manifest, self.manifest.training
         head = (
-            f"run: {self.run_dir}\narch {m['arch']}  input {m['input_size']}  start {m['lineage']['start']}  "
-            f"epochs {t['epochs_run']} (best {t['best_epoch']})  {self.seconds:.0f}s\n"
+            f"run: {self.run_dir}\narch {m.arch}  input {list(m.input_size)}  start {m.lineage.start}  "
+            f"epochs {t.epochs_run} (best {t.best_epoch})  {self.seconds:.0f}s\n"
         )
-        cal, half = m["metrics"]["calibrated"], m["metrics"]["at_0.5"]
-        if m["thresholds_source"] == Thresholds.HALF.value:
+        cal, half = m.metrics.calibrated, m.metrics.at_05
+        if m.thresholds_source == Thresholds.HALF.value:
             table = format_report(self.metrics, "validation, thresholds 0.5")
             beside = f"at calibrated thresholds: macro-F1 {cal['macro_f1']:.3f}  micro-F1 {cal['micro_f1']:.3f}"
         else:
@@ -54,30 +73,37 @@ class TrainResult:
                 "thresholds were tuned on this same set)",
             )
             beside = f"at 0.5: macro-F1 {half['macro_f1']:.3f}  micro-F1 {half['micro_f1']:.3f}"
-        return f"{head}{table}\n{beside}\n{format_verdict(m['quality'])}"
+        return f"{head}{table}\n{beside}\n{format_verdict(m.quality)}"
 
     def to_dict(self) -> dict:
+        m = self.manifest
         return {
             "run_dir": str(self.run_dir),
             "labels": self.labels,
             "thresholds": self.thresholds,
-            "thresholds_source": self.manifest["thresholds_source"],
+            "thresholds_source": m.thresholds_source,
             "metrics": self.metrics,
             "report_at_0.5": self.report_at_05,
-            "report_calibrated": self.manifest["metrics"]["calibrated"],
+            "report_calibrated": m.metrics.calibrated,
             "seconds": self.seconds,
-            "epochs_run": self.manifest["training"]["epochs_run"],
-            "best_epoch": self.manifest["training"]["best_epoch"],
-            "quality": self.manifest["quality"],
-            "lineage": self.manifest["lineage"],
+            "epochs_run": m.training.epochs_run,
+            "best_epoch": m.training.best_epoch,
+            "quality": m.quality,
+            "lineage": m.lineage.to_json(),
         }
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train, select by validation mAP, calibrate per-label thresholds, write the run dir."""
+def train(config: TrainConfig | TrainPlan) -> TrainResult:
+    """Train, select by validation mAP, calibrate per-label thresholds, write the run dir.
+
+    A `TrainConfig` is resolved first (`trainer.plan.resolve`: the init-from run, weights file
+    and TF_CONFIG are read and checked before any image is decoded); a `TrainPlan` is used as is.
+    """
     t0 = time.perf_counter()
     if importlib.util.find_spec("keras") is None:  # the device-only install has no TensorFlow
         raise ConfigError("edge-train needs TensorFlow: pip install 'edge-multilabel[train]'")
+    plan = resolve(config)
+    config = plan.config
     out = art.check_out_dir(config.out)  # fail before minutes of training, not after
     _quiet_tf()
     data = prepare_data(config)
@@ -92,9 +118,9 @@ def train(config: TrainConfig) -> TrainResult:
         f"labels: {', '.join(data.labels)}; train {len(data.train.x)} / val {len(data.val.x)} images"
     )
 
-    model, history, best_epoch, fit_info = _fit(config, data, log)
+    model, history, best_epoch, lineage, stages = _fit(config, data, log, plan.parent)
 
-    scores = streaming.predict(model, data.val.x)  # array or streamed ShardView
+    scores = streaming.predict(model, data.val.x)
     y_val = data.val.y
     calibrated = calibrate_thresholds(y_val, scores)
     report_05 = multilabel_report(y_val, scores, 0.5, data.labels)
@@ -106,70 +132,68 @@ def train(config: TrainConfig) -> TrainResult:
     )
     seconds = time.perf_counter() - t0
 
-    manifest = {
-        "schema_version": art.SCHEMA_VERSION,
-        "labels": data.labels,
-        "thresholds": [float(t) for t in thresholds],
-        "thresholds_source": config.thresholds.value,
-        "input_size": [config.input_size, config.input_size],
-        "preprocessing": PREPROCESSING,
-        "arch": config.arch.value,
-        "data": {
-            "train_csv": art.TRAIN_SPLIT,  # relative to the run dir
-            "val_csv": art.VAL_SPLIT,
+    draft = RunManifest(
+        labels=tuple(data.labels),
+        thresholds=tuple(float(t) for t in thresholds),
+        thresholds_source=config.thresholds.value,
+        input_size=(config.input_size, config.input_size),
+        preprocessing=PREPROCESSING,
+        arch=config.arch.value,
+        data=DataRecord(
+            train_csv=TRAIN_SPLIT,  # relative to the run dir
+            val_csv=VAL_SPLIT,
             # Names, not this machine's paths: the exporter copies them into the model file.
-            "source_csv": Path(config.data).name,
-            "source_val_csv": Path(config.val_data).name if config.val_data else None,
-            "n_train": int(len(data.train.x)),
-            "n_val": int(len(data.val.x)),
-            "skipped": [
-                {"row": s.row, "filename": s.filename, "reason": s.reason} for s in data.skipped
-            ],
-            "warnings": data.warnings,
-        },
-        "metrics": {"at_0.5": report_05, "calibrated": report_cal},
-        "calibrated_thresholds": [float(t) for t in calibrated],
-        "quality": quality,
-        "lineage": fit_info["lineage"],
-        "training": {
-            "config": _public_config(config),
-            "stages": fit_info["stages"],
-            "epochs_run": len(history.get("loss", [])),
-            "best_epoch": best_epoch,
-            "seconds": round(seconds, 2),
-            "history": history,
-            "distribute": distribute.describe(config, model),
-        },
-        "versions": art.versions(),
-    }
+            source_csv=Path(config.data).name,
+            source_val_csv=Path(config.val_data).name if config.val_data else None,
+            n_train=int(len(data.train.x)),
+            n_val=int(len(data.val.x)),
+            skipped=tuple(Skipped(s.row, s.filename, s.reason) for s in data.skipped),
+            warnings=tuple(data.warnings),
+        ),
+        metrics=Metrics(at_05=report_05, calibrated=report_cal),
+        calibrated_thresholds=tuple(float(t) for t in calibrated),
+        quality=quality,
+        lineage=lineage,
+        training=TrainingRecord(
+            config=_public_config(config),
+            stages=tuple(StageRecord(s.name, s.epochs, s.learning_rate, s.warmup) for s in stages),
+            epochs_run=len(history.get("loss", [])),
+            best_epoch=best_epoch,
+            seconds=round(seconds, 2),
+            history=history,
+            distribute=distribute.describe(config, model),
+        ),
+        versions=art.versions(),
+    )
+    # As a reader will see it (JSON values: NaN as null), and refused here if a reader would.
+    manifest = RunManifest.from_json(draft.to_json())
     # only the chief writes `out`; other workers write a throwaway copy
     with (
         distribute.run_dir_for_this_process(out, config.distribute) as target,
         art.atomic_dir(target) as tmp,
     ):
-        _save_uncompiled(model, config, len(data.labels), tmp / art.MODEL_FILE)
+        _save_uncompiled(model, config, len(data.labels), tmp / MODEL_FILE)
         art.write_split_csvs(
             tmp, data.train.table.paths, data.train.y, data.val.table.paths, y_val, data.labels
         )
-        write_json(tmp / art.MANIFEST_FILE, manifest)
-        write_json(tmp / art.METRICS_FILE, {"at_0.5": report_05, "calibrated": report_cal})
-        art.plot_curves(tmp / "curves.png", history)
-        art.plot_pr_curves(tmp / "pr_curves.png", y_val, scores, data.labels, thresholds)
-    manifest = to_jsonable(manifest)
-    kept = manifest["metrics"]["at_0.5" if half else "calibrated"]
-    if config.verbose and quality["verdict"] != "learned":
+        write_manifest(tmp, manifest)
+        write_json(tmp / METRICS_FILE, manifest.metrics.to_json())
+        art.plot_curves(tmp / CURVES_FILE, history)
+        art.plot_pr_curves(tmp / PR_CURVES_FILE, y_val, scores, data.labels, thresholds)
+    kept = manifest.metrics.at_05 if half else manifest.metrics.calibrated
+    if config.verbose and manifest.verdict != "learned":
         log(
-            format_verdict(quality).splitlines()[0]
+            format_verdict(manifest.quality).splitlines()[0]
             + " (the summary and manifest['quality'] say more)"
         )
     return TrainResult(
         out,
-        data.labels,
-        manifest["thresholds"],
+        list(manifest.labels),
+        list(manifest.thresholds),
         kept,
-        manifest["metrics"]["at_0.5"],
+        manifest.metrics.at_05,
         manifest,
-        manifest["training"]["history"],
+        manifest.training.history,
         seconds,
     )
 
@@ -186,10 +210,12 @@ def _public_config(config: TrainConfig) -> dict:
 
 
 @distribute.in_strategy  # strategy scope; config with global batch and scaled LR
-def _fit(config: TrainConfig, data: PreparedData, log):
+def _fit(
+    config: TrainConfig, data: PreparedData, log, parent: RunDir | None
+) -> tuple[object, dict, int, Lineage, list[Stage]]:
+    """(model, history, best epoch, lineage, stages): the model trained from its starting point."""
     import keras
 
-    from .augment import make_dataset
     from .losses import focal_loss, resolve_pos_weights, weighted_bce
     from .stages import fit_stages, plan_stages
     from .transfer import start_model
@@ -201,44 +227,16 @@ def _fit(config: TrainConfig, data: PreparedData, log):
         if config.loss is Loss.FOCAL
         else weighted_bce(pos_weight)
     )
-    model, lineage = start_model(config, data.labels)
-    train_ds = make_dataset(
-        data.train.x,
-        data.train.y,
-        config.batch_size,
-        config.augment,
-        shuffle=True,
-        seed=config.seed,
+    model, lineage = start_model(config, data.labels, parent)
+    train_ds = streaming.make_stream(
+        data.train.x, data.train.y, config.batch_size, config.augment, seed=config.seed
     )
     stages = plan_stages(config)
-    steps = -(-len(data.train.x) // config.batch_size)
-    # a streamed input is endless: fit counts its steps
-    fit_steps = streaming.steps_per_epoch(data.train.x, config.batch_size)
+    steps = streaming.steps_per_epoch(data.train.x, config.batch_size)  # the stream is endless
     history, best_epoch = fit_stages(
-        model,
-        config,
-        stages,
-        train_ds,
-        data.val.x,
-        data.val.y,
-        loss_fn,
-        steps,
-        log,
-        fit_steps=fit_steps,
+        model, config, stages, train_ds, data.val.x, data.val.y, loss_fn, steps, log
     )
-    info = {
-        "lineage": lineage,
-        "stages": [
-            {
-                "name": s.name,
-                "epochs": s.epochs,
-                "learning_rate": s.learning_rate,
-                "warmup": s.warmup,
-            }
-            for s in stages
-        ],
-    }
-    return model, history, best_epoch, info
+    return model, history, best_epoch, lineage, stages
 
 
 def _save_uncompiled(model, config: TrainConfig, n_labels: int, path: Path) -> None:

@@ -10,11 +10,13 @@ name: shared labels keep their column, new labels start fresh, dropped ones go.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from edge_common.run import InitFrom, Lineage, RunDir, RunDirError, open_run
+from edge_runtime.errors import first_line
 
 from .config import Arch, FineTune, TrainConfig
 from .errors import ConfigError
@@ -23,19 +25,21 @@ from .models import OUTPUT_NAME, build_model, get_backbone
 TOP_FRACTION = 1 / 3  # FineTune.TOP trains the last third of the backbone's layers
 
 
-def start_model(config: TrainConfig, labels: list[str]):
-    """The model training starts from, and its lineage record for the manifest."""
+def start_model(config: TrainConfig, labels: list[str], parent: RunDir | None = None):
+    """The model training starts from, and its lineage record for the manifest.
+
+    `parent` is the `init_from` run, opened and checked by `trainer.plan.resolve`.
+    """
     model = build_model(
         config.arch, config.input_size, len(labels), weights=config.weights, width=config.width
     )
     if config.init_from:
-        return model, {
-            "start": "init_from",
-            "init_from": init_from_run(model, config.init_from, labels),
-        }
+        if parent is None:
+            raise ConfigError("init_from needs the run opened by trainer.plan.resolve")
+        return model, Lineage("init_from", init_from=init_from_run(model, parent, labels))
     if config.weights:
-        return model, {"start": "pretrained", "weights": describe_weights(config.weights)}
-    return model, {"start": "scratch"}
+        return model, Lineage("pretrained", weights=describe_weights(config.weights))
+    return model, Lineage("scratch")
 
 
 def describe_weights(weights: str) -> dict:
@@ -45,19 +49,13 @@ def describe_weights(weights: str) -> dict:
     return {"source": "file", "file": Path(weights).name, "sha256": file_sha256(weights)}
 
 
-def init_from_run(model, run_dir: str | Path, labels: list[str]) -> dict:
+def init_from_run(model, run: RunDir, labels: list[str]) -> InitFrom:
     """Copy a previous run's weights into `model` (same arch); the head is remapped by label name."""
-    import keras
-
-    from .artifacts import MANIFEST_FILE, MODEL_FILE
-
-    run = Path(run_dir)
-    prev_manifest = json.loads((run / MANIFEST_FILE).read_text())
-    prev_labels = [str(v) for v in prev_manifest["labels"]]
-    prev = keras.models.load_model(run / MODEL_FILE, safe_mode=True, compile=False)
+    prev_labels = list(run.manifest.labels)
+    prev = load_run_model(run)
     if len(prev.layers) != len(model.layers):
         raise ConfigError(
-            f"{run_dir}: its model has a different structure ({len(prev.layers)} layers, "
+            f"{run.path}: its model has a different structure ({len(prev.layers)} layers, "
             f"this one {len(model.layers)})"
         )
     for new, old in zip(model.layers, prev.layers):
@@ -66,7 +64,7 @@ def init_from_run(model, run_dir: str | Path, labels: list[str]) -> dict:
         w_new, w_old = new.get_weights(), old.get_weights()
         if [w.shape for w in w_new] != [w.shape for w in w_old]:
             raise ConfigError(
-                f"{run_dir}: layer {old.name!r} has other weight shapes than this model's "
+                f"{run.path}: layer {old.name!r} has other weight shapes than this model's "
                 "(a different input size or width for this arch?)"
             )
         new.set_weights(w_old)
@@ -77,15 +75,27 @@ def init_from_run(model, run_dir: str | Path, labels: list[str]) -> dict:
         if name in index:
             kernel[:, j], bias[j] = old_kernel[:, index[name]], old_bias[index[name]]
     model.get_layer(OUTPUT_NAME).set_weights([kernel, bias])
-    return {
-        "run": run.resolve().name,  # a name, not a path of this machine
-        "model_sha256": file_sha256(run / MODEL_FILE),
-        "arch": prev_manifest.get("arch"),
-        "labels_kept": [n for n in labels if n in index],
-        "labels_new": [n for n in labels if n not in index],
-        "labels_dropped": [n for n in prev_labels if n not in set(labels)],
-        "parent": prev_manifest.get("lineage"),
-    }
+    return InitFrom(
+        run=run.path.resolve().name,  # a name, not a path of this machine
+        model_sha256=file_sha256(run.model_path),
+        arch=run.manifest.arch,
+        labels_kept=tuple(n for n in labels if n in index),
+        labels_new=tuple(n for n in labels if n not in index),
+        labels_dropped=tuple(n for n in prev_labels if n not in set(labels)),
+        parent=run.manifest.lineage,
+    )
+
+
+def load_run_model(run: RunDir):
+    """A checked run's Keras model (safe mode, uncompiled); ConfigError if Keras refuses it."""
+    import keras
+
+    try:
+        return keras.models.load_model(run.model_path, safe_mode=True, compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for bad files
+        raise ConfigError(
+            f"{run.model_path}: cannot load Keras model ({first_line(exc)[:200]})"
+        ) from None
 
 
 def set_stage_trainable(model, stage: str, fine_tune: FineTune) -> None:
@@ -109,17 +119,16 @@ def set_stage_trainable(model, stage: str, fine_tune: FineTune) -> None:
 
 def save_backbone_weights(run_dir: str | Path, path: str | Path) -> Path:
     """Write the backbone of a mobilenet run as a `--weights` file (e.g. pretrained on another task)."""
-    import keras
-
-    from .artifacts import MANIFEST_FILE, MODEL_FILE
-
-    run = Path(run_dir)
-    arch = json.loads((run / MANIFEST_FILE).read_text()).get("arch")
+    try:
+        run = open_run(run_dir)
+    except RunDirError as exc:
+        raise ConfigError(str(exc)) from None
+    arch = run.manifest.arch
     if arch not in (Arch.MOBILENETV2.value, Arch.MOBILENETV3.value):
         raise ConfigError(
             f"{run_dir}: arch {arch} has no separate backbone; use --init-from to start from it"
         )
-    model = keras.models.load_model(run / MODEL_FILE, safe_mode=True, compile=False)
+    model = load_run_model(run)
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ConfigError(f"{path}: a backbone weights file must end in .weights.h5")
