@@ -11,7 +11,9 @@ import click
 
 from ..live.events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES
 from ..live.output import Format, Writer
+from ..live.sinks import Fanout
 from .kit import Fatal, backend_option, load_classifier
+from .mqtt_options import mqtt_options, open_mqtt_sink
 
 
 def _fmt(as_json: bool, as_csv: bool) -> Format:
@@ -31,6 +33,8 @@ Examples:
   edge-infer model.tflite rtsp://cam.local/stream --events
   edge-infer model.tflite --camera --events --snapshot shots/
   edge-infer model.tflite --watch incoming/             classify each new file until stopped
+  edge-infer model.tflite --camera --events --mqtt mqtt://homeassistant.local
+                                                        label events to MQTT / Home Assistant
 \b
 Videos and streams (rtsp://, http://) need the `video` extra (OpenCV); --camera uses picamera2
 when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
@@ -137,6 +141,7 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
     "--watch-timeout", type=click.FloatRange(0), help="Stop watching after this many seconds."
 )
 @click.option("--max-count", type=click.IntRange(1), help="Stop watching after this many images.")
+@mqtt_options
 def predict(model, inputs, **opt) -> None:
     """Classify images (files, directories, globs, - for paths on stdin), videos, streams,
     a camera, or a watched folder."""
@@ -178,6 +183,15 @@ def predict(model, inputs, **opt) -> None:
         snapshots=bool(opt["snapshot_dir"]),
         names=[i.name for i in known],
     )
+    try:
+        mqtt = open_mqtt_sink(
+            opt, clf, model, events=opt["events"], snapshots=bool(opt["snapshot_dir"]), warn=_warn
+        )
+    except BaseException:
+        for src in sources:
+            src.close()
+        raise
+    sink = writer if mqtt is None else Fanout([writer, mqtt])
     later: list[tuple[str, str]] = []
 
     def on_failure(name: str, problem: str) -> None:
@@ -186,7 +200,7 @@ def predict(model, inputs, **opt) -> None:
         else:
             later.append((name, problem))
 
-    runner = Runner(clf, config, writer, on_failure=on_failure)
+    runner = Runner(clf, config, sink, on_failure=on_failure)
     with stop_on_sigterm(runner.stop):
         try:
             _run_inputs(runner, items, iter(sources))
@@ -199,11 +213,16 @@ def predict(model, inputs, **opt) -> None:
         finally:
             for src in sources:
                 src.close()
+            sink.close()  # MQTT: waits (--mqtt-wait at most) for the queue to reach the broker
     summary = runner.summary
     summary.stopped = runner.stop.is_set()
+    if mqtt is not None:
+        stats = mqtt.stats()
+        summary.mqtt_published, summary.mqtt_unsent = stats.published, stats.unsent
+        summary.mqtt_dropped = stats.dropped
     for name, problem in later:
         click.echo(f"Error: {name}: {problem}", err=True)
-    if live or summary.stopped:
+    if live or summary.stopped or mqtt is not None:
         click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)
