@@ -109,6 +109,7 @@ def serve(model, host, port, token, max_mb, pool, threads, threshold, no_draft, 
         for thread in stopper:
             thread.join()  # requests in flight answered, connections closed
     finally:
-        signal.signal(signal.SIGTERM, previous)  # only now: a second SIGTERM changes nothing
+        if not stopper:  # once stopping, a second SIGTERM must not kill the exit half-way
+            signal.signal(signal.SIGTERM, previous)
     snap = app.metrics.snapshot()
     click.echo(f"stopped: {sum(snap.requests.values())} requests answered", err=True)

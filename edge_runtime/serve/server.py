@@ -215,8 +215,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code, message=None, explain=None) -> None:
         """The standard library's own refusals (bad request line, unknown method, headers too
-        long) as the same one-line JSON as ours, not an HTML page."""
+        long) as the same one-line JSON as ours, not an HTML page (and not in the metrics:
+        they come before any endpoint)."""
         self.close_connection = True
+        self._counted = True
         self._json(code, {"error": message or HTTPStatus(code).phrase})
 
     def log_message(self, format, *args) -> None:
@@ -233,38 +235,50 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.set_busy(self.connection, True)
         app.metrics.started()
         path = urlsplit(self.path).path
-        endpoint = path if path in ("/classify", "/info", "/health", "/metrics") else "other"
-        code, error = 500, "internal"
+        self._endpoint = path if path in ("/classify", "/info", "/health", "/metrics") else "other"
+        self._reason: str | None = None
+        self._counted = False
         try:
-            code, error = self._answer(app, method, path)
-        except Exception as exc:  # a bug: answer 500, say it once on stderr, keep serving
+            self._answer(app, method, path)
+        except OSError:  # the client went away mid-answer: nothing to tell it
+            self.close_connection = True
+        except Exception as exc:  # a bug: answer 500, say it on stderr, keep serving
             app.log(f"Error: {method} {path}: {type(exc).__name__}: {exc}")
             self.close_connection = True
-            self._json(500, {"error": "internal error"})
+            if not self._counted:
+                self._reason = "internal"
+                self._json(500, {"error": "internal error"})
         finally:
-            app.metrics.finished(endpoint, code, error)
+            if not self._counted:
+                self._count(500 if self._reason is None else 400)
             if self.server.stopping:
                 self.close_connection = True
             self.server.set_busy(self.connection, False)
 
-    def _answer(self, app: App, method: str, path: str) -> tuple[int, str | None]:
+    def _count(self, code: int) -> None:
+        """Into the metrics before the answer leaves: a client reading /metrics right after
+        its answer must find that answer counted."""
+        self._counted = True
+        self.server.app.metrics.finished(self._endpoint, code, self._reason)
+
+    def _answer(self, app: App, method: str, path: str) -> None:
         allowed = {"/classify": "POST", "/info": "GET", "/health": "GET", "/metrics": "GET"}
         if path not in allowed:
             return self._fail(404, "not_found", f"no such endpoint {path}; see /info")
         if method != allowed[path]:
             return self._fail(405, "method", f"{path} takes {allowed[path]}")
         if path == "/health":
-            return self._json(200, {"status": "ok"}), None
+            return self._json(200, {"status": "ok"})
         if not app.authorized(self.headers.get("Authorization")):
             return self._fail(401, "unauthorized", "missing or wrong bearer token")
         if path == "/info":
-            return self._json(200, app.engine.info(app.model)), None
+            return self._json(200, app.engine.info(app.model))
         if path == "/metrics":
             body = render(app.metrics.snapshot()).encode()
-            return self._send(200, body, CONTENT_TYPE), None
+            return self._send(200, body, CONTENT_TYPE)
         return self._classify(app)
 
-    def _classify(self, app: App) -> tuple[int, str | None]:
+    def _classify(self, app: App) -> None:
         try:
             if self.headers.get("Transfer-Encoding"):
                 raise ValueError("chunked")
@@ -295,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ImageError as exc:
             return self._fail(400, "bad_image", exc.problem)
         app.metrics.classified(time.perf_counter() - start, record["labels"])
-        return self._json(200, record), None
+        return self._json(200, record)
 
     def _discard(self, n: int) -> None:
         self.connection.settimeout(1.0)
@@ -308,15 +322,17 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _fail(self, code: int, reason: str, message: str) -> tuple[int, str]:
+    def _fail(self, code: int, reason: str, message: str) -> None:
+        self._reason = reason
         extra = {"WWW-Authenticate": 'Bearer realm="edge-infer"'} if code == 401 else {}
         self._json(code, {"error": message}, extra)
-        return code, reason
 
-    def _json(self, code: int, obj: dict, headers: dict | None = None) -> int:
-        return self._send(code, (atomic.dumps(obj) + "\n").encode(), "application/json", headers)
+    def _json(self, code: int, obj: dict, headers: dict | None = None) -> None:
+        self._send(code, (atomic.dumps(obj) + "\n").encode(), "application/json", headers)
 
-    def _send(self, code: int, body: bytes, content_type: str, headers=None) -> int:
+    def _send(self, code: int, body: bytes, content_type: str, headers=None) -> None:
+        if hasattr(self, "_counted") and not self._counted:
+            self._count(code)
         self.send_response(code, HTTPStatus(code).phrase)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -326,4 +342,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
-        return code
