@@ -323,9 +323,17 @@ def test_events_states_snapshots_and_discovery_reach_a_real_broker(
 
 
 def test_results_without_events_rate_limited(broker, fixture_models, pictures):
-    sub = Subscriber(broker.port, ["res/#"])
-    common = ["--json", "--mqtt", broker.url, "--mqtt-prefix", "res", "--mqtt-discovery", "off"]
-    r = run(fixture_models["int8"], *pictures, *common, "--mqtt-results-every", "0")
+    sub = Subscriber(broker.port, ["res/#", "homeassistant/#"])
+    common = ["--json", "--mqtt", broker.url, "--mqtt-prefix", "res"]
+    r = run(
+        fixture_models["int8"],
+        *pictures,
+        *common,
+        "--mqtt-results-every",
+        "0",
+        "--mqtt-discovery",
+        "off",
+    )
     assert r.exit_code == 0, r.output
     wait_until(lambda: len(sub.on("res/result")) >= len(pictures), what="every result")
     assert [json.loads(p) for p in sub.payloads("res/result")] == printed(r.stdout)
@@ -334,6 +342,8 @@ def test_results_without_events_rate_limited(broker, fixture_models, pictures):
     assert "MQTT: 1 published" in r.stderr  # the images are one sequence: one result an hour
     wait_until(lambda: len(sub.on("res/result")) == len(pictures) + 1, what="the one result")
     assert json.loads(sub.payloads("res/result")[-1]) == printed(r.stdout)[0]
+    # No label entities without --events (their states come from the events): nothing to discover.
+    assert sub.under("homeassistant/") == []
     sub.close()
 
 

@@ -276,3 +276,19 @@ def test_default_address_is_loopback_and_a_taken_port_is_one_line(fixture_models
             main_group, ["serve", str(fixture_models["int8"]), "--port", str(port)]
         )
     assert r.exit_code == 2 and r.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}")
+
+
+def test_the_serve_benchmark_runs_and_finds_nothing_dropped(fixture_models, tmp_path):
+    bm = Path(__file__).resolve().parents[1] / "benchmarks" / "bm_serve.py"
+    args = ["--out", tmp_path, "--duration", "1", "--pools", "1", "--clients", "2"]
+    r = subprocess.run(
+        [sys.executable, bm, fixture_models["int8"], *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    (run,) = json.loads((tmp_path / "serve.json").read_text())["runs"]
+    assert run["requests"] > 0 and run["failed"] == 0 and run["rss_mib"]
+    assert set(run["answer"]) == {"file", "scores", "labels"}
+    assert "| 1 | " in (tmp_path / "serve.md").read_text()

@@ -50,8 +50,9 @@ class MqttSink:
         self._lock = threading.Lock()
         self._discovery = [
             Message(topic, atomic.dumps(payload).encode(), retain=True)
+            # Label entities only with --events: their states come from the events' hysteresis.
             for topic, payload in discovery_messages(
-                config, list(labels), model, snapshot=events and snapshots
+                config, list(labels) if events else [], model, snapshot=events and snapshots
             )
         ]
         self.publisher = Publisher(

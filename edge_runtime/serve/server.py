@@ -208,6 +208,9 @@ class App:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client's next request skips the handshake
     timeout = IDLE_TIMEOUT
+    # The answer leaves in two writes (headers, body): with Nagle's algorithm the second waits
+    # for the client's delayed ACK, 40 ms on Linux, for every request. Measured: p50 46 ms -> ?
+    disable_nagle_algorithm = True
     server: _Server
 
     def version_string(self) -> str:
