@@ -3,15 +3,18 @@
     python tests/make_fixture_models.py /tmp/fixtures          # or any exported model
     python benchmarks/bm_serve.py /tmp/fixtures/int8.tflite --out benchmarks/results
 
-For each pool size (--pools, default 1 and 2: one interpreter behind a lock, then two), a real
-server process (`edge-infer serve MODEL --port 0 --pool N`) is started and --clients threads
-(default 8; processes), each with its own keep-alive connection, POST the same camera-like JPEG
+For each server setting (--settings, default "1,2": one interpreter behind a lock, then a pool of
+two; "1x2" is one interpreter with two threads), a real server process (`edge-infer serve MODEL
+--port 0 --pool N [--threads T]`) is started and --clients clients
+(default 8, processes), each with its own keep-alive connection, POST the same camera-like JPEG
 (--size, default 640x480) to /classify for --duration seconds (default 60). Reported: requests/s,
 latency percentiles, every answer checked (status 200 and the same scores as the first: nothing
 dropped, nothing wrong), the server's resident memory sampled every second (flat or not) and its
 CPU use. The clients run on the same machine: their cost is part of the figure.
 
-Writes serve.md and serve.json in --out (atomically), with the machine and the exact command.
+Writes serve.md and serve.json (--tag) in --out (atomically), with the machine and the exact
+command. A model whose inference outweighs the decode: `python benchmarks/bm_serve_model.py OUT`
+(needs TensorFlow) writes a MobileNetV2 at 224 px, float32, random weights.
 Nothing here asserts speed; timings on a shared machine are noisy, compare within one run.
 """
 
@@ -173,14 +176,15 @@ def markdown(report: dict) -> str:
         f"{report['image']} JPEG ({report['image_bytes']:,} bytes) for {report['duration']} s "
         "per setting, on loopback; the clients run on the same cores.",
         "",
-        "| pool | requests | req/s | p50 ms | p90 ms | p99 ms | failed | server cores busy "
-        "| RSS first / last / max (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| pool | threads | requests | req/s | p50 ms | p90 ms | p99 ms | failed "
+        "| server cores busy | RSS first / last / max (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         lat, rss = r["latency"], r["rss_mib"]
         lines.append(
-            f"| {r['pool']} | {r['requests']:,} | {r['requests_per_s']:.1f} | {lat['p50_ms']:.2f} "
+            f"| {r['pool']} | {r['threads'] or 'default'} | {r['requests']:,} "
+            f"| {r['requests_per_s']:.1f} | {lat['p50_ms']:.2f} "
             f"| {lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {r['failed']} "
             f"| {r['server_cores_busy']:.2f} | {rss[0]} / {rss[-1]} / {max(rss)} |"
         )
@@ -201,9 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--duration", type=float, default=60.0, help="seconds per pool size")
-    p.add_argument("--pools", default="1,2", help="pool sizes to compare, e.g. 1,2")
-    p.add_argument("--threads", type=int, help="interpreter threads each (default: the runtime's)")
+    p.add_argument(
+        "--settings",
+        default="1,2",
+        help="server settings to compare: POOL or POOLxTHREADS (interpreter threads), e.g. 1,2,1x2",
+    )
     p.add_argument("--size", default="640x480", help="JPEG size WxH")
+    p.add_argument("--tag", default="serve", help="output files TAG.md and TAG.json")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     body = camera_jpeg(width, height)
@@ -217,23 +225,25 @@ def main(argv: list[str] | None = None) -> int:
         "image_bytes": len(body),
         "runs": [],
     }
-    for pool in (int(v) for v in args.pools.split(",")):
-        server = ServerProcess(args.model, pool, args.threads)
-        log(f"pool {pool}: {args.clients} clients for {args.duration} s on port {server.port}")
+    for setting in args.settings.split(","):
+        pool, _, threads = setting.partition("x")
+        pool, threads = int(pool), int(threads) if threads else None
+        server = ServerProcess(args.model, pool, threads)
+        log(f"{setting}: {args.clients} clients for {args.duration} s on port {server.port}")
         try:
             run = load(server.port, body, args.clients, args.duration, server.proc.pid)
         finally:
             rc = server.stop()
-        run.update(pool=pool, exit_code=rc)
+        run.update(pool=pool, threads=threads, exit_code=rc)
         log(
-            f"pool {pool}: {run['requests_per_s']:.1f} req/s, p99 {run['latency']['p99_ms']:.2f} ms, "
+            f"{setting}: {run['requests_per_s']:.1f} req/s, p99 {run['latency']['p99_ms']:.2f} ms, "
             f"{run['failed']} failed, RSS {run['rss_mib'][0]} -> {run['rss_mib'][-1]} MiB"
         )
         report["runs"].append(run)
     out = Path(args.out)
-    atomic.write_json(out / "serve.json", report)
-    atomic.write_text(out / "serve.md", markdown(report))
-    log(f"wrote {out / 'serve.md'} and serve.json")
+    atomic.write_json(out / f"{args.tag}.json", report)
+    atomic.write_text(out / f"{args.tag}.md", markdown(report))
+    log(f"wrote {out / args.tag}.md and .json")
     return 1 if any(r["failed"] or r["exit_code"] for r in report["runs"]) else 0
 
 

@@ -209,7 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client's next request skips the handshake
     timeout = IDLE_TIMEOUT
     # The answer leaves in two writes (headers, body): with Nagle's algorithm the second waits
-    # for the client's delayed ACK, 40 ms on Linux, for every request. Measured: p50 46 ms -> ?
+    # for the client's delayed ACK (40 ms on Linux) on every request. bm_serve, 8 clients, 5 s,
+    # fixture int8 model: 122 req/s at p50 47.8 ms with Nagle, 566 req/s at 11.9 ms without.
     disable_nagle_algorithm = True
     server: _Server
 
