@@ -437,7 +437,7 @@ EVENTS = ["--json", "--events", "--on-frames", "1", "--off-frames", "1", "--work
 def test_sigkill_leaves_the_last_will_and_home_assistant_birth_resends_discovery(
     broker, fixture_models, toggling
 ):
-    sub = Subscriber(broker.port, ["kill/#", "homeassistant/#"])
+    sub = Subscriber(broker.port, ["kill/#", "ha-test/#"])
     child = Child(
         fixture_models["float32"],
         "-",
@@ -448,14 +448,17 @@ def test_sigkill_leaves_the_last_will_and_home_assistant_birth_resends_discovery
         "kill",
         "--mqtt-client-id",
         "killme",
+        "--mqtt-discovery",
+        "ha-test",  # another discovery prefix: configs and the birth topic move with it
     )
     try:
         wait_until(lambda: sub.payloads("kill/availability") == [b"online"], what="online")
-        configs = len(wait_until(lambda: sub.under("homeassistant/"), what="discovery"))
-        # Home Assistant (re)starting says `online` on homeassistant/status: configs come again.
-        sub.client.publish("homeassistant/status", "online", qos=1)
+        configs = 3  # one binary_sensor per label of the fixture model
+        wait_until(lambda: len(sub.under("ha-test/binary_sensor/")) == configs, what="discovery")
+        # Home Assistant (re)starting says `online` on <prefix>/status: configs come again.
+        sub.client.publish("ha-test/status", "online", qos=1)
         wait_until(
-            lambda: len(sub.under("homeassistant/binary_sensor/")) >= 2 * configs,
+            lambda: len(sub.under("ha-test/binary_sensor/")) >= 2 * configs,
             what="discovery after Home Assistant's birth message",
         )
         child.send(toggling[:1])

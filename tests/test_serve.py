@@ -105,10 +105,12 @@ def images(fixture_models, tmp_path_factory) -> list[Path]:
     return paths
 
 
-def cli_records(model, paths) -> dict[str, dict]:
-    r = CliRunner().invoke(main_group, [str(model), *map(str, paths), "--json"])
+def cli_records(model, paths, *options) -> dict[str, dict]:
+    """{file name: record} as `edge-infer --json` prints them, the file named by its name."""
+    r = CliRunner().invoke(main_group, [str(model), *map(str, paths), "--json", *options])
     assert r.exit_code == 0, r.output
-    return {Path(rec["file"]).name: rec for rec in map(json.loads, r.stdout.splitlines())}
+    records = map(json.loads, r.stdout.splitlines())
+    return {Path(rec["file"]).name: {**rec, "file": Path(rec["file"]).name} for rec in records}
 
 
 @pytest.mark.parametrize("pool", [1, 2])
@@ -132,7 +134,7 @@ def test_concurrent_clients_get_the_clis_answers(fixture_models, images, pool):
             answers = [a for part in pool_of_clients.map(client, range(8)) for a in part]
         assert len(answers) == len(work)
         for name, status, record in answers:
-            assert status == 200 and record == {**expected[name], "file": name}
+            assert status == 200 and record == expected[name]
         status, _, body = server.request("GET", "/info")
         info = json.loads(body)
         assert status == 200 and info["pool"] == pool and info["labels"] == ["red", "green", "blue"]
@@ -215,15 +217,21 @@ def test_bearer_token_from_the_environment_never_printed(fixture_models, images)
 
 def test_metrics_parse_as_prometheus_text(fixture_models, images):
     parser = pytest.importorskip("prometheus_client.parser")
-    server = Server(fixture_models["float32"])
+    model, options = fixture_models["float32"], ["--threshold", "0.3", "--no-draft"]
+    server = Server(model, *options, "--threads", "1", "--host", "127.0.0.1", "--token", TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
-        expected = cli_records(fixture_models["float32"], images[:6])
+        expected = cli_records(model, images[:6], *options)  # the same settings as the CLI's
         for p in images[:6]:
-            assert server.classify(p.read_bytes())[0] == 200
-        server.classify(b"junk")
-        text = server.request("GET", "/metrics")[2].decode()
+            assert server.classify(p.read_bytes(), p.name, headers=auth) == (200, expected[p.name])
+        server.classify(b"junk", headers=auth)
+        assert (
+            json.loads(server.request("GET", "/info", headers=auth)[2])["thresholds"] == [0.3] * 3
+        )
+        text = server.request("GET", "/metrics", headers=auth)[2].decode()
     finally:
-        server.stop()
+        rc, out, err = server.stop()
+    assert TOKEN not in out + err
     families = {f.name: f for f in parser.text_string_to_metric_families(text)}
     hist = {s.name: s for s in families["edge_classify_seconds"].samples if "le" not in s.labels}
     assert hist["edge_classify_seconds_count"].value == 6
@@ -280,7 +288,7 @@ def test_default_address_is_loopback_and_a_taken_port_is_one_line(fixture_models
 
 def test_the_serve_benchmark_runs_and_finds_nothing_dropped(fixture_models, tmp_path):
     bm = Path(__file__).resolve().parents[1] / "benchmarks" / "bm_serve.py"
-    args = ["--out", tmp_path, "--duration", "1", "--pools", "1", "--clients", "2"]
+    args = ["--out", tmp_path, "--duration", "1", "--settings", "1", "--clients", "2"]
     r = subprocess.run(
         [sys.executable, bm, fixture_models["int8"], *args],
         capture_output=True,
@@ -291,4 +299,4 @@ def test_the_serve_benchmark_runs_and_finds_nothing_dropped(fixture_models, tmp_
     (run,) = json.loads((tmp_path / "serve.json").read_text())["runs"]
     assert run["requests"] > 0 and run["failed"] == 0 and run["rss_mib"]
     assert set(run["answer"]) == {"file", "scores", "labels"}
-    assert "| 1 | " in (tmp_path / "serve.md").read_text()
+    assert "| 1 | default | " in (tmp_path / "serve.md").read_text()
