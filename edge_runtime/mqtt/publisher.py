@@ -265,7 +265,11 @@ class Publisher:
                 self._wake.notify_all()
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self._report(f"MQTT broker {self.config.url} unreachable; retrying (1 s doubling to 30 s)")
+        # paho does not say why (refused, unreachable, TLS certificate not trusted): we cannot.
+        self._report(
+            f"MQTT: cannot connect to {self.config.url} (no broker there, network down, or "
+            "TLS refused); retrying (1 s doubling to 30 s)"
+        )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:
