@@ -36,6 +36,9 @@ from edge_runtime.mqtt.discovery import (
 
 pytestmark = pytest.mark.runtime
 SECRET = "s3cret-Pa55!word"
+# Label events with K = M = 1 (every change of a label's presence is an event), decoded inline
+# so that a line on stdin is classified at once.
+EVENTS = ["--json", "--events", "--on-frames", "1", "--off-frames", "1", "--workers", "1"]
 
 
 def paho():
@@ -260,12 +263,7 @@ def test_events_states_snapshots_and_discovery_reach_a_real_broker(
     r = run(
         fixture_models["float32"],
         *pictures,
-        "--json",
-        "--events",
-        "--on-frames",
-        "1",
-        "--off-frames",
-        "1",
+        *EVENTS,
         "--snapshot",
         shots,
         "--mqtt",
@@ -353,14 +351,7 @@ def test_a_full_queue_drops_counts_and_says_so(fixture_models, toggling):
     r = run(
         fixture_models["float32"],
         *(toggling * 3),
-        "--json",
-        "--events",
-        "--on-frames",
-        "1",
-        "--off-frames",
-        "1",
-        "--workers",
-        "1",
+        *EVENTS,
         "--mqtt",
         f"mqtt://127.0.0.1:{port}",
         "--mqtt-queue",
@@ -429,9 +420,6 @@ class Child:
     @property
     def stderr(self) -> str:
         return "".join(self.err)
-
-
-EVENTS = ["--json", "--events", "--on-frames", "1", "--off-frames", "1", "--workers", "1"]
 
 
 def test_sigkill_leaves_the_last_will_and_home_assistant_birth_resends_discovery(
