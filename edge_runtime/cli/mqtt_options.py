@@ -78,10 +78,10 @@ def mqtt_options(command):
     return command
 
 
-def open_mqtt_sink(opt: dict, clf, model_path: str, *, events: bool, snapshots: bool, warn):
-    """The MQTT sink for these options, connecting in the background; None without --mqtt."""
-    ctx = click.get_current_context()
+def mqtt_config(opt: dict, model_path: str) -> MqttConfig | None:
+    """The MqttConfig the --mqtt options ask for (None without --mqtt); bad values exit 2."""
     if opt["mqtt_url"] is None:
+        ctx = click.get_current_context()
         given = [
             name
             for name in (
@@ -98,11 +98,8 @@ def open_mqtt_sink(opt: dict, clf, model_path: str, *, events: bool, snapshots: 
         if given:
             raise click.UsageError(f"--{given[0].replace('_', '-')} needs --mqtt URL")
         return None
-    from ..mqtt.discovery import model_identity
-    from ..mqtt.sink import MqttSink
-
     try:
-        config = MqttConfig.from_url(
+        return MqttConfig.from_url(
             opt["mqtt_url"],
             env=os.environ,
             client_id=opt["mqtt_client_id"]
@@ -114,11 +111,24 @@ def open_mqtt_sink(opt: dict, clf, model_path: str, *, events: bool, snapshots: 
             discovery_prefix=None if opt["mqtt_discovery"] == "off" else opt["mqtt_discovery"],
             wait=opt["mqtt_wait"],
         )
-        model = model_identity(clf.standard_metadata, clf.metadata, Path(model_path).stem)
+    except EdgeError as exc:
+        raise Fatal(str(exc)) from None
+
+
+def open_mqtt_sink(
+    config: MqttConfig | None, clf, model_path: str, *, events: bool, snapshots: bool, warn
+):
+    """The MQTT sink of `config`, connecting in the background; None without one."""
+    if config is None:
+        return None
+    from ..mqtt.discovery import model_identity
+    from ..mqtt.sink import MqttSink
+
+    try:
         sink = MqttSink(
             config,
             clf.labels,
-            model,
+            model_identity(clf.standard_metadata, clf.metadata, Path(model_path).stem),
             events=events,
             snapshots=snapshots,
             on_problem=warn,

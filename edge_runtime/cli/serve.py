@@ -8,7 +8,7 @@ import threading
 import click
 
 from ..errors import EdgeError
-from ..serve.server import DEFAULT_MAX_BYTES, ServeConfig
+from ..serve.server import ServeConfig
 from .kit import Fatal, backend_option, config_default
 
 ENV_TOKEN = "EDGE_SERVE_TOKEN"
@@ -49,7 +49,7 @@ needed), /metrics (Prometheus). SIGTERM or Ctrl-C: requests in flight finish, th
 @click.option(
     "--max-mb",
     type=click.FloatRange(0.001),
-    default=DEFAULT_MAX_BYTES / (1 << 20),
+    default=config_default(ServeConfig, "max_bytes") / (1 << 20),
     show_default=True,
     help="Largest request body in MiB (413 beyond).",
 )
@@ -70,8 +70,6 @@ needed), /metrics (Prometheus). SIGTERM or Ctrl-C: requests in flight finish, th
 @backend_option
 def serve(model, host, port, token, max_mb, pool, threads, threshold, no_draft, backend) -> None:
     """Serve MODEL over HTTP: POST an image to /classify, get its scores and labels."""
-    from ..serve.server import App
-
     try:
         config = ServeConfig(
             host=host,
@@ -81,9 +79,20 @@ def serve(model, host, port, token, max_mb, pool, threads, threshold, no_draft, 
             threads=threads,
             threshold=threshold,
             draft=not no_draft,
+            backend=backend,
             token=token or None,
         )
-        app = App(model, config, backend, log=lambda message: click.echo(message, err=True))
+    except EdgeError as exc:
+        raise Fatal(str(exc)) from None
+    run_serve(model, config)
+
+
+def run_serve(model: str, config: ServeConfig) -> None:
+    """Serve until SIGTERM or Ctrl-C; then let the requests in flight finish."""
+    from ..serve.server import App
+
+    try:
+        app = App(model, config, log=lambda message: click.echo(message, err=True))
     except EdgeError as exc:
         raise Fatal(str(exc)) from None
     stopper: list[threading.Thread] = []
@@ -96,7 +105,7 @@ def serve(model, host, port, token, max_mb, pool, threads, threshold, no_draft, 
 
     previous = signal.signal(signal.SIGTERM, stop)
     click.echo(
-        f"serving {model} on {app.url} (pool of {pool}, "
+        f"serving {model} on {app.url} (pool of {config.pool}, "
         f"{'bearer token required' if config.token else 'no token'}); "
         "POST images to /classify; Ctrl-C or SIGTERM to stop",
         err=True,

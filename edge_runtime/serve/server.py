@@ -56,6 +56,7 @@ class ServeConfig:
     threads: int | None = None  # interpreter threads each
     threshold: float | None = None
     draft: bool = True
+    backend: str | None = None  # interpreter package (default: the first available)
     token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,10 +73,10 @@ class ServeConfig:
 class Engine:
     """`pool` Classifiers for one model file, and the work of one request."""
 
-    def __init__(self, model: str, config: ServeConfig, backend: str | None = None) -> None:
+    def __init__(self, model: str, config: ServeConfig) -> None:
         self.config = config
         clfs = [
-            Classifier.from_file(model, threads=config.threads, backend=backend)
+            Classifier.from_file(model, threads=config.threads, backend=config.backend)
             for _ in range(config.pool)
         ]
         self.first = clfs[0]
@@ -157,11 +158,10 @@ class App:
         self,
         model: str,
         config: ServeConfig,
-        backend: str | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.model, self.config = model, config
-        self.engine = Engine(model, config, backend)
+        self.engine = Engine(model, config)
         std = self.engine.first.standard_metadata or {}
         self.metrics = Metrics(
             self.engine.first.labels,
