@@ -66,7 +66,7 @@ RUNTIME_TESTS=$(grep -l "pytest.mark.runtime" tests/test_*.py) || { echo "no run
 install_litert() { install .venv-litert -e ".[video,watch,mqtt]" pytest; }
 install_tflite() {
   # paho-mqtt (pure Python, the `mqtt` extra) too: the MQTT tests run here as well.
-  install .venv-tflite "tflite-runtime==2.14.0" "numpy<2" pillow click "paho-mqtt>=2.0" pytest
+  install .venv-tflite "tflite-runtime==2.14.0" "numpy<2" pillow click "paho-mqtt>=2.0,<3" pytest
   install .venv-tflite --no-deps -e .
 }
 # The MQTT tests' broker. The package lists may be missing on a fresh machine: update and retry.
