@@ -40,6 +40,10 @@ class BackendError(EdgeError):
     """No usable interpreter package, or the requested one is not installed."""
 
 
+class MqttError(EdgeError):
+    """An unusable MQTT setting (URL, client id, topic prefix) or a missing paho-mqtt package."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type name: for one-line errors."""
     lines = str(exc).strip().splitlines()

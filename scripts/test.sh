@@ -7,6 +7,8 @@
 #        and watch extras (.venv-litert: the OpenCV tests run there) and tflite-runtime on numpy < 2
 #        (.venv-tflite: no OpenCV, those tests skip);
 #      - MediaPipe Tasks (.venv-mediapipe), which reads our exported files;
+#      and, as root with apt-get (CI), the Mosquitto broker the MQTT tests start (Debian's
+#      `mosquitto`); elsewhere without it those tests skip and say so;
 #   2. ruff: lint and format check (a failure stops here, in seconds);
 #   3. fixtures, built once with the real TensorFlow and exporter: the tiny runtime models and, beside
 #      them, a trained run exported in every mode, which every pytest worker reuses;
@@ -61,10 +63,17 @@ run_pytest() {
 # Only the files that hold runtime tests: the others import TensorFlow or scikit-learn.
 RUNTIME_TESTS=$(grep -l "pytest.mark.runtime" tests/test_*.py) || { echo "no runtime tests found" >&2; exit 1; }
 
-install_litert() { install .venv-litert -e ".[video,watch]" pytest; }
+install_litert() { install .venv-litert -e ".[video,watch,mqtt]" pytest; }
 install_tflite() {
-  install .venv-tflite "tflite-runtime==2.14.0" "numpy<2" pillow click pytest
+  # paho-mqtt (pure Python, the `mqtt` extra) too: the MQTT tests run here as well.
+  install .venv-tflite "tflite-runtime==2.14.0" "numpy<2" pillow click "paho-mqtt>=2.0,<3" pytest
   install .venv-tflite --no-deps -e .
+}
+# The MQTT tests' broker. The package lists may be missing on a fresh machine: update and retry.
+install_broker() {
+  command -v mosquitto > /dev/null || [ -x /usr/sbin/mosquitto ] && return 0
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q mosquitto || { apt-get update -q && apt-get install -y -q mosquitto; }
 }
 install_mediapipe() {
   install .venv-mediapipe -e . "mediapipe<1.3" pytest  # CI: 1.2.3
@@ -101,6 +110,9 @@ LEAN=1
 MP=$LEAN
 [ "${SKIP_MEDIAPIPE:-0}" = 1 ] && MP=0
 SIDE_RC=0
+if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+  side install_broker & JOBS+=($!); BROKER_INSTALL=$!
+fi
 # The other environments' installs need nothing from .venv but uv: they run while .venv installs.
 if [ "$LEAN" = 1 ]; then
   side install_litert install_tflite & JOBS+=($!); LEAN_INSTALL=$!
@@ -108,11 +120,16 @@ fi
 if [ "$MP" = 1 ]; then
   side install_mediapipe & JOBS+=($!); MP_INSTALL=$!
 fi
-install .venv -e ".[train,dev]"
+install .venv -e ".[train,dev,mqtt]"
 
 stamp "ruff (lint and format check)"
 .venv/bin/ruff check -q . || { echo "ruff check failed (ruff check --fix . mends most)" >&2; exit 1; }
 .venv/bin/ruff format -q --check . || { echo "ruff format --check failed: run ruff format ." >&2; exit 1; }
+
+if [ -n "${BROKER_INSTALL:-}" ]; then
+  # Installed here, so the MQTT tests must find it: they fail rather than skip without it.
+  if wait "$BROKER_INSTALL"; then export EDGE_REQUIRE_MOSQUITTO=1; else cat "$LOGS/broker.log"; fi
+fi
 
 stamp "fixture models"
 # fixtures NAME [ARGS]: TensorFlow's start-up chatter goes to a log, shown only when the build fails.

@@ -212,6 +212,52 @@ def _predict_table() -> dict:
             lambda c, r: c.watch_timeout == 9,
         ),
         "--max-count": (["--watch", "in", "--max-count", "4"], lambda c, r: c.max_count == 4),
+        "--mqtt": (
+            ["--mqtt", "mqtt://edge@broker.lan:1884"],
+            lambda c, r: (
+                (c.mqtt.host, c.mqtt.port, c.mqtt.username, c.mqtt.tls)
+                == ("broker.lan", 1884, "edge", False)
+            ),
+        ),
+        "--mqtt-client-id": (
+            ["--mqtt", "mqtt://b", "--mqtt-client-id", "cam-2"],
+            lambda c, r: c.mqtt.client_id == "cam-2" and c.mqtt.topic_prefix.endswith("/cam-2"),
+        ),
+        "--mqtt-prefix": (
+            ["--mqtt", "mqtt://b", "--mqtt-prefix", "home/cam"],
+            lambda c, r: c.mqtt.topic_prefix == "home/cam",
+        ),
+        "--mqtt-ca": (
+            ["--mqtt", "mqtts://b", "--mqtt-ca", str(HERE / "conftest.py")],
+            lambda c, r: c.mqtt.tls and c.mqtt.ca_file == str(HERE / "conftest.py"),
+        ),
+        "--mqtt-queue": (
+            ["--mqtt", "mqtt://b", "--mqtt-queue", "12"],
+            lambda c, r: c.mqtt.queue_size == 12,
+        ),
+        "--mqtt-results-every": (
+            ["--mqtt", "mqtt://b", "--mqtt-results-every", "0.5"],
+            lambda c, r: c.mqtt.results_every == 0.5,
+        ),
+        "--mqtt-discovery": (
+            ["--mqtt", "mqtt://b", "--mqtt-discovery", "off"],
+            lambda c, r: c.mqtt.discovery_prefix is None,
+        ),
+        "--mqtt-wait": (["--mqtt", "mqtt://b", "--mqtt-wait", "2"], lambda c, r: c.mqtt.wait == 2),
+    }
+
+
+def _serve_table() -> dict:
+    return {
+        "--host": (["--host", "0.0.0.0"], lambda c, r: c.host == "0.0.0.0"),
+        "--port": (["--port", "9000"], lambda c, r: c.port == 9000),
+        "--token": (["--token", "tok"], lambda c, r: c.token == "tok"),
+        "--max-mb": (["--max-mb", "2"], lambda c, r: c.max_bytes == 2 << 20),
+        "--pool": (["--pool", "3"], lambda c, r: c.pool == 3),
+        "--threads": (["--threads", "2"], lambda c, r: c.threads == 2),
+        "--threshold": (["--threshold", "0.4"], lambda c, r: c.threshold == 0.4),
+        "--no-draft": (["--no-draft"], lambda c, r: c.draft is False),
+        "--backend": (["--backend", "tensorflow"], lambda c, r: c.backend == "tensorflow"),
     }
 
 
@@ -283,6 +329,7 @@ def _tables() -> dict[str, dict]:
     tables = {
         "edge-infer": _group_table(),
         "edge-infer predict": _predict_table(),
+        "edge-infer serve": _serve_table(),
         "edge-infer eval": _eval_table(backend),
         "edge-infer info": _info_table(backend),
         "edge-infer verify": _verify_table(),
@@ -515,6 +562,37 @@ def test_edge_infer_predict_defaults_are_the_configs(predict_stub):
     from edge_runtime.live.runner import EventConfig
 
     assert r.exit_code == 0 and predict_stub[-1].run.events == EventConfig()
+
+
+@pytest.fixture
+def serve_stub(monkeypatch):
+    from edge_runtime.cli import serve as serve_module
+
+    seen = []
+    monkeypatch.setattr(serve_module, "run_serve", lambda model, config: seen.append(config))
+    return seen
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("option, case", list(_serve_table().items()), ids=list(_serve_table()))
+def test_edge_infer_serve_option(option, case, serve_stub):
+    from edge_runtime.cli.main import main_group
+
+    args, check = case
+    r = CliRunner().invoke(main_group, ["serve", "model.tflite", *args])
+    assert r.exit_code == 0, r.output
+    (config,) = serve_stub
+    assert check(config, r), (option, config)
+
+
+@pytest.mark.runtime
+def test_edge_infer_serve_defaults_are_the_config(serve_stub):
+    from edge_runtime.cli.main import main_group
+    from edge_runtime.serve.server import ServeConfig
+
+    r = CliRunner().invoke(main_group, ["serve", "model.tflite"], env={"EDGE_SERVE_TOKEN": ""})
+    assert r.exit_code == 0, r.output
+    assert serve_stub == [ServeConfig()]
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from .evaluate import evaluate
 from .kit import DefaultGroup
 from .model import bench, info, verify
 from .predict import predict
+from .serve import serve
 
 
 @click.group(
@@ -29,6 +30,7 @@ Examples:
   edge-infer verify model.tflite               changed since export? (exit 1 if so)
   edge-infer eval model.tflite test.csv        metrics on a labelled set
   edge-infer bench model.tflite --runs 100     latency and memory
+  edge-infer serve model.tflite                HTTP: POST an image to /classify
 """,
 )
 @click.version_option(package_name="edge-multilabel")
@@ -36,7 +38,7 @@ def main_group() -> None:
     """Run a multi-label TFLite image classifier (no TensorFlow needed)."""
 
 
-for _command in (predict, evaluate, info, verify, bench):
+for _command in (predict, evaluate, info, verify, bench, serve):
     main_group.add_command(_command)
 
 

@@ -12,9 +12,12 @@ import click
 
 from ..live.output import Format, Writer
 from ..live.runner import EventConfig, RunConfig
+from ..live.sinks import Fanout
 from ..live.sources import Reconnect, Sampling
 from ..live.watch import WatchConfig
+from ..mqtt.config import MqttConfig
 from .kit import Fatal, backend_option, config_default, load_classifier
+from .mqtt_options import mqtt_config, mqtt_options, open_mqtt_sink
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class PredictConfig:
     max_count: int | None = None  # watched images
     threads: int | None = None  # interpreter threads
     backend: str | None = None  # interpreter package
+    mqtt: MqttConfig | None = None  # --mqtt: the records to an MQTT broker too
 
 
 def _fmt(as_json: bool, as_csv: bool) -> Format:
@@ -53,6 +57,8 @@ Examples:
   edge-infer model.tflite rtsp://cam.local/stream --events
   edge-infer model.tflite --camera --events --snapshot shots/
   edge-infer model.tflite --watch incoming/             classify each new file until stopped
+  edge-infer model.tflite --camera --events --mqtt mqtt://homeassistant.local
+                                                        label events to MQTT / Home Assistant
 \b
 Videos and streams (rtsp://, http://) need the `video` extra (OpenCV); --camera uses picamera2
 when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
@@ -162,6 +168,7 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
     "--watch-timeout", type=click.FloatRange(0), help="Stop watching after this many seconds."
 )
 @click.option("--max-count", type=click.IntRange(1), help="Stop watching after this many images.")
+@mqtt_options
 def predict(model, inputs, **opt) -> None:
     """Classify images (files, directories, globs, - for paths on stdin), videos, streams,
     a camera, or a watched folder."""
@@ -198,6 +205,7 @@ def predict(model, inputs, **opt) -> None:
         max_count=opt["max_count"],
         threads=opt["threads"],
         backend=opt["backend"],
+        mqtt=mqtt_config(opt, model),
     )
     run_predict(config)
 
@@ -228,6 +236,20 @@ def run_predict(config: PredictConfig) -> None:
         snapshots=bool(events and events.snapshot_dir),
         names=[i.name for i in known],
     )
+    try:
+        mqtt = open_mqtt_sink(
+            config.mqtt,
+            clf,
+            config.model,
+            events=events is not None,
+            snapshots=bool(events and events.snapshot_dir),
+            warn=_warn,
+        )
+    except BaseException:
+        for src in sources:
+            src.close()
+        raise
+    sink = writer if mqtt is None else Fanout([writer, mqtt])
     later: list[tuple[str, str]] = []
 
     def on_failure(name: str, problem: str) -> None:
@@ -236,7 +258,7 @@ def run_predict(config: PredictConfig) -> None:
         else:
             later.append((name, problem))
 
-    runner = Runner(clf, config.run, writer, on_failure=on_failure)
+    runner = Runner(clf, config.run, sink, on_failure=on_failure)
     with stop_on_sigterm(runner.stop):
         try:
             _run_inputs(runner, items, iter(sources))
@@ -249,11 +271,16 @@ def run_predict(config: PredictConfig) -> None:
         finally:
             for src in sources:
                 src.close()
+            sink.close()  # MQTT: waits (--mqtt-wait at most) for the queue to reach the broker
     summary = runner.summary
     summary.stopped = runner.stop.is_set()
+    if mqtt is not None:
+        stats = mqtt.stats()
+        summary.mqtt_published, summary.mqtt_unsent = stats.published, stats.unsent
+        summary.mqtt_dropped = stats.dropped
     for name, problem in later:
         click.echo(f"Error: {name}: {problem}", err=True)
-    if live or summary.stopped:
+    if live or summary.stopped or mqtt is not None:
         click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)

@@ -58,6 +58,10 @@ class Summary:
     undecodable: int = 0  # frames a source delivered but could not decode (skipped, reported)
     failed: dict[str, str] = field(default_factory=dict)  # input -> problem (one entry per input)
     stopped: bool = False  # ended by a signal or Ctrl-C
+    # --mqtt: messages the broker acknowledged, still queued at exit (lost), dropped (queue full)
+    mqtt_published: int | None = None  # None: no MQTT in this run
+    mqtt_unsent: int = 0
+    mqtt_dropped: int = 0
 
     def line(self) -> str:
         parts = [f"{self.images} images", f"{self.frames} frames"]
@@ -70,6 +74,11 @@ class Summary:
             parts.append(f"{self.reconnects} stream reconnects")
         if self.undecodable:
             parts.append(f"{self.undecodable} undecodable frames skipped")
+        if self.mqtt_published is not None:
+            parts.append(
+                f"MQTT: {self.mqtt_published} published, {self.mqtt_unsent} still queued at exit, "
+                f"{self.mqtt_dropped} dropped (queue full)"
+            )
         return ("stopped: " if self.stopped else "done: ") + ", ".join(parts)
 
 
