@@ -295,8 +295,7 @@ def test_cli_as_a_real_subprocess(trained_run, tmp_path):
 
 def test_min_map_fails_a_model_that_parity_alone_would_pass(trained_run, tmp_path):
     """Judged against shuffled truth the model is at chance: parity passes, --min-map fails (exit 1)."""
-    from edge_common.labels_csv import write_labels_csv
-    from edge_runtime.evaluation.dataset import read_labels_csv
+    from edge_runtime.evaluation.dataset import read_labels_csv, write_labels_csv
 
     val = read_labels_csv(Path(trained_run) / "val_split.csv")
     shuffled = np.random.default_rng(0).permutation(val.y)
