@@ -9,9 +9,13 @@ from pathlib import Path
 
 import click
 
+from ..live.collect import CollectConfig
 from ..live.events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES
 from ..live.output import Format, Writer
-from .kit import Fatal, backend_option, load_classifier
+from ..live.sinks import Fanout
+from .kit import Fatal, backend_option, config_default, load_classifier
+
+_COLLECT_OPTIONS = ("collect_margin", "collect_interval", "collect_max", "collect_max_mb")
 
 
 def _fmt(as_json: bool, as_csv: bool) -> Format:
@@ -31,6 +35,7 @@ Examples:
   edge-infer model.tflite rtsp://cam.local/stream --events
   edge-infer model.tflite --camera --events --snapshot shots/
   edge-infer model.tflite --watch incoming/             classify each new file until stopped
+  edge-infer model.tflite --camera --collect unsure/    keep the frames to label next
 \b
 Videos and streams (rtsp://, http://) need the `video` extra (OpenCV); --camera uses picamera2
 when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
@@ -137,6 +142,49 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
     "--watch-timeout", type=click.FloatRange(0), help="Stop watching after this many seconds."
 )
 @click.option("--max-count", type=click.IntRange(1), help="Stop watching after this many images.")
+@click.option(
+    "--camera-size",
+    default="auto",
+    show_default=True,
+    metavar="WxH|auto",
+    help="Camera: the frame size asked of the camera; auto: near twice the model's input, "
+    "16:9 (the camera scales, not the CPU).",
+)
+@click.option(
+    "--collect",
+    "collect_dir",
+    type=click.Path(file_okay=False),
+    help="Keep the inputs the model is unsure about in DIR, with a labels.csv of its decisions "
+    "to correct and train on (edge-train DIR/labels.csv --init-from RUN).",
+)
+@click.option(
+    "--collect-margin",
+    type=click.FloatRange(0, 1),
+    default=config_default(CollectConfig, "margin"),
+    show_default=True,
+    help="Collect: keep an input when some label's score is within this of its threshold.",
+)
+@click.option(
+    "--collect-interval",
+    type=click.FloatRange(0),
+    default=config_default(CollectConfig, "interval"),
+    show_default=True,
+    help="Collect: at most one frame of a source every this many seconds (files: no limit).",
+)
+@click.option(
+    "--collect-max",
+    type=click.IntRange(1),
+    default=config_default(CollectConfig, "max_items"),
+    show_default=True,
+    help="Collect: stop once DIR holds this many inputs (earlier runs' included).",
+)
+@click.option(
+    "--collect-max-mb",
+    type=click.FloatRange(0, min_open=True),
+    default=config_default(CollectConfig, "max_mb"),
+    show_default=True,
+    help="Collect: stop before DIR's inputs exceed this many megabytes.",
+)
 def predict(model, inputs, **opt) -> None:
     """Classify images (files, directories, globs, - for paths on stdin), videos, streams,
     a camera, or a watched folder."""
@@ -152,6 +200,10 @@ def predict(model, inputs, **opt) -> None:
         raise click.UsageError("choose one of --camera and --watch (each runs until stopped)")
     if opt["snapshot_dir"] and not opt["events"]:
         raise click.UsageError("--snapshot saves the frames that turn a label on: add --events")
+    ctx = click.get_current_context()
+    given = [k for k in _COLLECT_OPTIONS if ctx.get_parameter_source(k).name == "COMMANDLINE"]
+    if given and opt["collect_dir"] is None:
+        raise click.UsageError(f"--{given[0].replace('_', '-')} needs --collect DIR")
     config = RunConfig(
         threshold=opt["threshold"],
         workers=opt["workers"],
@@ -161,6 +213,8 @@ def predict(model, inputs, **opt) -> None:
         else None,
     )
     clf = load_classifier(model, opt["threads"], opt["backend"])
+    capture = _camera_size(opt["camera_size"], clf.input_size)
+    collector = _collector(clf, config, opt)  # before any source opens: a bad DIR fails first
     # Inputs named on the command line are listed up front (sources to open, a bar, a column
     # width); `-` (image paths on stdin) stays lazy, read as it comes, in its place.
     segments = [
@@ -168,7 +222,7 @@ def predict(model, inputs, **opt) -> None:
     ]
     known = [item for seg in segments if isinstance(seg, list) for item in seg]
     items = known if "-" not in inputs else itertools.chain.from_iterable(segments)
-    sources = _open_sources(known, opt)
+    sources = _open_sources(known, opt, capture)
     live = bool(sources) or opt["watch_dir"] is not None
     writer = Writer(
         fmt,
@@ -186,7 +240,8 @@ def predict(model, inputs, **opt) -> None:
         else:
             later.append((name, problem))
 
-    runner = Runner(clf, config, writer, on_failure=on_failure)
+    sink = writer if collector is None else Fanout([writer, collector])
+    runner = Runner(clf, config, sink, on_failure=on_failure)
     with stop_on_sigterm(runner.stop):
         try:
             _run_inputs(runner, items, iter(sources))
@@ -205,11 +260,55 @@ def predict(model, inputs, **opt) -> None:
         click.echo(f"Error: {name}: {problem}", err=True)
     if live or summary.stopped:
         click.echo(summary.line(), err=True)
+    if collector is not None:
+        click.echo(
+            f"collected {collector.saved} inputs near a threshold into "
+            f"{Path(collector.folder) / 'labels.csv'} ({collector.total} in all)",
+            err=True,
+        )
     if summary.failed:
         sys.exit(1)
 
 
-def _open_sources(items, opt) -> list:
+def _collector(clf, config, opt):
+    """The `--collect` sink, or None; a folder it cannot use is a usage error (exit 2)."""
+    from ..live.collect import CollectError, Collector
+
+    if opt["collect_dir"] is None:
+        return None
+    n = len(clf.labels)
+    thresholds = [config.threshold] * n if config.threshold is not None else clf.thresholds
+    try:
+        cfg = CollectConfig(
+            opt["collect_dir"],
+            margin=opt["collect_margin"],
+            interval=opt["collect_interval"],
+            max_items=opt["collect_max"],
+            max_mb=opt["collect_max_mb"],
+        )
+        return Collector(cfg, clf.labels, thresholds, on_problem=_warn)
+    except CollectError as exc:
+        raise Fatal(str(exc)) from None
+
+
+def _camera_size(text: str, model_size: tuple[int, int]) -> tuple[int, int]:
+    from ..live.sources import capture_size
+
+    if text.strip().lower() == "auto":
+        return capture_size(model_size)
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        w = h = 0
+    if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
+        raise click.BadParameter(
+            f"{text!r}: give WxH with even sides from 16 to 8192 (e.g. 640x360), or auto",
+            param_hint="--camera-size",
+        )
+    return (w, h)
+
+
+def _open_sources(items, opt, capture: tuple[int, int]) -> list:
     """Every video and stream, in order, then the camera: all opened before anything runs, so a
     bad source is a usage error (exit 2)."""
     from ..errors import SourceError
@@ -226,6 +325,7 @@ def _open_sources(items, opt) -> list:
             on_problem=_warn,
             retries=opt["retries"],
             sampling=Sampling(every=opt["every"], fps=opt["fps"], max_frames=opt["max_frames"]),
+            capture=capture,
         )
     except SourceError as exc:
         raise Fatal(str(exc)) from None

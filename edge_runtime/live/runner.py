@@ -75,7 +75,8 @@ class Summary:
 
 class Runner:
     """Classifies inputs with `clf` and hands each record to `sink` (the stdout `Writer`, or a
-    `Fanout` of it and other sinks); see the module docstring.
+    `Fanout` of it and other sinks): every result, and with `config.events` the label changes
+    too; see the module docstring.
 
     `on_failure(input, problem)` is called as each failure happens (the CLI prints live
     failures at once); every failure is also kept in `summary.failed`.
@@ -173,9 +174,8 @@ class Runner:
         pred = outcome.prediction
         index, self._image_index = self._image_index, self._image_index + 1
         item = Item(str(outcome.source), index=index)
-        if self.config.events is None:
-            self.sink.result(pred.to_dict(), item)
-        else:
+        self.sink.result(pred.to_dict(), item)
+        if self.config.events is not None:
             self._changes(
                 _IMAGES, pred, item, _now(), lambda path: _save_file(str(outcome.source), path)
             )
@@ -188,9 +188,8 @@ class Runner:
         self.summary.frames += 1
         pred = outcome.prediction
         item = Item(frame.source, frame=frame.image, index=frame.index)
-        if self.config.events is None:
-            self.sink.result({**pred.to_dict(), **frame.record()}, item)
-        else:
+        self.sink.result({**pred.to_dict(), **frame.record()}, item)
+        if self.config.events is not None:
             self._changes(
                 frame.source, pred, item, frame.time, lambda path: _save_array(frame.image, path)
             )
@@ -244,11 +243,13 @@ def open_sources(
     sampling: Sampling = Sampling(),
     retries: int = 3,
     on_problem: Callable[[str], None] | None = None,
+    capture: tuple[int, int] | None = None,
 ) -> list[FrameSource]:
     """Open each video or stream in `names`, then camera `camera` (if not None), in that order.
 
     All are opened before anything runs, so a bad source fails at once (`SourceError`); the ones
-    already opened are closed again then.
+    already opened are closed again then. `capture` is the size the camera is asked for
+    (`sources.capture_size` of the model's input, or the user's).
     """
     opened: list[FrameSource] = []
     try:
@@ -259,7 +260,12 @@ def open_sources(
         if camera is not None:
             opened.append(
                 FrameSource(
-                    camera, camera=True, sampling=sampling, retries=retries, on_problem=on_problem
+                    camera,
+                    camera=True,
+                    capture=capture,
+                    sampling=sampling,
+                    retries=retries,
+                    on_problem=on_problem,
                 )
             )
     except BaseException:

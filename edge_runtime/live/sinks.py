@@ -3,8 +3,11 @@
 A sink gets every result and every label event as the JSON-ready record that `--json` prints
 (see `output`), with the `Item` it was computed from: a sink that keeps pictures (snapshots, a
 collection of frames to label) can then keep the original file or the full frame, not the
-model-size pixels. Sinks are called in order on the runner's thread, so a slow sink slows the
-run: one that talks to the network queues and returns.
+model-size pixels. `result` is called for every prediction, also in an `--events` run (the
+collector needs every frame's scores there too), and `event` for each label change: a sink
+keeps what it wants (the stdout writer of an events run prints only the events). Sinks are
+called in order on the runner's thread, so a slow sink slows the run: one that talks to the
+network queues and returns.
 """
 
 from __future__ import annotations
