@@ -277,6 +277,7 @@ def test_cli_as_a_real_subprocess(trained_run, tmp_path):
             "--out",
             str(out),
             "--json",
+            "--score-calibration",
         ],
         capture_output=True,
         text=True,
@@ -284,6 +285,13 @@ def test_cli_as_a_real_subprocess(trained_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["passed"] is True and out.is_file()
+    # --score-calibration: the standard calibration maps the file's own thresholds to 0.5
+    from edge_runtime.modelfile import score_calibration, standard_metadata
+
+    data = out.read_bytes()
+    std = standard_metadata.read(data)
+    report = score_calibration.report(data, std, metadata.read(data)["thresholds"], str(out))
+    assert report is not None and report["problems"] == []
     help_ = subprocess.run(
         [sys.executable, "-c", "from exporter.cli import main; main()", "--help"],
         capture_output=True,
