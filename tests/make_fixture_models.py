@@ -39,8 +39,11 @@ SIZE = 32
 MODES = ("float32", "float16", "dynamic", "int8")
 
 
-def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images whose labels say which colour channel has a bright square in it."""
+def synthetic_images(
+    n: int, seed: int, intensity: tuple[int, int] = (180, 256)
+) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images whose labels say which colour channel has a bright square in it (its value
+    drawn from `intensity`, low inclusive, high exclusive) on dark noise (0-59)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 60, size=(n, SIZE, SIZE, 3), dtype=np.uint8)
     y = (rng.random((n, 3)) < 0.5).astype(np.float32)
@@ -48,7 +51,7 @@ def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         for c in range(3):
             if y[i, c]:
                 r, s = rng.integers(0, SIZE - 12, size=2)
-                x[i, r : r + 12, s : s + 12, c] = rng.integers(180, 256)
+                x[i, r : r + 12, s : s + 12, c] = rng.integers(*intensity)
     return x, y
 
 
@@ -165,17 +168,20 @@ def calibrated_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def write_colour_squares(folder: Path, n: int, seed: int) -> Path:
+def write_colour_squares(
+    folder: Path, n: int, seed: int, intensity: tuple[int, int] = (180, 256)
+) -> Path:
     """An easy labelled set on disk: bright squares in the red, green or blue channel (any subset).
 
     A small model learns it well in seconds, so its scores sit far from the thresholds and the
-    exporter's default gates can judge the conversion rather than the model's doubts."""
+    exporter's default gates can judge the conversion rather than the model's doubts. A lower
+    `intensity` makes the harder pictures of tests/test_collect_loop.py."""
     import csv
 
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    x, y = synthetic_images(n, seed=seed)
+    x, y = synthetic_images(n, seed=seed, intensity=intensity)
     with open(folder / "labels.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["filename", *LABELS])

@@ -21,7 +21,7 @@ from edge_runtime.cli import main_group
 from edge_runtime.evaluation.dataset import read_labels_csv
 from edge_runtime.inference.classifier import Classifier
 from edge_runtime.live import sources
-from edge_runtime.live.collect import CollectConfig, Collector, unsure
+from edge_runtime.live.collect import CollectConfig, Collector, logit, unsure
 from edge_runtime.live.sinks import Item
 
 pytestmark = pytest.mark.runtime
@@ -51,9 +51,9 @@ def pictures(fixture_models, tmp_path_factory) -> list[Path]:
 
 
 def distances(clf: Classifier, paths) -> np.ndarray:
-    """Each picture's smallest |score - threshold| over the labels."""
+    """Each picture's smallest |logit(score) - logit(threshold)| over the labels."""
     scores = np.array([list(clf.predict(p).scores.values()) for p in paths])
-    return np.abs(scores - clf.thresholds).min(axis=1)
+    return np.abs(logit(scores) - logit(clf.thresholds)).min(axis=1)
 
 
 def split_margin(d: np.ndarray) -> float:
@@ -69,12 +69,18 @@ def read_rows(path: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ the rule
-def test_unsure_is_within_margin_inclusive_and_never_nan():
-    t = [0.5, 0.25, 0.75]
-    assert unsure([0.75, 0.5, 0.25], t, 0.25).tolist() == [True, True, False]
-    assert unsure([0.5, 0.25, 0.7], t, 0.0).tolist() == [True, True, False]  # ties only
-    assert unsure([math.nan, 0.25, 0.75], t, 1.0).tolist() == [False, True, True]
-    assert unsure([0.0, 1.0, 0.0], [0.0, 1.0, 1.0], 0.5).tolist() == [True, True, False]
+def test_unsure_is_within_margin_log_odds_inclusive_and_never_nan():
+    t = [0.5, 0.2, 0.8]
+    # logit(0.8) = log 4 = 1.386: 0.8 is 1.386 from 0.5, 0.5 is 1.386 from 0.2 and from 0.8
+    assert unsure([0.8, 0.5, 0.5], t, 1.39).tolist() == [True, True, True]
+    assert unsure([0.8, 0.5, 0.5], t, 1.38).tolist() == [False, False, False]
+    assert unsure([0.5, 0.2, 0.7], t, 0.0).tolist() == [True, True, False]  # ties only
+    assert unsure([math.nan, 0.2, 0.8], t, math.inf).tolist() == [False, True, True]
+    # a low threshold: a confident 0.001 is far from 0.04 in log-odds (3.7), 0.02 is near (0.7)
+    assert unsure([0.001, 0.02, 0.0], [0.04, 0.04, 0.04], 1.0).tolist() == [False, True, False]
+    # exactly 0 or 1: only a tie or an infinite margin
+    assert unsure([0.0, 1.0, 0.0], [0.0, 1.0, 1.0], 5.0).tolist() == [True, True, False]
+    assert unsure([0.0, 1.0, 1.0], [0.5, 0.5, 1.0], math.inf).tolist() == [True, True, True]
     assert unsure(np.zeros((2, 3)), np.full(3, 0.25), 0.25).shape == (2, 3)  # a batch broadcasts
     with pytest.raises(ValueError):
         unsure([0.1, 0.2], t, 0.1)
@@ -82,7 +88,13 @@ def test_unsure_is_within_margin_inclusive_and_never_nan():
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(margin=-0.1), dict(margin=1.5), dict(interval=-1), dict(max_items=0), dict(max_mb=0)],
+    [
+        dict(margin=-0.1),
+        dict(margin=math.nan),
+        dict(interval=-1),
+        dict(max_items=0),
+        dict(max_mb=0),
+    ],
 )
 def test_config_refuses_impossible_values(bad):
     with pytest.raises(ValueError):
@@ -115,7 +127,8 @@ def test_collect_keeps_exactly_the_inputs_near_a_threshold(clf, pictures, fixtur
         assert row["unsure"].split() == [
             label
             for label in clf.labels
-            if abs(pred.scores[label] - clf.thresholds[clf.labels.index(label)]) <= margin
+            if abs(logit(pred.scores[label]) - logit(clf.thresholds[clf.labels.index(label)]))
+            <= margin
         ]
         assert float(row[clf.labels[0]]) == pytest.approx(pred.scores[clf.labels[0]], abs=1e-6)
     assert f"collected {len(expected)} inputs" in r.stderr
@@ -129,6 +142,7 @@ def test_collect_keeps_exactly_the_inputs_near_a_threshold(clf, pictures, fixtur
 
 def test_the_run_threshold_is_the_one_judged(clf, pictures, fixture_models, tmp_path):
     """With --threshold 0.9, an input is in doubt near 0.9, and its row says what the run said."""
+    margin = 2.0  # log-odds: scores from 0.55 to 0.985
     r = run(
         fixture_models["float32"],
         *pictures,
@@ -138,14 +152,17 @@ def test_the_run_threshold_is_the_one_judged(clf, pictures, fixture_models, tmp_
         "--collect",
         tmp_path / "c",
         "--collect-margin",
-        "0.05",
+        margin,
     )
     assert r.exit_code == 0, r.output
     printed = {Path(o["file"]).name: o for o in map(json.loads, r.stdout.splitlines())}
     rows = read_rows(tmp_path / "c" / "scores.csv")
     near = {
-        n for n, o in printed.items() if any(abs(s - 0.9) <= 0.05 for s in o["scores"].values())
+        n
+        for n, o in printed.items()
+        if any(abs(logit(s) - logit(0.9)) <= margin for s in o["scores"].values())
     }
+    assert 0 < len(near) < len(printed)
     assert {Path(row["source"]).name for row in rows} == near
     table = read_labels_csv(tmp_path / "c" / "labels.csv", labels=clf.labels)
     for row, y in zip(rows, table.y):
@@ -160,7 +177,7 @@ def test_caps_in_count_and_disk_are_kept_and_said(pictures, fixture_models, tmp_
         "--collect",
         tmp_path / "a",
         "--collect-margin",
-        "1",
+        "inf",
         "--collect-max",
         "2",
     )
@@ -176,7 +193,7 @@ def test_caps_in_count_and_disk_are_kept_and_said(pictures, fixture_models, tmp_
         "--collect",
         tmp_path / "a",
         "--collect-margin",
-        "1",
+        "inf",
         "--collect-max",
         "2",
     )
@@ -190,7 +207,7 @@ def test_caps_in_count_and_disk_are_kept_and_said(pictures, fixture_models, tmp_
         "--collect",
         tmp_path / "b",
         "--collect-margin",
-        "1",
+        "inf",
         "--collect-max-mb",
         mb,
     )
@@ -204,7 +221,7 @@ def test_an_earlier_collection_is_added_to_and_its_corrections_kept(
     clf, pictures, fixture_models, tmp_path
 ):
     out = tmp_path / "c"
-    r = run(fixture_models["float32"], *pictures[:8], "--collect", out, "--collect-margin", "1")
+    r = run(fixture_models["float32"], *pictures[:8], "--collect", out, "--collect-margin", "inf")
     assert r.exit_code == 0, r.output
     first = read_labels_csv(out / "labels.csv", labels=clf.labels)
     # a person corrects the first row
@@ -213,7 +230,7 @@ def test_an_earlier_collection_is_added_to_and_its_corrections_kept(
     cells[1] = "0" if cells[1] == "1" else "1"
     lines[1] = ",".join(cells)
     (out / "labels.csv").write_text("\n".join(lines) + "\n")
-    r = run(fixture_models["float32"], *pictures[8:], "--collect", out, "--collect-margin", "1")
+    r = run(fixture_models["float32"], *pictures[8:], "--collect", out, "--collect-margin", "inf")
     assert r.exit_code == 0, r.output
     after = read_labels_csv(out / "labels.csv", labels=clf.labels)
     assert len(after) == len(pictures) and after.paths[: len(first)] == first.paths
@@ -248,7 +265,7 @@ def test_camera_frames_are_rate_limited_by_the_clock_and_work_with_events(
     monkeypatch.setattr(
         sources, "open_capture", lambda target: FakeCapture([f[..., ::-1] for f in frames])
     )
-    common = ("--camera", "--max-frames", len(frames), "--collect-margin", "1")
+    common = ("--camera", "--max-frames", len(frames), "--collect-margin", "inf")
     r = run(
         fixture_models["float32"],
         *common,
@@ -280,7 +297,7 @@ def test_video_frames_are_rate_limited_by_the_video_time(fixture_models, tmp_pat
     video = write_video(tmp_path / "clip.avi", np.concatenate([ref, ref]))  # 10 fps, 1.6 s
     r = run(
         fixture_models["float32"], video, "--collect", tmp_path / "c",
-        "--collect-margin", "1", "--collect-interval", "0.25",
+        "--collect-margin", "inf", "--collect-interval", "0.25",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     rows = read_rows(tmp_path / "c" / "scores.csv")
@@ -291,7 +308,7 @@ def test_video_frames_are_rate_limited_by_the_video_time(fixture_models, tmp_pat
 def test_the_python_api_is_the_same_sink(clf, pictures, tmp_path):
     problems = []
     col = Collector(
-        CollectConfig(str(tmp_path / "c"), margin=1.0, max_items=1),
+        CollectConfig(str(tmp_path / "c"), margin=math.inf, max_items=1),
         clf.labels,
         clf.thresholds,
         on_problem=problems.append,

@@ -159,10 +159,11 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 )
 @click.option(
     "--collect-margin",
-    type=click.FloatRange(0, 1),
+    type=click.FloatRange(0),
     default=config_default(CollectConfig, "margin"),
     show_default=True,
-    help="Collect: keep an input when some label's score is within this of its threshold.",
+    help="Collect: keep an input when some label's score is within this many log-odds of its "
+    "threshold (1: scores 0.27-0.73 around a threshold of 0.5; inf: every input).",
 )
 @click.option(
     "--collect-interval",
