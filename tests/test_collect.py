@@ -250,9 +250,12 @@ def test_an_earlier_collection_is_added_to_and_its_corrections_kept(
     assert r.exit_code == 2 and "cannot write there" in r.stderr and "Traceback" not in r.output
 
 
-def test_collect_options_need_collect(fixture_models, pictures):
+def test_collect_options_need_collect_and_sane_values(fixture_models, pictures, tmp_path):
     r = run(fixture_models["float32"], pictures[0], "--collect-max", "3")
     assert r.exit_code == 2 and "--collect-max needs --collect DIR" in r.stderr
+    for option, value in (("--collect-margin", "nan"), ("--collect-interval", "-1")):
+        r = run(fixture_models["float32"], pictures[0], "--collect", tmp_path / "c", option, value)
+        assert r.exit_code == 2 and "Traceback" not in r.output, (option, r.output)
 
 
 # ------------------------------------------------------------------------------ frames

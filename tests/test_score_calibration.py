@@ -141,3 +141,19 @@ def test_the_runtime_keeps_its_probabilities_and_thresholds(fixture_models):
     for frame, row in zip(frames, scores):
         expected = {lab for lab, v, t in zip(calibrated.labels, row, thr) if v >= t}
         assert set(calibrated.predict(frame).labels) == expected
+
+
+def test_info_says_when_a_calibration_disagrees_with_the_thresholds(fixture_models, tmp_path):
+    """A file whose calibration does not map its thresholds to 0.5 (here: one line for another
+    threshold; then garbage) is named as such, in one line, without a traceback."""
+    data = fixture_models["int8_calibrated"].read_bytes()
+    arc = metadata.archive(data)
+    meta = metadata.read(data)
+    for text in (sc.file_text([0.5] * len(meta["labels"])), "not,a,number\n" * 3 + "x"):
+        files = {"labels.txt": arc.read("labels.txt"), sc.FILE: text.encode()}
+        bad = tmp_path / "bad.tflite"
+        bad.write_bytes(metadata.embed(data, meta, files=files))
+        r = CliRunner().invoke(main_group, ["info", str(bad)])
+        assert r.exit_code == 0, r.output  # intact: the record was rewritten with it
+        line = next(x for x in r.stdout.splitlines() if x.startswith("calibration"))
+        assert "DISAGREES" in line and "Traceback" not in r.output

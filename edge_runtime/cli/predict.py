@@ -288,6 +288,8 @@ def _collector(clf, config, opt):
             max_mb=opt["collect_max_mb"],
         )
         return Collector(cfg, clf.labels, thresholds, on_problem=_warn)
+    except ValueError as exc:  # what click's ranges let through (nan)
+        raise click.UsageError(f"--collect: {exc}") from None
     except CollectError as exc:
         raise Fatal(str(exc)) from None
 
