@@ -144,6 +144,8 @@ class Collector:
         if not doubt.any() or not self._due(record, item):
             return
         try:
+            if item.frame is None and self._over(Path(item.source).stat().st_size):
+                return  # a file too large for what is left: not read into memory at all
             data, suffix = _encoded(item)
         except OSError as exc:  # a watched file gone, unreadable: not ours to fail the run for
             self.on_problem(f"collect: cannot read {item.source} ({exc.strerror or exc}); skipped")
@@ -154,8 +156,7 @@ class Collector:
         if self.total >= self.config.max_items:
             self._stop(f"{self.folder} holds {self.total} inputs, the cap")
             return
-        if self._bytes + len(data) > self.config.max_mb * 1e6:
-            self._stop(f"{self.folder} would exceed its {self.config.max_mb:g} MB cap")
+        if self._over(len(data)):
             return
         name = self._free_name(item, suffix)
         present = set(record["labels"])
@@ -199,6 +200,13 @@ class Collector:
             return True
         last = self._last.get(item.source)
         return last is None or self._when(record) - last >= self.config.interval
+
+    def _over(self, size: int) -> bool:
+        """Would `size` more bytes break the disk cap? Stops collecting if so."""
+        if self._bytes + size <= self.config.max_mb * 1e6:
+            return False
+        self._stop(f"{self.folder} would exceed its {self.config.max_mb:g} MB cap")
+        return True
 
     def _free_name(self, item: Item, suffix: str) -> Path:
         # Numbered in collection order; a number is skipped when a file of an earlier run that
