@@ -30,7 +30,6 @@ import csv
 import hashlib
 import io
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ import numpy as np
 from .. import atomic
 from ..errors import EdgeError, LabelsError
 from ..evaluation.dataset import FILENAME_COLUMN, read_labels_csv, write_labels_csv
-from .sinks import Item
+from .sinks import Item, source_stem
 
 LABELS_CSV = "labels.csv"
 SCORES_CSV = "scores.csv"
@@ -298,5 +297,5 @@ def _encoded(item: Item) -> tuple[bytes, str]:
 
 
 def _stem(item: Item) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(item.source)).stem or "input")[:40]
+    stem = source_stem(item.source, "input")
     return stem if item.frame is None else f"{stem}_f{item.index:06d}"

@@ -9,7 +9,6 @@ after every result already computed has been written.
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,7 +24,7 @@ from ..errors import SourceError
 from ..inference.classifier import Classifier, Outcome
 from ..inference.preprocess import to_rgb
 from .events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES, Hysteresis, State
-from .sinks import Item, Sink
+from .sinks import Item, Sink, safe_name, source_stem
 from .sources import Frame, FrameSource, Sampling
 from .watch import Watcher
 
@@ -224,8 +223,8 @@ class Runner:
         self, change, source: str, index: int, save: Callable[[Path], None]
     ) -> str | None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")  # names sort by time
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(source)).stem or "frame")[:40]
-        label = re.sub(r"[^A-Za-z0-9._-]+", "_", change.label)
+        stem = source_stem(source, "frame")
+        label = safe_name(change.label)
         path = Path(self.config.events.snapshot_dir) / f"{stamp}_{label}_{stem}_{index:06d}.jpg"
         try:
             save(path)

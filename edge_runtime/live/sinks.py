@@ -12,11 +12,15 @@ network queues and returns.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,17 @@ class Item:
     # a frame's full-size RGB pixels; None for a file (read `source`)
     frame: np.ndarray | None = None
     index: int | None = None  # the frame's index in its source, or the image's in the run
+
+
+def safe_name(text: str, limit: int | None = None) -> str:
+    """`text` with every run of characters a file name should not hold replaced by `_`."""
+    return _UNSAFE.sub("_", text)[:limit]
+
+
+def source_stem(source: str, default: str) -> str:
+    """A short file-name-safe stem of an item's source (a path, a URL, `camera:N`), for the
+    files sinks write (snapshots, collected inputs)."""
+    return safe_name(Path(str(source)).stem or default, 40)
 
 
 class Sink(Protocol):
