@@ -5,17 +5,41 @@ from __future__ import annotations
 
 import itertools
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from ..live.collect import CollectConfig
-from ..live.events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES
 from ..live.output import Format, Writer
+from ..live.runner import EventConfig, RunConfig
 from ..live.sinks import Fanout
+from ..live.sources import Reconnect, Sampling
+from ..live.watch import WatchConfig
 from .kit import Fatal, backend_option, config_default, load_classifier
 
 _COLLECT_OPTIONS = ("collect_margin", "collect_interval", "collect_max", "collect_max_mb")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """One `edge-infer predict` run as its options asked for it: the library's own configs
+    (whose defaults are the options' defaults), then carried out by `run_predict`."""
+
+    model: str
+    inputs: tuple[str, ...]
+    fmt: Format = Format.TABLE
+    run: RunConfig = RunConfig()
+    sampling: Sampling = Sampling()  # videos, streams, the camera
+    reconnect: Reconnect = Reconnect()  # streams and the camera
+    camera: int | None = None
+    watch: WatchConfig | None = None
+    watch_timeout: float | None = None  # seconds
+    max_count: int | None = None  # watched images
+    threads: int | None = None  # interpreter threads
+    backend: str | None = None  # interpreter package
+    camera_size: tuple[int, int] | None = None  # None: near twice the model's input (capture_size)
+    collect: CollectConfig | None = None  # keep the inputs near a threshold (--collect DIR)
 
 
 def _fmt(as_json: bool, as_csv: bool) -> Format:
@@ -51,7 +75,10 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 )
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads.")
 @click.option(
-    "--workers", type=click.IntRange(1, 64), help="Decoding threads (default: the core count)."
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=config_default(RunConfig, "workers"),
+    help="Decoding threads (default: the core count).",
 )
 @backend_option
 @click.option("--no-draft", is_flag=True, help="Always decode JPEGs at full scale.")
@@ -66,7 +93,7 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 @click.option(
     "--every",
     type=click.IntRange(1),
-    default=1,
+    default=config_default(Sampling, "every"),
     show_default=True,
     help="Frames: classify every Nth frame.",
 )
@@ -83,7 +110,7 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 @click.option(
     "--retries",
     type=click.IntRange(0),
-    default=3,
+    default=config_default(Reconnect, "retries"),
     show_default=True,
     help="Streams/camera: reconnect attempts in a row after the source drops.",
 )
@@ -95,14 +122,14 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 @click.option(
     "--on-frames",
     type=click.IntRange(1),
-    default=DEFAULT_ON_FRAMES,
+    default=config_default(EventConfig, "on_frames"),
     show_default=True,
     help="Events: consecutive frames at or over the threshold to turn a label on.",
 )
 @click.option(
     "--off-frames",
     type=click.IntRange(1),
-    default=DEFAULT_OFF_FRAMES,
+    default=config_default(EventConfig, "off_frames"),
     show_default=True,
     help="Events: consecutive frames under the threshold to turn it off.",
 )
@@ -121,14 +148,14 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 @click.option(
     "--interval",
     type=click.FloatRange(0.01),
-    default=0.5,
+    default=config_default(WatchConfig, "interval"),
     show_default=True,
     help="Watch poll interval (s).",
 )
 @click.option(
     "--settle",
     type=click.FloatRange(0),
-    default=1.0,
+    default=config_default(WatchConfig, "settle"),
     show_default=True,
     help="Watch: a file counts as complete once unchanged for this many seconds.",
 )
@@ -189,9 +216,6 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 def predict(model, inputs, **opt) -> None:
     """Classify images (files, directories, globs, - for paths on stdin), videos, streams,
     a camera, or a watched folder."""
-    from ..live.inputs import expand_inputs
-    from ..live.runner import EventConfig, RunConfig, Runner, stop_on_sigterm
-
     fmt = _fmt(opt["as_json"], opt["as_csv"])
     if not inputs and opt["watch_dir"] is None and opt["camera"] is None:
         raise click.UsageError(
@@ -205,17 +229,78 @@ def predict(model, inputs, **opt) -> None:
     given = [k for k in _COLLECT_OPTIONS if ctx.get_parameter_source(k).name == "COMMANDLINE"]
     if given and opt["collect_dir"] is None:
         raise click.UsageError(f"--{given[0].replace('_', '-')} needs --collect DIR")
-    config = RunConfig(
-        threshold=opt["threshold"],
-        workers=opt["workers"],
-        draft=not opt["no_draft"],
-        events=EventConfig(opt["on_frames"], opt["off_frames"], opt["snapshot_dir"])
-        if opt["events"]
-        else None,
+    events = EventConfig(opt["on_frames"], opt["off_frames"], opt["snapshot_dir"])
+    watch = opt["watch_dir"]
+    config = PredictConfig(
+        model=model,
+        inputs=tuple(inputs),
+        fmt=fmt,
+        run=RunConfig(
+            threshold=opt["threshold"],
+            workers=opt["workers"],
+            draft=not opt["no_draft"],
+            events=events if opt["events"] else None,
+        ),
+        sampling=Sampling(every=opt["every"], fps=opt["fps"], max_frames=opt["max_frames"]),
+        reconnect=Reconnect(retries=opt["retries"]),
+        camera=opt["camera"],
+        watch=None
+        if watch is None
+        else WatchConfig(
+            watch, settle=opt["settle"], interval=opt["interval"], notify=not opt["force_poll"]
+        ),
+        watch_timeout=opt["watch_timeout"],
+        max_count=opt["max_count"],
+        threads=opt["threads"],
+        backend=opt["backend"],
+        camera_size=_camera_size(opt["camera_size"]),
+        collect=_collect_config(opt),
     )
-    clf = load_classifier(model, opt["threads"], opt["backend"])
-    capture = _camera_size(opt["camera_size"], clf.input_size)
-    collector = _collector(clf, config, opt)  # before any source opens: a bad DIR fails first
+    run_predict(config)
+
+
+def _camera_size(text: str) -> tuple[int, int] | None:
+    """--camera-size: None for auto (near twice the model's input), else (width, height)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        w = h = 0
+    if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
+        raise click.BadParameter(
+            f"{text!r}: give WxH with even sides from 16 to 8192 (e.g. 640x360), or auto",
+            param_hint="--camera-size",
+        )
+    return (w, h)
+
+
+def _collect_config(opt: dict) -> CollectConfig | None:
+    if opt["collect_dir"] is None:
+        return None
+    try:
+        return CollectConfig(
+            opt["collect_dir"],
+            margin=opt["collect_margin"],
+            interval=opt["collect_interval"],
+            max_items=opt["collect_max"],
+            max_mb=opt["collect_max_mb"],
+        )
+    except ValueError as exc:  # what click's ranges let through (nan)
+        raise click.UsageError(f"--collect: {exc}") from None
+
+
+def run_predict(config: PredictConfig) -> None:
+    """Carry out `config`: results on stdout, failures and the summary on stderr; exit 1 when
+    an input failed."""
+    from ..live.inputs import expand_inputs
+    from ..live.runner import Runner, stop_on_sigterm
+    from ..live.sources import capture_size
+
+    clf = load_classifier(config.model, config.threads, config.backend)
+    capture = config.camera_size or capture_size(clf.input_size)
+    collector = _collector(clf, config)  # before any source opens: a bad DIR fails first
+    inputs = config.inputs
     # Inputs named on the command line are listed up front (sources to open, a bar, a column
     # width); `-` (image paths on stdin) stays lazy, read as it comes, in its place.
     segments = [
@@ -223,14 +308,15 @@ def predict(model, inputs, **opt) -> None:
     ]
     known = [item for seg in segments if isinstance(seg, list) for item in seg]
     items = known if "-" not in inputs else itertools.chain.from_iterable(segments)
-    sources = _open_sources(known, opt, capture)
-    live = bool(sources) or opt["watch_dir"] is not None
+    sources = _open_sources(known, config, capture)
+    live = bool(sources) or config.watch is not None
+    events = config.run.events
     writer = Writer(
-        fmt,
+        config.fmt,
         clf.labels,
         live=bool(sources),
-        events=opt["events"],
-        snapshots=bool(opt["snapshot_dir"]),
+        events=events is not None,
+        snapshots=bool(events and events.snapshot_dir),
         names=[i.name for i in known],
     )
     later: list[tuple[str, str]] = []
@@ -242,14 +328,14 @@ def predict(model, inputs, **opt) -> None:
             later.append((name, problem))
 
     sink = writer if collector is None else Fanout([writer, collector])
-    runner = Runner(clf, config, sink, on_failure=on_failure)
+    runner = Runner(clf, config.run, sink, on_failure=on_failure)
     with stop_on_sigterm(runner.stop):
         try:
             _run_inputs(runner, items, iter(sources))
-            if opt["camera"] is not None and not runner.stop.is_set():
+            if config.camera is not None and not runner.stop.is_set():
                 runner.frames(sources[-1])
-            if opt["watch_dir"] is not None and not runner.stop.is_set():
-                _run_watch(runner, opt)
+            if config.watch is not None and not runner.stop.is_set():
+                _run_watch(runner, config)
         except KeyboardInterrupt:
             runner.stop.set()
         finally:
@@ -271,52 +357,26 @@ def predict(model, inputs, **opt) -> None:
         sys.exit(1)
 
 
-def _collector(clf, config, opt):
+def _collector(clf, config: PredictConfig):
     """The `--collect` sink, or None; a folder it cannot use is a usage error (exit 2)."""
     from ..live.collect import CollectError, Collector
 
-    if opt["collect_dir"] is None:
+    if config.collect is None:
         return None
+    threshold = config.run.threshold
     n = len(clf.labels)
-    thresholds = [config.threshold] * n if config.threshold is not None else clf.thresholds
+    thresholds = [threshold] * n if threshold is not None else clf.thresholds
     try:
-        cfg = CollectConfig(
-            opt["collect_dir"],
-            margin=opt["collect_margin"],
-            interval=opt["collect_interval"],
-            max_items=opt["collect_max"],
-            max_mb=opt["collect_max_mb"],
-        )
-        return Collector(cfg, clf.labels, thresholds, on_problem=_warn)
-    except ValueError as exc:  # what click's ranges let through (nan)
-        raise click.UsageError(f"--collect: {exc}") from None
+        return Collector(config.collect, clf.labels, thresholds, on_problem=_warn)
     except CollectError as exc:
         raise Fatal(str(exc)) from None
 
 
-def _camera_size(text: str, model_size: tuple[int, int]) -> tuple[int, int]:
-    from ..live.sources import capture_size
-
-    if text.strip().lower() == "auto":
-        return capture_size(model_size)
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        w = h = 0
-    if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
-        raise click.BadParameter(
-            f"{text!r}: give WxH with even sides from 16 to 8192 (e.g. 640x360), or auto",
-            param_hint="--camera-size",
-        )
-    return (w, h)
-
-
-def _open_sources(items, opt, capture: tuple[int, int]) -> list:
+def _open_sources(items, config: PredictConfig, capture: tuple[int, int]) -> list:
     """Every video and stream, in order, then the camera: all opened before anything runs, so a
     bad source is a usage error (exit 2)."""
     from ..errors import SourceError
     from ..live.runner import open_sources
-    from ..live.sources import Sampling
 
     bad = next((i for i in items if i.live and i.problem is not None), None)
     if bad is not None:
@@ -324,10 +384,10 @@ def _open_sources(items, opt, capture: tuple[int, int]) -> list:
     try:
         return open_sources(
             [i.name for i in items if i.live],
-            opt["camera"],
+            config.camera,
             on_problem=_warn,
-            retries=opt["retries"],
-            sampling=Sampling(every=opt["every"], fps=opt["fps"], max_frames=opt["max_frames"]),
+            reconnect=config.reconnect,
+            sampling=config.sampling,
             capture=capture,
         )
     except SourceError as exc:
@@ -364,18 +424,15 @@ def _run_inputs(runner, items, sources) -> None:
                 runner.frames(next(sources))
 
 
-def _run_watch(runner, opt) -> None:
-    from ..live.watch import WatchConfig, Watcher
+def _run_watch(runner, config: PredictConfig) -> None:
+    from ..live.watch import Watcher
 
-    folder = Path(opt["watch_dir"])
+    folder = Path(config.watch.folder)
     if not folder.is_dir():
         raise Fatal(f"{folder}: watch folder does not exist")
-    cfg = WatchConfig(
-        str(folder), settle=opt["settle"], interval=opt["interval"], notify=not opt["force_poll"]
-    )
-    with Watcher(cfg, on_problem=_warn) as watcher:
+    with Watcher(config.watch, on_problem=_warn) as watcher:
         click.echo(f"watching {folder} ({watcher.mode}; Ctrl-C or SIGTERM to stop)", err=True)
-        runner.watch(watcher, opt["watch_timeout"], opt["max_count"])
+        runner.watch(watcher, config.watch_timeout, config.max_count)
 
 
 def _warn(message: str) -> None:

@@ -25,7 +25,7 @@ from ..inference.classifier import Classifier, Outcome
 from ..inference.preprocess import to_rgb
 from .events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES, Hysteresis, State
 from .sinks import Item, Sink, safe_name, source_stem
-from .sources import Frame, FrameSource, Sampling
+from .sources import Frame, FrameSource, Reconnect, Sampling
 from .watch import Watcher
 
 _IMAGES = "<images>"  # the hysteresis key shared by every image input
@@ -240,7 +240,7 @@ def open_sources(
     camera: int | None = None,
     *,
     sampling: Sampling = Sampling(),
-    retries: int = 3,
+    reconnect: Reconnect = Reconnect(),
     on_problem: Callable[[str], None] | None = None,
     capture: tuple[int, int] | None = None,
 ) -> list[FrameSource]:
@@ -254,7 +254,7 @@ def open_sources(
     try:
         for name in names:
             opened.append(
-                FrameSource(name, sampling=sampling, retries=retries, on_problem=on_problem)
+                FrameSource(name, sampling=sampling, reconnect=reconnect, on_problem=on_problem)
             )
         if camera is not None:
             opened.append(
@@ -263,7 +263,7 @@ def open_sources(
                     camera=True,
                     capture=capture,
                     sampling=sampling,
-                    retries=retries,
+                    reconnect=reconnect,
                     on_problem=on_problem,
                 )
             )
