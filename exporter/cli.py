@@ -27,6 +27,7 @@ Examples:
   edge-export runs/shapes --quant auto --out shapes.tflite --json > export.json
   edge-export runs/shapes --quant int8 --min-agreement 0.99 --max-map-drop 0.01
   edge-export runs/shapes --min-map 0.8        # also fail when held-out mAP is below 0.8
+  edge-export runs/shapes --score-calibration  # MediaPipe at threshold 0.5 = edge-infer
 
 \b
 Exit codes: 0 exported and passed the parity gate; 1 the gate failed (nothing is written at
@@ -123,6 +124,14 @@ Exit codes: 0 exported and passed the parity gate; 1 the gate failed (nothing is
 )
 @click.option("--author", "info_author", help="Author in the standard metadata.")
 @click.option("--license", "info_license", help="Licence in the standard metadata.")
+@click.option(
+    "--score-calibration",
+    is_flag=True,
+    default=_default("score_calibration"),
+    help="Standard score calibration mapping each label's threshold to 0.5: MediaPipe and the "
+    "Task Library (one global threshold, 0.5) then decide exactly as edge-infer. Their scores "
+    "become calibrated scores (0.5 at the threshold, 0 below), not probabilities.",
+)
 def export_cmd(
     run_dir,
     quant,
@@ -146,6 +155,7 @@ def export_cmd(
     info_version,
     info_author,
     info_license,
+    score_calibration,
 ):
     """Convert the Keras model in RUN_DIR (made by edge-train) to TFLite, embed labels,
     thresholds and preprocessing in the file, and prove its outputs match Keras."""
@@ -178,6 +188,7 @@ def export_cmd(
                 info_author or "",
                 info_license or "",
             ),
+            score_calibration=score_calibration,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -58,6 +58,9 @@ class ExportConfig:
     cache_dir: str | None = None
     # Descriptive fields of the standard TFLite metadata (name, description, version, author, license).
     model_info: ModelInfo = field(default_factory=ModelInfo)
+    # Standard score calibration mapping each label's threshold to 0.5, so that MediaPipe and the
+    # Task Library, with their one global threshold at 0.5, decide exactly as edge-infer does.
+    score_calibration: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quant", QuantMode(self.quant))

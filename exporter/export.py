@@ -214,10 +214,10 @@ def try_candidate(run: Run, ref: Reference, cand: Candidate, config: ExportConfi
         config.tolerances(cand.mode),
     )
     n_calib = len(ref.calibration) if cand.mode is QuantMode.INT8 else None
+    meta = _metadata(run, cand, tfl_thr, report, n_calib)
+    info = _model_info(run, config)
     return Converted(
-        cand,
-        write_model(flat, _metadata(run, cand, tfl_thr, report, n_calib), _model_info(run, config)),
-        report,
+        cand, write_model(flat, meta, info, score_calibration=config.score_calibration), report
     )
 
 

@@ -6,8 +6,9 @@ lacks; tflite-support has no wheels for Python 3.12+ or aarch64), so the `ModelM
 built with the `flatbuffers` package from the published schema (metadata_schema.fbs, file
 identifier "M001", field numbers below), and put into the model the way TFLite Support's
 populator does: a new buffer holding it, named by a `Metadata` entry "TFLITE_METADATA". The
-associated files (`labels.txt` as TENSOR_AXIS_LABELS, our `edge_metadata.json`) go in the ZIP
-appended by `edge_runtime.modelfile.metadata.embed`, which also records the flatbuffer's SHA-256.
+associated files (`labels.txt` as TENSOR_AXIS_LABELS, our `edge_metadata.json`, and with
+`score_calibration` the per-label calibration as TENSOR_AXIS_SCORE_CALIBRATION) go in the ZIP
+appended by `edge_runtime.modelfile.metadata.embed`, which also records their SHA-256.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from edge_runtime.errors import ModelError
 from edge_runtime.modelfile import metadata
+from edge_runtime.modelfile import score_calibration as calibration
 
 METADATA_NAME = "TFLITE_METADATA"
 # Fields used here all exist since metadata schema 1.0.0: the oldest parser reads them.
@@ -25,9 +27,11 @@ LABELS_FILE = metadata.LABELS_FILE
 
 # Enum values and table field numbers of metadata_schema.fbs.
 FEATURE_PROPERTIES, IMAGE_PROPERTIES = 1, 2  # union ContentProperties
-NORMALIZATION_OPTIONS = 1  # union ProcessUnitOptions
+# union ProcessUnitOptions
+NORMALIZATION_OPTIONS, SCORE_CALIBRATION_OPTIONS, SCORE_THRESHOLDING_OPTIONS = 1, 2, 3
 RGB = 1  # ColorSpaceType
-UNKNOWN_FILE, TENSOR_AXIS_LABELS = 0, 2  # AssociatedFileType
+UNKNOWN_FILE, TENSOR_AXIS_LABELS, TENSOR_AXIS_SCORE_CALIBRATION = 0, 2, 4  # AssociatedFileType
+INVERSE_LOGISTIC = 2  # ScoreTransformationType
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,18 @@ class ModelInfo:
 
 
 def metadata_buffer(
-    info: ModelInfo, labels: list[str], width: int, height: int, input_dtype: str
+    info: ModelInfo,
+    labels: list[str],
+    width: int,
+    height: int,
+    input_dtype: str,
+    *,
+    score_calibration: bool = False,
 ) -> bytes:
-    """The `ModelMetadata` flatbuffer (identifier M001) describing our classifier."""
+    """The `ModelMetadata` flatbuffer (identifier M001) describing our classifier.
+
+    With `score_calibration`, the output also carries the per-label calibration (see
+    `edge_runtime.modelfile.score_calibration`) and a global score threshold of 0.5."""
     import flatbuffers  # the train extra: `edge-export --help` works without it
 
     b = flatbuffers.Builder(1024)
@@ -53,7 +66,8 @@ def metadata_buffer(
         return b.CreateString(s) if s else None
 
     def table(fields: list[tuple[str, int, object]]) -> int:
-        """A table from (kind, slot, value) with kind "ref" (offset), "u8", "u32"; None skipped."""
+        """A table from (kind, slot, value) with kind "ref" (offset), "u8", "u32", "f32"; None
+        skipped. A float equal to the schema's default 0.0 is written anyway (force_defaults)."""
         made = [(k, slot, v) for k, slot, v in fields if v is not None]
         b.StartObject(max((slot for _, slot, _ in fields), default=-1) + 1)
         for kind, slot, value in made:
@@ -61,6 +75,8 @@ def metadata_buffer(
                 b.PrependUOffsetTRelativeSlot(slot, value, 0)
             elif kind == "u8":
                 b.PrependUint8Slot(slot, value, 0)
+            elif kind == "f32":
+                b.PrependFloat32Slot(slot, value, float("nan"))
             else:
                 b.PrependUint32Slot(slot, value, 0)
         return b.EndObject()
@@ -105,25 +121,46 @@ def metadata_buffer(
         ]
     )
     # Output: one independent probability per label (sigmoid, multi-label: never softmax).
-    labels_file = associated_file(
-        LABELS_FILE, "Label names, one a line, in score order", TENSOR_AXIS_LABELS
+    out_files = [
+        associated_file(LABELS_FILE, "Label names, one a line, in score order", TENSOR_AXIS_LABELS)
+    ]
+    out_units = None
+    description = (
+        f"Independent probability of each of {len(labels)} labels (sigmoid, multi-label). "
+        f"Each label has its own decision threshold, in {metadata.MEMBER}."
     )
+    if score_calibration:
+        out_files.append(
+            associated_file(
+                calibration.FILE,
+                "Per-label score calibration (scale,slope,offset,min_score): each label's own "
+                "threshold becomes 0.5",
+                TENSOR_AXIS_SCORE_CALIBRATION,
+            )
+        )
+        calibrate = table([("u8", 0, INVERSE_LOGISTIC), ("f32", 1, calibration.DEFAULT_SCORE)])
+        threshold = table([("f32", 0, calibration.CONSUMER_THRESHOLD)])
+        out_units = refs(
+            [
+                table([("u8", 0, SCORE_CALIBRATION_OPTIONS), ("ref", 1, calibrate)]),
+                table([("u8", 0, SCORE_THRESHOLDING_OPTIONS), ("ref", 1, threshold)]),
+            ]
+        )
+        description += (
+            f" With the score calibration in {calibration.FILE} applied (MediaPipe and the Task "
+            "Library apply it), a label's calibrated score is >= 0.5 exactly when its probability "
+            "reaches its threshold, and 0 below it."
+        )
     content_out = table([("u8", 0, FEATURE_PROPERTIES), ("ref", 1, table([]))])
     stats_out = table([("ref", 0, floats([1.0])), ("ref", 1, floats([0.0]))])
     tensor_out = table(
         [
             ("ref", 0, string("probability")),
-            (
-                "ref",
-                1,
-                string(
-                    f"Independent probability of each of {len(labels)} labels (sigmoid, multi-label). "
-                    f"Each label has its own decision threshold, in {metadata.MEMBER}."
-                ),
-            ),
+            ("ref", 1, string(description)),
             ("ref", 3, content_out),
+            ("ref", 4, out_units),
             ("ref", 5, stats_out),
-            ("ref", 6, refs([labels_file])),
+            ("ref", 6, refs(out_files)),
         ]
     )
     subgraph = table([("ref", 2, refs([tensor_in])), ("ref", 3, refs([tensor_out]))])
@@ -323,15 +360,26 @@ class _Prefix:
         return bytes(self.buf) + old
 
 
-def write_model(flat: bytes, edge_metadata: dict, info: ModelInfo) -> bytes:
+def write_model(
+    flat: bytes, edge_metadata: dict, info: ModelInfo, *, score_calibration: bool = False
+) -> bytes:
     """One complete model file: the flatbuffer with standard metadata, then the archive of
-    `labels.txt` and our JSON (with the SHA-256 of that flatbuffer)."""
+    `labels.txt` and our JSON (with the SHA-256 of that flatbuffer); with `score_calibration`,
+    also the calibration file made from `edge_metadata["thresholds"]`."""
     labels = list(edge_metadata["labels"])
     if any("\n" in label or "\r" in label for label in labels):
         raise ModelError("a label contains a line break: it cannot be written to labels.txt")
     size = edge_metadata.get("input") or {}
     buffer = metadata_buffer(
-        info, labels, int(size["width"]), int(size["height"]), str(size.get("dtype", "uint8"))
+        info,
+        labels,
+        int(size["width"]),
+        int(size["height"]),
+        str(size.get("dtype", "uint8")),
+        score_calibration=score_calibration,
     )
-    labels_txt = "".join(f"{label}\n" for label in labels).encode("utf-8")
-    return metadata.embed(populate(flat, buffer), edge_metadata, files={LABELS_FILE: labels_txt})
+    files = {LABELS_FILE: "".join(f"{label}\n" for label in labels).encode("utf-8")}
+    if score_calibration:
+        text = calibration.file_text(edge_metadata["thresholds"])
+        files[calibration.FILE] = text.encode("ascii")
+    return metadata.embed(populate(flat, buffer), edge_metadata, files=files)

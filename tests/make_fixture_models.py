@@ -9,6 +9,10 @@ Files written to OUT_DIR:
 - `float32.tflite`, `float16.tflite`, `dynamic.tflite`, `int8.tflite`: a 3-label classifier
   (32x32 RGB input) with metadata embedded the way the exporter does it (standard TFLite Model
   Metadata in the flatbuffer, `labels.txt` and our JSON in the appended archive);
+- `int8_calibrated.tflite`, `float32_calibrated.tflite`: the same graphs with the standard score
+  calibration (`edge-export --score-calibration`) and thresholds placed ON scores the reference
+  frames reach (exact ties), one float32 step above one, and between two float32 values
+  (`tie_thresholds`): what MediaPipe at threshold 0.5 must decide exactly as edge-infer;
 - `plain.tflite`: the float32 model without metadata (a model from elsewhere);
 - `vector.tflite`: a model whose input is a (1, 10) vector, not an image;
 - `reference_frames.npy` / `keras_scores.npy`: a few uint8 frames and the Keras scores on them.
@@ -17,7 +21,8 @@ With `--trained-run`, also what the exporter tests share (the `trained_run` and 
 fixtures of tests/conftest.py), so that every pytest worker reuses one build:
 - `trained/run/`: a real `edge-train` run (compact, 32 px) on an easy colour-squares task it learns
   well, and `trained/{mode}.tflite` its real exports at the default gates, with
-  `trained/exported.pickle` holding their `ExportResult`s.
+  `trained/exported.pickle` holding their `ExportResult`s, and `trained/int8_calibrated.tflite`
+  the int8 export with the standard score calibration written in (`calibrated_copy`).
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ SIZE = 32
 MODES = ("float32", "float16", "dynamic", "int8")
 
 
-def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images whose labels say which colour channel has a bright square in it."""
+def synthetic_images(
+    n: int, seed: int, intensity: tuple[int, int] = (180, 256)
+) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images whose labels say which colour channel has a bright square in it (its value
+    drawn from `intensity`, low inclusive, high exclusive) on dark noise (0-59)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 60, size=(n, SIZE, SIZE, 3), dtype=np.uint8)
     y = (rng.random((n, 3)) < 0.5).astype(np.float32)
@@ -43,7 +51,7 @@ def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         for c in range(3):
             if y[i, c]:
                 r, s = rng.integers(0, SIZE - 12, size=2)
-                x[i, r : r + 12, s : s + 12, c] = rng.integers(180, 256)
+                x[i, r : r + 12, s : s + 12, c] = rng.integers(*intensity)
     return x, y
 
 
@@ -51,6 +59,7 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
     """Write the fixture models into `out_dir`; return {name: path} (modes, "plain", "vector")."""
     import tensorflow as tf
 
+    from edge_runtime import Classifier
     from edge_runtime.inference.preprocess import PREPROCESSING
     from exporter.convert import convert
     from exporter.model_metadata import ModelInfo, write_model
@@ -107,6 +116,12 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
         if mode == "float32":
             paths["plain"] = out / "plain.tflite"
             paths["plain"].write_bytes(data)
+        if mode in ("float32", "int8"):
+            name = f"{mode}_calibrated"
+            scores = Classifier.from_file(paths[mode]).scores(frames)
+            tied = {**meta, "thresholds": tie_thresholds(scores)}
+            paths[name] = out / f"{name}.tflite"
+            paths[name].write_bytes(write_model(data, tied, info, score_calibration=True))
 
     vin = tf.keras.Input((10,), name="vector")
     vec = tf.keras.Model(vin, tf.keras.layers.Dense(3, activation="sigmoid")(vin))
@@ -118,17 +133,55 @@ def build_fixture_models(out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def write_colour_squares(folder: Path, n: int, seed: int) -> Path:
+def tie_thresholds(scores: np.ndarray) -> list[float]:
+    """Per label, from a model's own scores on the reference frames (rows): label 0's threshold
+    IS a score some frame reaches (a tie: that frame's label is present), label 1's is one float32
+    step above such a score (that frame just misses), label 2's lies between that score and the
+    next float32 (not representable: a float32 comparison must round it up)."""
+    out = []
+    for j in range(scores.shape[1]):
+        col = np.unique(np.asarray(scores[:, j], dtype=np.float32))
+        reached = col[len(col) // 2]
+        if j % 3 == 0:
+            t = float(reached)
+        elif j % 3 == 1:
+            t = float(np.nextafter(reached, np.float32(2), dtype=np.float32))
+        else:
+            t = float(reached) + float(np.spacing(reached)) / 4
+        out.append(min(max(t, 0.0), 1.0))
+    return out
+
+
+def calibrated_copy(src: Path, dst: Path) -> Path:
+    """`src` (an exported model) written again with the standard score calibration of its own
+    thresholds, as `edge-export --score-calibration` writes it (no conversion: the same graph)."""
+    from edge_runtime.modelfile import metadata, standard_metadata
+    from exporter.model_metadata import ModelInfo, write_model
+
+    data = src.read_bytes()
+    meta = metadata.read(data)
+    std = standard_metadata.read(data) or {}
+    fields = {k: std.get(k) or "" for k in ("name", "description", "version", "author", "license")}
+    dst.write_bytes(
+        write_model(metadata.strip(data), meta, ModelInfo(**fields), score_calibration=True)
+    )
+    return dst
+
+
+def write_colour_squares(
+    folder: Path, n: int, seed: int, intensity: tuple[int, int] = (180, 256)
+) -> Path:
     """An easy labelled set on disk: bright squares in the red, green or blue channel (any subset).
 
     A small model learns it well in seconds, so its scores sit far from the thresholds and the
-    exporter's default gates can judge the conversion rather than the model's doubts."""
+    exporter's default gates can judge the conversion rather than the model's doubts. A lower
+    `intensity` makes the harder pictures of tests/test_collect_loop.py."""
     import csv
 
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    x, y = synthetic_images(n, seed=seed)
+    x, y = synthetic_images(n, seed=seed, intensity=intensity)
     with open(folder / "labels.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["filename", *LABELS])
@@ -187,6 +240,7 @@ def build_trained(out_dir: str | Path) -> tuple[Path, dict]:
     run_dir = build_trained_run(root)
     exported = export_every_mode(run_dir, root)
     (root / "exported.pickle").write_bytes(pickle.dumps(exported))
+    calibrated_copy(root / "int8.tflite", root / "int8_calibrated.tflite")
     return run_dir, exported
 
 

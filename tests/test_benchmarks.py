@@ -123,3 +123,22 @@ def test_smoke_run_writes_complete_report(tmp_path):
             and a["int8_predict_p50_ms"] > 0
         )
         assert 0 <= a["keras_test_map"] <= 1
+
+
+def test_camera_benchmark_runs_and_writes_its_report(fixture_models, tmp_path):
+    """benchmarks/bm_camera.py (the README's camera frames/s before and after), tiny counts."""
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bm_camera.py"), str(fixture_models["int8"])]
+    proc = subprocess.run(
+        [*cmd, "--out", str(out), "--frames", "5", "--reps", "1", "--video-frames", "4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads((out / "camera.json").read_text())
+    assert report["camera"]["after_capture"] == "128x72"  # the 32x32 model's capture size
+    assert all(v > 0 for v in report["camera"]["1_workers"]["fps_median"].values())
+    md = (out / "camera.md").read_text()
+    assert "bm_camera.py" in md and "| before |" in md

@@ -165,6 +165,7 @@ def _export_table() -> dict:
         ),
         "--author": (["--author", "Ada"], lambda c, r: c.model_info.author == "Ada"),
         "--license": (["--license", "MIT"], lambda c, r: c.model_info.license == "MIT"),
+        "--score-calibration": (["--score-calibration"], lambda c, r: c.score_calibration is True),
     }
 
 
@@ -244,6 +245,27 @@ def _predict_table() -> dict:
             lambda c, r: c.mqtt.discovery_prefix is None,
         ),
         "--mqtt-wait": (["--mqtt", "mqtt://b", "--mqtt-wait", "2"], lambda c, r: c.mqtt.wait == 2),
+        "--camera-size": (
+            ["--camera", "--camera-size", "640x360"],
+            lambda c, r: c.camera_size == (640, 360),
+        ),
+        "--collect": (["--collect", "unsure"], lambda c, r: c.collect.folder == "unsure"),
+        "--collect-margin": (
+            ["--collect", "u", "--collect-margin", "2.5"],
+            lambda c, r: c.collect.margin == 2.5,
+        ),
+        "--collect-interval": (
+            ["--collect", "u", "--collect-interval", "0.5"],
+            lambda c, r: c.collect.interval == 0.5,
+        ),
+        "--collect-max": (
+            ["--collect", "u", "--collect-max", "9"],
+            lambda c, r: c.collect.max_items == 9,
+        ),
+        "--collect-max-mb": (
+            ["--collect", "u", "--collect-max-mb", "1.5"],
+            lambda c, r: c.collect.max_mb == 1.5,
+        ),
     }
 
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_common.labels_csv import write_labels_csv
 from edge_runtime.errors import LabelsError
-from edge_runtime.evaluation.dataset import read_labels_csv
+from edge_runtime.evaluation.dataset import read_labels_csv, write_labels_csv
 
 
 @pytest.fixture

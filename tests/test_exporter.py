@@ -277,6 +277,7 @@ def test_cli_as_a_real_subprocess(trained_run, tmp_path):
             "--out",
             str(out),
             "--json",
+            "--score-calibration",
         ],
         capture_output=True,
         text=True,
@@ -284,6 +285,13 @@ def test_cli_as_a_real_subprocess(trained_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["passed"] is True and out.is_file()
+    # --score-calibration: the standard calibration maps the file's own thresholds to 0.5
+    from edge_runtime.modelfile import score_calibration, standard_metadata
+
+    data = out.read_bytes()
+    std = standard_metadata.read(data)
+    report = score_calibration.report(data, std, metadata.read(data)["thresholds"], str(out))
+    assert report is not None and report["problems"] == []
     help_ = subprocess.run(
         [sys.executable, "-c", "from exporter.cli import main; main()", "--help"],
         capture_output=True,
@@ -295,8 +303,7 @@ def test_cli_as_a_real_subprocess(trained_run, tmp_path):
 
 def test_min_map_fails_a_model_that_parity_alone_would_pass(trained_run, tmp_path):
     """Judged against shuffled truth the model is at chance: parity passes, --min-map fails (exit 1)."""
-    from edge_common.labels_csv import write_labels_csv
-    from edge_runtime.evaluation.dataset import read_labels_csv
+    from edge_runtime.evaluation.dataset import read_labels_csv, write_labels_csv
 
     val = read_labels_csv(Path(trained_run) / "val_split.csv")
     shuffled = np.random.default_rng(0).permutation(val.y)

@@ -3,7 +3,9 @@
 Runs only where `mediapipe` imports (its own CI environment, see scripts/test.sh), against the
 fixture models (float32 and int8, written by the exporter's metadata writer) and, when the fixture
 folder holds `trained/` (`make_fixture_models.py --trained-run`: a real trained run and its real
-exports), against its int8 export on the images it was trained on.
+exports), against its int8 export on the images it was trained on. With the standard score
+calibration (`edge-export --score-calibration`), MediaPipe at its one threshold of 0.5 must
+decide exactly what edge-infer decides, ties on the threshold included.
 """
 
 from __future__ import annotations
@@ -19,18 +21,33 @@ mp = pytest.importorskip("mediapipe", reason="needs the mediapipe package (its o
 from edge_runtime import Classifier  # noqa: E402
 from edge_runtime.inference.preprocess import load_image  # noqa: E402
 from edge_runtime.modelfile import metadata as md  # noqa: E402
+from edge_runtime.modelfile import score_calibration as sc  # noqa: E402
 
 INT8_STEP = 1 / 256  # an int8 sigmoid output moves in steps of 1/256
 
 
-def _classifier(path: Path):
+def _classifier(path: Path, score_threshold: float | None = None):
+    """Every label (max_results -1); `score_threshold` None leaves the model's own (if any)."""
     from mediapipe.tasks import python as mpt
     from mediapipe.tasks.python import vision
 
     options = vision.ImageClassifierOptions(
-        base_options=mpt.BaseOptions(model_asset_path=str(path)), max_results=-1
+        base_options=mpt.BaseOptions(model_asset_path=str(path)),
+        max_results=-1,
+        score_threshold=score_threshold,
     )
     return vision.ImageClassifier.create_from_options(options)
+
+
+def _mp_image(frame: np.ndarray):
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
+
+
+def _categories(clf, frame: np.ndarray) -> dict[str, float]:
+    return {
+        c.category_name: c.score
+        for c in clf.classify(_mp_image(frame)).classifications[0].categories
+    }
 
 
 def _models(fixture_models) -> list[tuple[str, Path, list]]:
@@ -133,3 +150,61 @@ def test_metadata_validates_with_mediapipe_schema(fixture_models):
             and labels_file.Type() == fb.AssociatedFileType.TENSOR_AXIS_LABELS
         )
         assert md.archive(data).read("labels.txt").decode().splitlines() == meta["labels"]
+
+
+def _calibrated_models(fixture_models) -> list[tuple[str, Path, Path, list]]:
+    """(name, calibrated model, the same graph uncalibrated, images)."""
+    folder = Path(fixture_models["int8"]).parent
+    frames = list(np.load(folder / "reference_frames.npy"))
+    out = [
+        (name, fixture_models[f"{name}_calibrated"], fixture_models[name], frames)
+        for name in ("int8", "float32")
+    ]
+    trained = folder / "trained"
+    if (trained / "int8_calibrated.tflite").is_file():
+        images = sorted((trained / "data").glob("*.png"))[:64]
+        out.append(
+            ("exported", trained / "int8_calibrated.tflite", trained / "int8.tflite", images)
+        )
+    elif os.environ.get("EDGE_FIXTURE_MODELS"):
+        pytest.fail(
+            f"{trained} holds no int8_calibrated.tflite: run make_fixture_models.py --trained-run"
+        )
+    return out
+
+
+def test_calibrated_mediapipe_at_one_half_decides_exactly_as_edge_infer(fixture_models):
+    for name, path, twin, images in _calibrated_models(fixture_models):
+        ours = Classifier.from_file(path)
+        labels, thresholds = ours.labels, ours.thresholds
+        lines = sc.parse(md.archive(path.read_bytes()).read(sc.FILE).decode())
+        ties = present = 0
+        with (
+            _classifier(path) as at_default,  # the threshold the model's metadata gives: 0.5
+            _classifier(path, 0.5) as at_half,
+            _classifier(path, -1.0) as everything,  # every calibrated score above 0
+            _classifier(twin) as raw,
+        ):
+            for image in images:
+                frame = load_image(image, ours.input_size) if isinstance(image, Path) else image
+                pred = ours.predict(frame)
+                p = np.array([pred.scores[lab] for lab in labels], dtype=np.float32)
+                mp_raw = np.array([_categories(raw, frame)[lab] for lab in labels], np.float32)
+                # The claim is about decisions on the same probabilities: check they are the same.
+                assert np.array_equal(mp_raw, p), (name, mp_raw, p)
+                assert set(_categories(at_default, frame)) == set(pred.labels), (name, image)
+                assert set(_categories(at_half, frame)) == set(pred.labels), (name, image)
+                # MediaPipe's arithmetic is the one replayed in test_score_calibration.py, bit for
+                # bit (it leaves out the labels whose calibrated score is 0: under the threshold).
+                calibrated = _categories(everything, frame)
+                got = np.array([calibrated.get(lab, 0.0) for lab in labels], dtype=np.float32)
+                assert np.array_equal(got, sc.consumer_scores(p, lines)), (name, got)
+                ties += int(sum(float(v) == t for v, t in zip(p, thresholds)))
+                present += len(pred.labels)
+        print(
+            f"{name}: {len(images)} images, {present} labels present, {ties} scores exactly on "
+            "their threshold; MediaPipe at 0.5 decided as edge-infer on every one"
+        )
+        if name != "exported":  # the fixtures' thresholds sit on scores the frames reach
+            assert ties > 0, name
+        assert 0 < present < len(images) * len(labels), name

@@ -124,3 +124,32 @@ def test_bad_arrays():
         load_image(np.zeros((4, 4, 3), np.float32), (4, 4))
     with pytest.raises(ImageError, match="HxWx3"):
         load_image(np.zeros((4, 4, 5), np.uint8), (4, 4))
+
+
+def test_large_pictures_are_reduced_by_an_integer_factor_first():
+    """A 1080p frame is box-reduced while it stays >= 2x the target, then resized with the
+    antialiased filter: a file and a frame of the same pixels get the same result."""
+    rng = np.random.default_rng(1)
+    frame = np.asarray(
+        Image.fromarray(rng.integers(0, 255, (27, 48, 3), dtype=np.uint8)).resize(
+            (1920, 1080), Image.Resampling.BICUBIC
+        )
+    )
+    out = load_image(frame, (96, 96))
+    # by hand: 1920/96/2 = 10 and 1080/96/2 = 5.6 -> reduce (10, 5) to 192x216, then bilinear
+    by_hand = Image.fromarray(frame).reduce((10, 5)).resize((96, 96), Image.Resampling.BILINEAR)
+    np.testing.assert_array_equal(out, np.asarray(by_hand))
+    plain = np.asarray(Image.fromarray(frame).resize((96, 96), Image.Resampling.BILINEAR))
+    assert not np.array_equal(out, plain)  # the reduction is really applied
+    assert np.abs(out.astype(int) - plain).mean() < 4  # and close to the plain resize
+    small = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)  # < 4x the target: no reduction
+    np.testing.assert_array_equal(
+        load_image(small, (32, 32)),
+        np.asarray(Image.fromarray(small).resize((32, 32), Image.Resampling.BILINEAR)),
+    )
+
+
+def test_the_recorded_description_names_the_reduction():
+    from edge_runtime.inference.preprocess import PREPROCESSING, REDUCING_GAP
+
+    assert PREPROCESSING["version"] >= 2 and str(REDUCING_GAP) in PREPROCESSING["reduce"]

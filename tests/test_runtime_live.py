@@ -206,6 +206,7 @@ class FakeCapture:
 
     def __init__(self, bgr_frames, opened: bool = True) -> None:
         self.frames, self.opened, self.i, self.released = list(bgr_frames), opened, 0, False
+        self.props: dict[int, float] = {}  # what was set: a camera that honours every size
 
     def isOpened(self) -> bool:
         return self.opened
@@ -223,22 +224,33 @@ class FakeCapture:
         return (self.grab() and self.retrieve()) or (False, None)
 
     def get(self, prop) -> float:
-        return 0.0
+        return self.props.get(prop, 0.0)
+
+    def set(self, prop, value) -> bool:
+        self.props[prop] = float(value)
+        return True
 
     def release(self) -> None:
         self.released = True
 
 
-def fake_picamera2(rgb_frames):
+def fake_picamera2(rgb_frames, configured: list | None = None):
+    """picamera2's interface as the runtime uses it; each configuration goes into `configured`."""
+
     class Picamera2:
         def __init__(self, index=0):
             self.frames, self.started = list(rgb_frames), False
 
         def create_video_configuration(self, main):
-            return {"main": main}
+            # picamera2 fills in the rest of a stream's configuration (its defaults, even sizes)
+            return {"main": {"preserve_ar": True, **main}}
 
         def configure(self, config):
             assert config["main"]["format"] == "BGR888"  # libcamera's name for R,G,B byte order
+            w, h = config["main"]["size"]
+            assert w % 2 == 0 and h % 2 == 0  # picamera2 refuses odd sizes
+            if configured is not None:
+                configured.append(config)
 
         def start(self):
             self.started = True
@@ -282,6 +294,65 @@ def test_camera_through_opencv_and_picamera2(clf, frames, fixture_models, monkey
     r = run(fixture_models["float32"], "--camera", "--json", "--max-frames", "3")
     assert r.exit_code == 0, r.output
     assert [list(o["scores"].values()) for o in rows(r)] == expected[:3]
+
+
+def test_camera_is_asked_for_frames_near_twice_the_model_input(frames, fixture_models, monkeypatch):
+    """The camera's scaler does the big shrink: picamera2's main stream and OpenCV's capture size
+    follow the model (32x32 here: 128x72, 16:9), or --camera-size."""
+    configured, captures = [], []
+
+    def open_capture(target):
+        captures.append(FakeCapture([f[..., ::-1] for f in frames]))
+        return captures[-1]
+
+    monkeypatch.setattr(sources, "import_picamera2", lambda: fake_picamera2(frames, configured))
+    r = run(fixture_models["int8"], "--camera", "--json", "--max-frames", "2")
+    assert r.exit_code == 0, r.output
+    assert [c["main"]["size"] for c in configured] == [(128, 72)]
+    r = run(fixture_models["int8"], "--camera", "--max-frames", "2", "--camera-size", "640x480")
+    assert r.exit_code == 0, r.output
+    assert configured[-1]["main"]["size"] == (640, 480)
+
+    monkeypatch.setattr(sources, "import_picamera2", lambda: None)
+    monkeypatch.setattr(sources, "open_capture", open_capture)
+    r = run(fixture_models["int8"], "--camera", "--json", "--max-frames", "2")
+    assert r.exit_code == 0, r.output
+    width, height = sources._CAP_PROP_FRAME_WIDTH, sources._CAP_PROP_FRAME_HEIGHT
+    assert (captures[-1].props[width], captures[-1].props[height]) == (128, 72)
+    src = sources.FrameSource(0, camera=True, capture=(320, 180))
+    try:
+        assert src.size == (320, 180) and src.backend == "opencv"  # what the camera says it gives
+    finally:
+        src.close()
+    for bad in ("640", "0x0", "641x480", "big"):
+        r = run(fixture_models["int8"], "--camera", "--camera-size", bad)
+        assert r.exit_code == 2 and "--camera-size" in r.stderr, (bad, r.output)
+    try:  # where OpenCV is installed, its constants are the ones sources.py names
+        import cv2
+    except ImportError:
+        return
+    assert (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT) == (width, height)
+
+
+@pytest.mark.parametrize(
+    "model, capture",
+    [
+        ((96, 96), (384, 216)),
+        ((224, 224), (832, 468)),
+        ((32, 32), (128, 72)),
+        ((160, 90), (320, 180)),  # already 16:9: exactly twice
+        ((48, 200), (768, 432)),  # a tall input: the height decides
+        ((1, 1), (64, 36)),
+        ((2000, 1000), (1920, 1080)),  # capped
+    ],
+)
+def test_capture_size_is_16_9_aligned_and_at_least_twice_the_input(model, capture):
+    got = sources.capture_size(model)
+    assert got == capture
+    w, h = got
+    assert w % 64 == 0 and h % 2 == 0 and w * 9 == h * 16
+    if got != sources.MAX_CAPTURE:
+        assert w >= 2 * model[0] and h >= 2 * model[1]
 
 
 # ------------------------------------------------------------------------------ events

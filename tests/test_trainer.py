@@ -16,7 +16,7 @@ from train_helpers import tiny_config
 
 from edge_common.images import load_images
 from edge_runtime.evaluation.dataset import read_labels_csv
-from edge_runtime.inference.preprocess import load_image
+from edge_runtime.inference.preprocess import PREPROCESSING, load_image
 from trainer import Arch, Augment, TrainConfig
 from trainer.config import NO_AUGMENT
 from trainer.errors import ConfigError, DataError
@@ -348,7 +348,7 @@ def test_train_writes_all_artifacts(run, demo_data):
         "triangle",
     ]
     assert len(m["thresholds"]) == 5 and m["input_size"] == [32, 32] and m["arch"] == "compact"
-    assert m["preprocessing"]["version"] == 1
+    assert m["preprocessing"] == PREPROCESSING
     assert m["data"]["train_csv"] == "train_split.csv" and m["data"]["val_csv"] == "val_split.csv"
     assert (
         m["data"]["source_csv"] == Path(demo_data[0]).name

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_common.labels_csv import write_labels_csv
 from edge_common.run import TRAIN_SPLIT, VAL_SPLIT
+from edge_runtime.evaluation.dataset import write_labels_csv
 from edge_runtime.evaluation.metrics import binarize, precision_recall_f1
 
 from .errors import ConfigError

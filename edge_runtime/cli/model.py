@@ -26,13 +26,16 @@ Exit code 1 when the model was changed after export (see `edge-infer verify`).
 def info(model, as_json, backend) -> None:
     """Labels, thresholds, tensors, quantization, size, ops, standard metadata, integrity and
     embedded summaries of MODEL."""
+    from ..modelfile import score_calibration
     from ..modelfile.integrity import Status
+    from ..modelfile.metadata import read_model_file
 
     clf = load_classifier(model, backend=backend)
     meta = clf.metadata
     std = clf.standard_metadata
     try:
         integrity = clf.integrity()
+        calibration = score_calibration.report(read_model_file(model), std, clf.thresholds, model)
     except EdgeError as exc:
         raise Fatal(str(exc)) from None
 
@@ -62,6 +65,7 @@ def info(model, as_json, backend) -> None:
         "parity": meta.get("parity"),
         "toolkit_version": meta.get("toolkit_version"),
         "standard_metadata": std,
+        "score_calibration": calibration,
         "integrity": integrity.to_dict(),
     }
     if as_json:
@@ -73,6 +77,7 @@ def info(model, as_json, backend) -> None:
 
 
 def _print_info(out: dict, meta: dict, std: dict | None, integrity) -> None:
+    from ..modelfile.score_calibration import line as score_calibration_line
     from ..modelfile.standard_metadata import describe as describe_standard
 
     click.echo(
@@ -110,6 +115,8 @@ def _print_info(out: dict, meta: dict, std: dict | None, integrity) -> None:
             )
     for line in describe_standard(std):
         click.echo(line)
+    if std is not None:
+        click.echo(score_calibration_line(out["score_calibration"]))
     click.echo(f"integrity   {integrity.line()}")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..live.collect import CollectConfig
 from ..live.output import Format, Writer
 from ..live.runner import EventConfig, RunConfig
 from ..live.sinks import Fanout
@@ -18,6 +19,8 @@ from ..live.watch import WatchConfig
 from ..mqtt.config import MqttConfig
 from .kit import Fatal, backend_option, config_default, load_classifier
 from .mqtt_options import mqtt_config, mqtt_options, open_mqtt_sink
+
+_COLLECT_OPTIONS = ("collect_margin", "collect_interval", "collect_max", "collect_max_mb")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class PredictConfig:
     threads: int | None = None  # interpreter threads
     backend: str | None = None  # interpreter package
     mqtt: MqttConfig | None = None  # --mqtt: the records to an MQTT broker too
+    camera_size: tuple[int, int] | None = None  # None: near twice the model's input (capture_size)
+    collect: CollectConfig | None = None  # keep the inputs near a threshold (--collect DIR)
 
 
 def _fmt(as_json: bool, as_csv: bool) -> Format:
@@ -59,6 +64,7 @@ Examples:
   edge-infer model.tflite --watch incoming/             classify each new file until stopped
   edge-infer model.tflite --camera --events --mqtt mqtt://homeassistant.local
                                                         label events to MQTT / Home Assistant
+  edge-infer model.tflite --camera --collect unsure/    keep the frames to label next
 \b
 Videos and streams (rtsp://, http://) need the `video` extra (OpenCV); --camera uses picamera2
 when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
@@ -169,6 +175,50 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 )
 @click.option("--max-count", type=click.IntRange(1), help="Stop watching after this many images.")
 @mqtt_options
+@click.option(
+    "--camera-size",
+    default="auto",
+    show_default=True,
+    metavar="WxH|auto",
+    help="Camera: the frame size asked of the camera; auto: near twice the model's input, "
+    "16:9 (the camera scales, not the CPU).",
+)
+@click.option(
+    "--collect",
+    "collect_dir",
+    type=click.Path(file_okay=False),
+    help="Keep the inputs the model is unsure about in DIR, with a labels.csv of its decisions "
+    "to correct and train on (edge-train DIR/labels.csv --init-from RUN).",
+)
+@click.option(
+    "--collect-margin",
+    type=click.FloatRange(0),
+    default=config_default(CollectConfig, "margin"),
+    show_default=True,
+    help="Collect: keep an input when some label's score is within this many log-odds of its "
+    "threshold (1: scores 0.27-0.73 around a threshold of 0.5; inf: every input).",
+)
+@click.option(
+    "--collect-interval",
+    type=click.FloatRange(0),
+    default=config_default(CollectConfig, "interval"),
+    show_default=True,
+    help="Collect: at most one frame of a source every this many seconds (files: no limit).",
+)
+@click.option(
+    "--collect-max",
+    type=click.IntRange(1),
+    default=config_default(CollectConfig, "max_items"),
+    show_default=True,
+    help="Collect: stop once DIR holds this many inputs (earlier runs' included).",
+)
+@click.option(
+    "--collect-max-mb",
+    type=click.FloatRange(0, min_open=True),
+    default=config_default(CollectConfig, "max_mb"),
+    show_default=True,
+    help="Collect: stop before DIR's inputs exceed this many megabytes.",
+)
 def predict(model, inputs, **opt) -> None:
     """Classify images (files, directories, globs, - for paths on stdin), videos, streams,
     a camera, or a watched folder."""
@@ -181,6 +231,10 @@ def predict(model, inputs, **opt) -> None:
         raise click.UsageError("choose one of --camera and --watch (each runs until stopped)")
     if opt["snapshot_dir"] and not opt["events"]:
         raise click.UsageError("--snapshot saves the frames that turn a label on: add --events")
+    ctx = click.get_current_context()
+    given = [k for k in _COLLECT_OPTIONS if ctx.get_parameter_source(k).name == "COMMANDLINE"]
+    if given and opt["collect_dir"] is None:
+        raise click.UsageError(f"--{given[0].replace('_', '-')} needs --collect DIR")
     events = EventConfig(opt["on_frames"], opt["off_frames"], opt["snapshot_dir"])
     watch = opt["watch_dir"]
     config = PredictConfig(
@@ -206,8 +260,41 @@ def predict(model, inputs, **opt) -> None:
         threads=opt["threads"],
         backend=opt["backend"],
         mqtt=mqtt_config(opt, model),
+        camera_size=_camera_size(opt["camera_size"]),
+        collect=_collect_config(opt),
     )
     run_predict(config)
+
+
+def _camera_size(text: str) -> tuple[int, int] | None:
+    """--camera-size: None for auto (near twice the model's input), else (width, height)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        w = h = 0
+    if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
+        raise click.BadParameter(
+            f"{text!r}: give WxH with even sides from 16 to 8192 (e.g. 640x360), or auto",
+            param_hint="--camera-size",
+        )
+    return (w, h)
+
+
+def _collect_config(opt: dict) -> CollectConfig | None:
+    if opt["collect_dir"] is None:
+        return None
+    try:
+        return CollectConfig(
+            opt["collect_dir"],
+            margin=opt["collect_margin"],
+            interval=opt["collect_interval"],
+            max_items=opt["collect_max"],
+            max_mb=opt["collect_max_mb"],
+        )
+    except ValueError as exc:  # what click's ranges let through (nan)
+        raise click.UsageError(f"--collect: {exc}") from None
 
 
 def run_predict(config: PredictConfig) -> None:
@@ -215,8 +302,11 @@ def run_predict(config: PredictConfig) -> None:
     an input failed."""
     from ..live.inputs import expand_inputs
     from ..live.runner import Runner, stop_on_sigterm
+    from ..live.sources import capture_size
 
     clf = load_classifier(config.model, config.threads, config.backend)
+    capture = config.camera_size or capture_size(clf.input_size)
+    collector = _collector(clf, config)  # before any source opens: a bad DIR fails first
     inputs = config.inputs
     # Inputs named on the command line are listed up front (sources to open, a bar, a column
     # width); `-` (image paths on stdin) stays lazy, read as it comes, in its place.
@@ -225,7 +315,7 @@ def run_predict(config: PredictConfig) -> None:
     ]
     known = [item for seg in segments if isinstance(seg, list) for item in seg]
     items = known if "-" not in inputs else itertools.chain.from_iterable(segments)
-    sources = _open_sources(known, config)
+    sources = _open_sources(known, config, capture)
     live = bool(sources) or config.watch is not None
     events = config.run.events
     writer = Writer(
@@ -249,7 +339,8 @@ def run_predict(config: PredictConfig) -> None:
         for src in sources:
             src.close()
         raise
-    sink = writer if mqtt is None else Fanout([writer, mqtt])
+    extra = [s for s in (mqtt, collector) if s is not None]
+    sink = Fanout([writer, *extra]) if extra else writer
     later: list[tuple[str, str]] = []
 
     def on_failure(name: str, problem: str) -> None:
@@ -282,11 +373,32 @@ def run_predict(config: PredictConfig) -> None:
         click.echo(f"Error: {name}: {problem}", err=True)
     if live or summary.stopped or mqtt is not None:
         click.echo(summary.line(), err=True)
+    if collector is not None:
+        click.echo(
+            f"collected {collector.saved} inputs near a threshold into "
+            f"{Path(collector.folder) / 'labels.csv'} ({collector.total} in all)",
+            err=True,
+        )
     if summary.failed:
         sys.exit(1)
 
 
-def _open_sources(items, config: PredictConfig) -> list:
+def _collector(clf, config: PredictConfig):
+    """The `--collect` sink, or None; a folder it cannot use is a usage error (exit 2)."""
+    from ..live.collect import CollectError, Collector
+
+    if config.collect is None:
+        return None
+    threshold = config.run.threshold
+    n = len(clf.labels)
+    thresholds = [threshold] * n if threshold is not None else clf.thresholds
+    try:
+        return Collector(config.collect, clf.labels, thresholds, on_problem=_warn)
+    except CollectError as exc:
+        raise Fatal(str(exc)) from None
+
+
+def _open_sources(items, config: PredictConfig, capture: tuple[int, int]) -> list:
     """Every video and stream, in order, then the camera: all opened before anything runs, so a
     bad source is a usage error (exit 2)."""
     from ..errors import SourceError
@@ -302,6 +414,7 @@ def _open_sources(items, config: PredictConfig) -> list:
             on_problem=_warn,
             reconnect=config.reconnect,
             sampling=config.sampling,
+            capture=capture,
         )
     except SourceError as exc:
         raise Fatal(str(exc)) from None

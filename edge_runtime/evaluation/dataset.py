@@ -1,6 +1,7 @@
-"""Reading a labels CSV into a multi-hot label table, with row-level diagnostics.
+"""Reading a labels CSV into a multi-hot label table, with row-level diagnostics; and writing one.
 
-TensorFlow-free: the trainer and the device's `edge-infer eval` read labels the same way.
+TensorFlow-free: the trainer and the device's `edge-infer eval` read labels the same way, and the
+trainer's split files and the device's `--collect` folder are written by the one `write_labels_csv`.
 
 Two layouts, detected from the header:
 
@@ -21,6 +22,7 @@ dropped and a warning names the row, because the intent (`cat`, `dog`) is unambi
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import atomic
 from ..errors import LabelsError
 
 FILENAME_COLUMN = "filename"
@@ -264,3 +267,15 @@ def _finish(
             warns.append(f"label {n!r} has no positive example")
     skipped.sort(key=lambda s: s.row)
     return LabelTable(csv_path, paths, list(names), y, used_rows, skipped, warns)
+
+
+def write_labels_csv(
+    path: str | Path, paths: Sequence[Path | str], y: np.ndarray, labels: Sequence[str]
+) -> None:
+    """Write layout (b): `filename` (as given) plus one 0/1 column per label, atomically."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow([FILENAME_COLUMN, *labels])
+    for p, row in zip(paths, np.asarray(y)):
+        w.writerow([str(p), *(int(v) for v in row)])
+    atomic.write_text(path, buf.getvalue())

@@ -13,7 +13,12 @@ What it does, in order:
 3. convert any mode to RGB: 16-bit greyscale is scaled (not clipped) to 8 bits, transparency is
    composited over white, CMYK/palette/LA go through Pillow's conversions;
 4. resize to the model input (width, height) by stretching (no crop: a crop can cut a labelled
-   object out of a multi-label image) with Pillow's antialiased bilinear filter;
+   object out of a multi-label image) with Pillow's antialiased bilinear filter, after reducing a
+   large picture by an integer factor (a box average, Pillow's `reducing_gap`) while it stays at
+   least 2x the target: the filter's cost grows with the source's size, so a 1080p camera frame
+   to 96 px costs about a quarter (measured 4.6 ms plain, 1.2 ms reduced; pixels differ by about
+   1/255 on average). Files and frames go through the same step, so training sees what the device
+   sees;
 5. return a contiguous HxWx3 uint8 array. Normalisation is inside the model graph.
 """
 
@@ -32,16 +37,21 @@ from ..errors import ImageError, first_line
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 RESAMPLE = Image.Resampling.BILINEAR
+# Reduce by an integer factor first while the picture stays >= this many times the target; the
+# antialiased filter then shrinks by at most ~2x (Pillow's `reducing_gap`). Part of what the
+# PREPROCESSING version describes: changing it changes pixels.
+REDUCING_GAP = 2.0
 # Recorded in every manifest and model file; the runtime warns when a model was trained with a
 # different description (for example by an older toolkit).
 PREPROCESSING: dict = {
-    "version": 1,
+    "version": 2,
     "decoder": "pillow",
     "exif_orientation": True,
     "color": "RGB",
     "alpha": "composite-over-white",
     "resize": "stretch",
     "filter": "bilinear-antialias",
+    "reduce": "integer factor first (box average) while >= 2x the target (Pillow reducing_gap 2.0)",
     "jpeg_draft": "when target <= 1/2 source, never below 2x target",
     "dtype": "uint8",
     "range": "0-255 (normalisation is a layer inside the model)",
@@ -131,7 +141,7 @@ def finish(img: Image.Image, width: int, height: int, *, name: str = "<image>") 
     img = ImageOps.exif_transpose(img)
     img = to_rgb(img)
     if img.size != (width, height):
-        img = img.resize((width, height), RESAMPLE)
+        img = img.resize((width, height), RESAMPLE, reducing_gap=REDUCING_GAP)
     arr = np.asarray(img, dtype=np.uint8)
     if arr.shape != (height, width, 3):  # pragma: no cover - defensive
         raise ImageError(name, f"unexpected decoded shape {arr.shape}")

@@ -83,7 +83,10 @@ class Writer:
                 self._line(f"{'file':<{self._width}} {head}  present")
 
     def result(self, record: dict, item: object = None) -> None:
-        """Write one result: keys file, scores, labels (+ frame, time)."""
+        """Write one result: keys file, scores, labels (+ frame, time). An events writer prints
+        only the events: it lets results pass."""
+        if self.events:
+            return
         if not self._started:
             self._start()
         if self.fmt is Format.JSON:

@@ -9,7 +9,6 @@ after every result already computed has been written.
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,7 +24,7 @@ from ..errors import SourceError
 from ..inference.classifier import Classifier, Outcome
 from ..inference.preprocess import to_rgb
 from .events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES, Hysteresis, State
-from .sinks import Item, Sink
+from .sinks import Item, Sink, safe_name, source_stem
 from .sources import Frame, FrameSource, Reconnect, Sampling
 from .watch import Watcher
 
@@ -84,7 +83,8 @@ class Summary:
 
 class Runner:
     """Classifies inputs with `clf` and hands each record to `sink` (the stdout `Writer`, or a
-    `Fanout` of it and other sinks); see the module docstring.
+    `Fanout` of it and other sinks): every result, and with `config.events` the label changes
+    too; see the module docstring.
 
     `on_failure(input, problem)` is called as each failure happens (the CLI prints live
     failures at once); every failure is also kept in `summary.failed`.
@@ -182,9 +182,8 @@ class Runner:
         pred = outcome.prediction
         index, self._image_index = self._image_index, self._image_index + 1
         item = Item(str(outcome.source), index=index)
-        if self.config.events is None:
-            self.sink.result(pred.to_dict(), item)
-        else:
+        self.sink.result(pred.to_dict(), item)
+        if self.config.events is not None:
             self._changes(
                 _IMAGES, pred, item, _now(), lambda path: _save_file(str(outcome.source), path)
             )
@@ -197,9 +196,8 @@ class Runner:
         self.summary.frames += 1
         pred = outcome.prediction
         item = Item(frame.source, frame=frame.image, index=frame.index)
-        if self.config.events is None:
-            self.sink.result({**pred.to_dict(), **frame.record()}, item)
-        else:
+        self.sink.result({**pred.to_dict(), **frame.record()}, item)
+        if self.config.events is not None:
             self._changes(
                 frame.source, pred, item, frame.time, lambda path: _save_array(frame.image, path)
             )
@@ -234,8 +232,8 @@ class Runner:
         self, change, source: str, index: int, save: Callable[[Path], None]
     ) -> str | None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")  # names sort by time
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(source)).stem or "frame")[:40]
-        label = re.sub(r"[^A-Za-z0-9._-]+", "_", change.label)
+        stem = source_stem(source, "frame")
+        label = safe_name(change.label)
         path = Path(self.config.events.snapshot_dir) / f"{stamp}_{label}_{stem}_{index:06d}.jpg"
         try:
             save(path)
@@ -253,11 +251,13 @@ def open_sources(
     sampling: Sampling = Sampling(),
     reconnect: Reconnect = Reconnect(),
     on_problem: Callable[[str], None] | None = None,
+    capture: tuple[int, int] | None = None,
 ) -> list[FrameSource]:
     """Open each video or stream in `names`, then camera `camera` (if not None), in that order.
 
     All are opened before anything runs, so a bad source fails at once (`SourceError`); the ones
-    already opened are closed again then.
+    already opened are closed again then. `capture` is the size the camera is asked for
+    (`sources.capture_size` of the model's input, or the user's).
     """
     opened: list[FrameSource] = []
     try:
@@ -270,6 +270,7 @@ def open_sources(
                 FrameSource(
                     camera,
                     camera=True,
+                    capture=capture,
                     sampling=sampling,
                     reconnect=reconnect,
                     on_problem=on_problem,

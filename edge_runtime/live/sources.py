@@ -5,6 +5,11 @@
 - video files (`clip.mp4`) and streams (`rtsp://...`, `http://.../stream.mjpg`) through OpenCV
   (the optional `video` extra: opencv-python-headless).
 
+A camera is asked for frames near twice the model's input (`capture_size`), in its 16:9 field of
+view, so that the camera's own scaler (the ISP on a Raspberry Pi) does the big shrink instead of
+the CPU: `load_image` then resizes from ~2x, which still antialiases. A USB camera through OpenCV
+delivers the nearest size it supports.
+
 Colour order is settled HERE and only here: OpenCV hands out BGR, so each OpenCV frame is
 converted to RGB exactly once, as it leaves the capture; picamera2 is asked for "BGR888", which
 libcamera lays out as R, G, B bytes, i.e. an RGB array. Every frame then goes through
@@ -18,6 +23,7 @@ fatal ones are `SourceError`.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -52,6 +58,33 @@ VIDEO_EXTENSIONS = {
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # an unreachable stream fails after this, instead of FFmpeg's default wait
 _STREAM_TIMEOUT_MS = 10_000
+
+
+# A camera's frames keep the 16:9 field of view the fixed 1280x720 of earlier versions had; the
+# width is a multiple of 64, picamera2's optimal alignment for RGB on a Pi 5 (32 on a Pi 4), so
+# its `align_configuration` would leave the size as it is. 1920x1080 at most (video modes).
+CAMERA_ASPECT = (16, 9)
+CAPTURE_ALIGN = 64
+MAX_CAPTURE = (1920, 1080)
+LEGACY_CAPTURE = (1280, 720)  # a camera opened without a size (the Python API's default)
+# OpenCV's VideoCaptureProperties values (unchanged since OpenCV 2): named here so that a camera
+# (or a test's fake of one) is sized without importing cv2 first.
+_CAP_PROP_FRAME_WIDTH, _CAP_PROP_FRAME_HEIGHT = 3, 4
+
+
+def capture_size(model_size: tuple[int, int], factor: float = 2.0) -> tuple[int, int]:
+    """The camera size to ask for: the smallest 16:9 (width, height) with the width a multiple of
+    64 that is at least `factor` times the model's (width, height) in both dimensions, capped at
+    1920x1080. 96x96 -> 384x216, 224x224 -> 832x468, 32x32 -> 128x72."""
+    unit_w = CAPTURE_ALIGN
+    unit_h = CAPTURE_ALIGN * CAMERA_ASPECT[1] // CAMERA_ASPECT[0]  # 36: 64x36 is exactly 16:9
+    k = max(
+        1,
+        math.ceil(factor * int(model_size[0]) / unit_w),
+        math.ceil(factor * int(model_size[1]) / unit_h),
+    )
+    k = min(k, MAX_CAPTURE[0] // unit_w)
+    return (unit_w * k, unit_h * k)
 
 
 def is_stream(item: str) -> bool:
@@ -162,17 +195,30 @@ class _OpenCV:
     def fps(self) -> float:
         return float(self.cap.get(_cv2().CAP_PROP_FPS) or 0.0)
 
+    def request_size(self, size: tuple[int, int]) -> tuple[int, int] | None:
+        """Ask the camera for frames of `size`; the (width, height) it says it will deliver (a
+        camera offers a few sizes and picks the nearest), or None when it cannot say."""
+        self.cap.set(_CAP_PROP_FRAME_WIDTH, int(size[0]))
+        self.cap.set(_CAP_PROP_FRAME_HEIGHT, int(size[1]))
+        got = (int(self.cap.get(_CAP_PROP_FRAME_WIDTH)), int(self.cap.get(_CAP_PROP_FRAME_HEIGHT)))
+        return got if all(got) else None
+
     def release(self) -> None:
         self.cap.release()
 
 
 class _PiCamera:
-    """grab/retrieve over picamera2: a capture is a grab, the array is already RGB."""
+    """grab/retrieve over picamera2: a capture is a grab, the array is already RGB.
 
-    def __init__(self, module: Any, index: int) -> None:
+    The main stream is configured at `size`: libcamera's ISP scales the sensor's picture to it
+    in hardware (a lores stream would have to be YUV on a Pi 4, costing a conversion on the CPU).
+    """
+
+    def __init__(self, module: Any, index: int, size: tuple[int, int]) -> None:
         self.cam = module.Picamera2(index)
-        config = self.cam.create_video_configuration(main={"format": "BGR888", "size": (1280, 720)})
+        config = self.cam.create_video_configuration(main={"format": "BGR888", "size": tuple(size)})
         self.cam.configure(config)
+        self.size = tuple(config["main"]["size"])  # what picamera2 settled on
         self.cam.start()
         self._frame: np.ndarray | None = None
 
@@ -199,6 +245,8 @@ class FrameSource:
 
     Opening happens in the constructor so that a bad source fails at once (`SourceError`).
     `reconnect.retries` bounds the reopen attempts in a row after a live source stops delivering.
+    `capture` is the (width, height) a camera is asked for (see `capture_size`; default 1280x720);
+    `size` is then what the camera said it delivers, when it says.
     """
 
     def __init__(
@@ -206,6 +254,7 @@ class FrameSource:
         target: str | int,
         *,
         camera: bool = False,
+        capture: tuple[int, int] | None = None,
         sampling: Sampling = Sampling(),
         reconnect: Reconnect = Reconnect(),
         on_problem: Callable[[str], None] | None = None,
@@ -218,6 +267,8 @@ class FrameSource:
         self.reconnects = 0  # times the source was reopened after a drop
         self.undecodable = 0  # frames grabbed that could not be decoded
         self.backend = ""
+        self.capture = tuple(capture) if capture else LEGACY_CAPTURE
+        self.size: tuple[int, int] | None = None
         self._capture = self._open()
 
     def _open(self):
@@ -225,10 +276,10 @@ class FrameSource:
             module = import_picamera2()
             if module is not None:
                 try:
-                    cap = _PiCamera(module, int(self.target))
+                    cap = _PiCamera(module, int(self.target), self.capture)
                 except (RuntimeError, IndexError, OSError, ValueError) as exc:
                     raise SourceError(f"{self.name}: cannot open the camera ({exc})") from None
-                self.backend = "picamera2"
+                self.backend, self.size = "picamera2", cap.size
                 return cap
         cap = open_capture(int(self.target) if self.camera else self.target)
         if not cap.isOpened():
@@ -244,7 +295,10 @@ class FrameSource:
             )
             raise SourceError(f"{self.name}: {what}")
         self.backend = "opencv"
-        return _OpenCV(cap)
+        cap = _OpenCV(cap)
+        if self.camera:
+            self.size = cap.request_size(self.capture)
+        return cap
 
     def close(self) -> None:
         if self._capture is not None:

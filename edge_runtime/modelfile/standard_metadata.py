@@ -28,6 +28,7 @@ _FILE_TYPES = {
 }
 _CONTENT = {1: "feature", 2: "image", 3: "bounding_box", 4: "audio"}
 _COLOR = {0: "UNKNOWN", 1: "RGB", 2: "GRAYSCALE"}
+_TRANSFORMS = {0: "IDENTITY", 1: "LOG", 2: "INVERSE_LOGISTIC"}
 _UNITS = {
     1: "normalization",
     2: "score_calibration",
@@ -109,6 +110,19 @@ def labels_file(std: dict | None) -> str | None:
     return None
 
 
+def score_calibration_file(std: dict | None) -> str | None:
+    """Name of the first output's TENSOR_AXIS_SCORE_CALIBRATION file, when the output also has
+    ScoreCalibrationOptions (what MediaPipe and the Task Library need to apply it)."""
+    for sub in (std or {}).get("subgraphs", [])[:1]:
+        for out in sub["outputs"][:1]:
+            if not any(u["type"] == "score_calibration" for u in out["process_units"]):
+                return None
+            for f in out["associated_files"]:
+                if f["type"] == "TENSOR_AXIS_SCORE_CALIBRATION" and f["name"]:
+                    return f["name"]
+    return None
+
+
 def describe(std: dict | None) -> list[str]:
     """Lines for `edge-infer info`: what a consumer of the standard metadata sees."""
     if std is None:
@@ -124,17 +138,26 @@ def describe(std: dict | None) -> list[str]:
                     desc.append(content["color_space"])
                 if content.get("default_size"):
                     desc.append("x".join(str(v) for v in content["default_size"]))
-                desc += [
-                    f"mean {u['mean']} std {u['std']}"
-                    for u in t["process_units"]
-                    if u["type"] == "normalization"
-                ]
+                desc += [_unit(u) for u in t["process_units"]]
                 files = ", ".join(f"{f['name']} ({f['type']})" for f in t["associated_files"])
                 lines.append(
                     f"  {role:<9} {t['name']}: {', '.join(desc)}"
                     + (f"; files {files}" if files else "")
                 )
     return lines
+
+
+def _unit(u: dict) -> str:
+    if u["type"] == "normalization":
+        return f"mean {u['mean']} std {u['std']}"
+    if u["type"] == "score_calibration":
+        return (
+            f"score calibration {u.get('score_transformation', '?')} "
+            f"(default score {u.get('default_score', 0.0):g})"
+        )
+    if u["type"] == "score_thresholding":
+        return f"score threshold {u.get('global_score_threshold', 0.0):g}"
+    return u["type"]
 
 
 def _str(r: Reader, table, index: int) -> str | None:
@@ -190,6 +213,10 @@ def _tensor(r: Reader, t) -> dict:
         options = r.table_field(unit, 1)
         if kind == 1 and options is not None:
             u["mean"], u["std"] = _floats(r, options, 0), _floats(r, options, 1)
+        elif kind == 2 and options is not None:
+            transform = r.scalar(options, 0, "<b")
+            u["score_transformation"] = _TRANSFORMS.get(transform, f"unknown({transform})")
+            u["default_score"] = r.scalar(options, 1, "<f", 0.0)
         elif kind == 3 and options is not None:
             u["global_score_threshold"] = r.scalar(options, 0, "<f", 0.0)
         out["process_units"].append(u)

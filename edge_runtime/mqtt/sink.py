@@ -94,6 +94,8 @@ class MqttSink:
             self._snapshot(record["snapshot"])
 
     def result(self, record: dict, item: Item) -> None:
+        if self.events:  # an events run publishes its events and states, not every result
+            return
         key = _IMAGES if item.frame is None else item.source
         now = self._clock()
         last = self._last_result.get(key)
