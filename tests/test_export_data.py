@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from test_run_dir import MANIFEST
 
-from edge_common.labels_csv import write_labels_csv
 from edge_common.run import TRAIN_SPLIT, VAL_SPLIT, RunDir, RunManifest
 from edge_runtime.errors import DataError
-from edge_runtime.evaluation.dataset import read_labels_csv
+from edge_runtime.evaluation.dataset import read_labels_csv, write_labels_csv
 from exporter import ExportConfig
 from exporter.data import held_out_images, pick_calibration, representative_images
 from exporter.export import Run
