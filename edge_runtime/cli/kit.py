@@ -36,6 +36,26 @@ def config_default(config_cls: type, name: str):
     )
 
 
+def option_group(*options):
+    """A decorator adding `options` to a click command, in the order given (for --help)."""
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def check_needs(names: tuple[str, ...], needed: str) -> None:
+    """Refuse (usage error) any of the options `names` given on the command line without the
+    option they only make sense with, `needed` (e.g. "--mqtt URL")."""
+    ctx = click.get_current_context()
+    for name in names:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"--{name.replace('_', '-')} needs {needed}")
+
+
 # The interpreter-package option of every command that loads a model; choices from the backend module.
 backend_option = click.option(
     "--backend", type=click.Choice(list(BACKENDS)), help="Interpreter package."

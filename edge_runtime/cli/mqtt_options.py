@@ -16,9 +16,9 @@ from ..mqtt.config import (
     MqttConfig,
     default_client_id,
 )
-from .kit import Fatal, config_default
+from .kit import Fatal, check_needs, config_default, option_group
 
-_OPTIONS = (
+mqtt_options = option_group(
     click.option(
         "--mqtt",
         "mqtt_url",
@@ -70,33 +70,22 @@ _OPTIONS = (
     ),
 )
 
-
-def mqtt_options(command):
-    """Add the --mqtt options to a click command."""
-    for option in reversed(_OPTIONS):
-        command = option(command)
-    return command
+# The options that mean something only with --mqtt URL.
+_NEED_URL = (
+    "mqtt_client_id",
+    "mqtt_prefix",
+    "mqtt_ca",
+    "mqtt_queue",
+    "mqtt_results_every",
+    "mqtt_discovery",
+    "mqtt_wait",
+)
 
 
 def mqtt_config(opt: dict, model_path: str) -> MqttConfig | None:
     """The MqttConfig the --mqtt options ask for (None without --mqtt); bad values exit 2."""
     if opt["mqtt_url"] is None:
-        ctx = click.get_current_context()
-        given = [
-            name
-            for name in (
-                "mqtt_client_id",
-                "mqtt_prefix",
-                "mqtt_ca",
-                "mqtt_queue",
-                "mqtt_results_every",
-                "mqtt_discovery",
-                "mqtt_wait",
-            )
-            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
-        ]
-        if given:
-            raise click.UsageError(f"--{given[0].replace('_', '-')} needs --mqtt URL")
+        check_needs(_NEED_URL, "--mqtt URL")
         return None
     try:
         return MqttConfig.from_url(

@@ -17,10 +17,9 @@ from ..live.sinks import Fanout
 from ..live.sources import Reconnect, Sampling
 from ..live.watch import WatchConfig
 from ..mqtt.config import MqttConfig
+from .collect_options import collect_config, collect_options, open_collector
 from .kit import Fatal, backend_option, config_default, load_classifier
 from .mqtt_options import mqtt_config, mqtt_options, open_mqtt_sink
-
-_COLLECT_OPTIONS = ("collect_margin", "collect_interval", "collect_max", "collect_max_mb")
 
 
 @dataclass(frozen=True)
@@ -183,42 +182,7 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
     help="Camera: the frame size asked of the camera; auto: near twice the model's input, "
     "16:9 (the camera scales, not the CPU).",
 )
-@click.option(
-    "--collect",
-    "collect_dir",
-    type=click.Path(file_okay=False),
-    help="Keep the inputs the model is unsure about in DIR, with a labels.csv of its decisions "
-    "to correct and train on (edge-train DIR/labels.csv --init-from RUN).",
-)
-@click.option(
-    "--collect-margin",
-    type=click.FloatRange(0),
-    default=config_default(CollectConfig, "margin"),
-    show_default=True,
-    help="Collect: keep an input when some label's score is within this many log-odds of its "
-    "threshold (1: scores 0.27-0.73 around a threshold of 0.5; inf: every input).",
-)
-@click.option(
-    "--collect-interval",
-    type=click.FloatRange(0),
-    default=config_default(CollectConfig, "interval"),
-    show_default=True,
-    help="Collect: at most one frame of a source every this many seconds (files: no limit).",
-)
-@click.option(
-    "--collect-max",
-    type=click.IntRange(1),
-    default=config_default(CollectConfig, "max_items"),
-    show_default=True,
-    help="Collect: stop once DIR holds this many inputs (earlier runs' included).",
-)
-@click.option(
-    "--collect-max-mb",
-    type=click.FloatRange(0, min_open=True),
-    default=config_default(CollectConfig, "max_mb"),
-    show_default=True,
-    help="Collect: stop before DIR's inputs exceed this many megabytes.",
-)
+@collect_options
 def predict(model, inputs, **opt) -> None:
     """Classify images (files, directories, globs, - for paths on stdin), videos, streams,
     a camera, or a watched folder."""
@@ -231,10 +195,6 @@ def predict(model, inputs, **opt) -> None:
         raise click.UsageError("choose one of --camera and --watch (each runs until stopped)")
     if opt["snapshot_dir"] and not opt["events"]:
         raise click.UsageError("--snapshot saves the frames that turn a label on: add --events")
-    ctx = click.get_current_context()
-    given = [k for k in _COLLECT_OPTIONS if ctx.get_parameter_source(k).name == "COMMANDLINE"]
-    if given and opt["collect_dir"] is None:
-        raise click.UsageError(f"--{given[0].replace('_', '-')} needs --collect DIR")
     events = EventConfig(opt["on_frames"], opt["off_frames"], opt["snapshot_dir"])
     watch = opt["watch_dir"]
     config = PredictConfig(
@@ -261,7 +221,7 @@ def predict(model, inputs, **opt) -> None:
         backend=opt["backend"],
         mqtt=mqtt_config(opt, model),
         camera_size=_camera_size(opt["camera_size"]),
-        collect=_collect_config(opt),
+        collect=collect_config(opt),
     )
     run_predict(config)
 
@@ -282,21 +242,6 @@ def _camera_size(text: str) -> tuple[int, int] | None:
     return (w, h)
 
 
-def _collect_config(opt: dict) -> CollectConfig | None:
-    if opt["collect_dir"] is None:
-        return None
-    try:
-        return CollectConfig(
-            opt["collect_dir"],
-            margin=opt["collect_margin"],
-            interval=opt["collect_interval"],
-            max_items=opt["collect_max"],
-            max_mb=opt["collect_max_mb"],
-        )
-    except ValueError as exc:  # what click's ranges let through (nan)
-        raise click.UsageError(f"--collect: {exc}") from None
-
-
 def run_predict(config: PredictConfig) -> None:
     """Carry out `config`: results on stdout, failures and the summary on stderr; exit 1 when
     an input failed."""
@@ -306,7 +251,8 @@ def run_predict(config: PredictConfig) -> None:
 
     clf = load_classifier(config.model, config.threads, config.backend)
     capture = config.camera_size or capture_size(clf.input_size)
-    collector = _collector(clf, config)  # before any source opens: a bad DIR fails first
+    # before any source opens: a folder it cannot use fails first
+    collector = open_collector(config.collect, clf, config.run.threshold, warn=_warn)
     inputs = config.inputs
     # Inputs named on the command line are listed up front (sources to open, a bar, a column
     # width); `-` (image paths on stdin) stays lazy, read as it comes, in its place.
@@ -381,21 +327,6 @@ def run_predict(config: PredictConfig) -> None:
         )
     if summary.failed:
         sys.exit(1)
-
-
-def _collector(clf, config: PredictConfig):
-    """The `--collect` sink, or None; a folder it cannot use is a usage error (exit 2)."""
-    from ..live.collect import CollectError, Collector
-
-    if config.collect is None:
-        return None
-    threshold = config.run.threshold
-    n = len(clf.labels)
-    thresholds = [threshold] * n if threshold is not None else clf.thresholds
-    try:
-        return Collector(config.collect, clf.labels, thresholds, on_problem=_warn)
-    except CollectError as exc:
-        raise Fatal(str(exc)) from None
 
 
 def _open_sources(items, config: PredictConfig, capture: tuple[int, int]) -> list:
