@@ -20,9 +20,14 @@ class Arch(str, Enum):
     # MobileNetV2 backbone (ReLU6: int8-friendly), for transfer learning
     MOBILENETV2 = "mobilenetv2"
     MOBILENETV3 = "mobilenetv3"  # MobileNetV3Small backbone (hard-swish: int8 loses more)
+    # EfficientNet-Lite0 (ReLU6, no squeeze-and-excitation): ImageNet weights from an installed
+    # package, so a pretrained start needs no network (trainer/pretrained/)
+    EFFICIENTNET_LITE0 = "efficientnet_lite0"
 
 
-PRETRAINABLE = (Arch.MOBILENETV2, Arch.MOBILENETV3)  # archs with a backbone `weights` can fill
+# archs with a backbone `weights` can fill
+PRETRAINABLE = (Arch.MOBILENETV2, Arch.MOBILENETV3, Arch.EFFICIENTNET_LITE0)
+NO_WEIGHTS = "none"  # `weights` that asks for a random start where the arch defaults to pretrained
 
 
 class Distribute(str, Enum):  # see trainer/distribute.py
@@ -42,6 +47,13 @@ class FineTune(str, Enum):
     NONE = "none"  # head only: the backbone stays exactly as loaded
     TOP = "top"  # the top third of the backbone at a lower rate (default: adapts, forgets little)
     ALL = "all"  # the whole backbone at a lower rate (for data far from the pretraining)
+
+
+class HeadFeatures(str, Enum):
+    """What stage 1 (the head alone, backbone frozen) trains on."""
+
+    CACHED = "cached"  # each image's pooled features, computed once: fast, no augmentation
+    AUGMENTED = "augmented"  # augmented images through the frozen backbone every epoch
 
 
 class Thresholds(str, Enum):
@@ -97,6 +109,7 @@ NO_AUGMENT = Augment(flip=False, vflip=False, translate=0.0, brightness=0.0, con
 class ArchDefaults:
     input_size: int
     learning_rate: float
+    weights: str | None = None  # the start when neither weights nor init_from is given
 
 
 # Filled in for `input_size` / `learning_rate` left at None. Why each differs:
@@ -111,8 +124,11 @@ ARCH_DEFAULTS = {
     Arch.COMPACT: ArchDefaults(96, 3e-3),
     Arch.MOBILENETV2: ArchDefaults(96, 1e-3),
     Arch.MOBILENETV3: ArchDefaults(96, 3e-3),
+    Arch.EFFICIENTNET_LITE0: ArchDefaults(224, 1e-3, weights="imagenet"),
 }
-DEFAULT_ARCH = Arch.COMPACT
+# A pretrained start by default: users' photos need features a few hundred images cannot teach
+# (benchmarks/bm_pretrained.py), and these weights come from an installed package, offline.
+DEFAULT_ARCH = Arch.EFFICIENTNET_LITE0
 
 
 @dataclass(frozen=True)
@@ -140,10 +156,12 @@ class TrainConfig:
     focal_gamma: float = 2.0
     augment: Augment = field(default_factory=Augment)
     thresholds: Thresholds = Thresholds.CALIBRATED
-    # mobilenetv2/v3: None, "imagenet" or a backbone .weights.h5/.h5 file
+    # "imagenet", a backbone .weights.h5/.h5 file, or "none" (random); None: the arch's default
+    # (ARCH_DEFAULTS: imagenet for efficientnet_lite0, none for the others) unless init_from
     weights: str | None = None
     fine_tune: FineTune = FineTune.TOP  # stage 2 after a pretrained start (see FineTune)
     head_epochs: int | None = None  # stage 1 length; None: a third of `epochs` (at least 1)
+    head_features: HeadFeatures = HeadFeatures.CACHED  # stage 1 on cached features or images
     init_from: str | None = None  # a previous run directory to start from (labels remapped by name)
     workers: int | None = None  # image-decoding threads (None: up to 8)
     cache_dir: str | None = None  # decoded-image cache; None = no cache
@@ -155,7 +173,7 @@ class TrainConfig:
     distribute: Distribute = Distribute.NONE  # batch_size is per replica; see trainer/distribute.py
 
     def __post_init__(self) -> None:
-        if self.weights is not None and self.init_from is not None:
+        if self.weights not in (None, NO_WEIGHTS) and self.init_from is not None:
             raise ConfigError(
                 "use either weights (a pretrained backbone) or init_from (a previous run), not both"
             )
@@ -164,6 +182,7 @@ class TrainConfig:
             ("loss", Loss),
             ("thresholds", Thresholds),
             ("fine_tune", FineTune),
+            ("head_features", HeadFeatures),
             ("distribute", Distribute),
         ):
             try:
@@ -238,6 +257,9 @@ class TrainConfig:
             )
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", defaults.learning_rate)
+        object.__setattr__(self, "weights", _resolve_weights(self.weights, defaults, bool(prev)))
+        if arch is Arch.EFFICIENTNET_LITE0 and self.width != 1.0:
+            raise ConfigError("efficientnet_lite0 has one width (1.0): its stem and head are fixed")
 
     @property
     def pretrained(self) -> bool:
@@ -290,6 +312,15 @@ RECIPES: dict[Recipe, dict] = {
 }
 
 
+def _resolve_weights(weights: str | None, defaults: ArchDefaults, init_from: bool) -> str | None:
+    """None (random start), "imagenet" or a file: "none" means random, None the arch's default."""
+    if weights == NO_WEIGHTS:
+        return None
+    if weights is None and not init_from:
+        return defaults.weights
+    return weights
+
+
 def init_run_config(run_dir: str | Path) -> dict:
     """The resolved config recorded by a previous run (its manifest), for `init_from`."""
     from .artifacts import MANIFEST_FILE, MODEL_FILE
@@ -316,6 +347,7 @@ __all__ = [
     "Arch",
     "Augment",
     "FineTune",
+    "HeadFeatures",
     "Loss",
     "NO_AUGMENT",
     "RECIPES",

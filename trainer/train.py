@@ -22,6 +22,7 @@ from .config import Loss, Thresholds, TrainConfig
 from .data import PreparedData, prepare_data
 from .errors import ConfigError
 from .quality import assess, format_verdict
+from .transfer import check_start
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def train(config: TrainConfig) -> TrainResult:
     if importlib.util.find_spec("keras") is None:  # the device-only install has no TensorFlow
         raise ConfigError("edge-train needs TensorFlow: pip install 'edge-multilabel[train]'")
     out = art.check_out_dir(config.out)  # fail before minutes of training, not after
+    check_start(config)  # the same for a missing weights package
     _quiet_tf()
     data = prepare_data(config)
     log = (
@@ -225,6 +227,7 @@ def _fit(config: TrainConfig, data: PreparedData, log):
         steps,
         log,
         fit_steps=fit_steps,
+        train_xy=(data.train.x, data.train.y),  # for stage 1 on cached features
     )
     info = {
         "lineage": lineage,
@@ -234,6 +237,7 @@ def _fit(config: TrainConfig, data: PreparedData, log):
                 "epochs": s.epochs,
                 "learning_rate": s.learning_rate,
                 "warmup": s.warmup,
+                "cached_features": s.cached,
             }
             for s in stages
         ],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Arch, FineTune, TrainConfig
+from .config import PRETRAINABLE, Arch, FineTune, TrainConfig
 from .errors import ConfigError
 from .models import OUTPUT_NAME, build_model, get_backbone
 
@@ -34,13 +34,28 @@ def start_model(config: TrainConfig, labels: list[str]):
             "init_from": init_from_run(model, config.init_from, labels),
         }
     if config.weights:
-        return model, {"start": "pretrained", "weights": describe_weights(config.weights)}
+        return model, {
+            "start": "pretrained",
+            "weights": describe_weights(config.weights, config.arch),
+        }
     return model, {"start": "scratch"}
 
 
-def describe_weights(weights: str) -> dict:
+def check_start(config: TrainConfig) -> None:
+    """Fail now, before the data is decoded, if the pretrained weights cannot be had."""
+    if config.weights == "imagenet" and config.arch is Arch.EFFICIENTNET_LITE0:
+        from .pretrained.imagenet import checkpoint
+
+        checkpoint()  # WeightsError naming the package to install
+
+
+def describe_weights(weights: str, arch: Arch | None = None) -> dict:
     """Where pretrained weights came from, without the training machine's paths."""
-    if weights == "imagenet":
+    if weights == "imagenet" and arch is Arch.EFFICIENTNET_LITE0:
+        from .pretrained.imagenet import checkpoint
+
+        return checkpoint().describe()  # the package, its version, the file's SHA-256
+    if weights == "imagenet":  # Keras's download (mobilenets)
         return {"source": "imagenet"}
     return {"source": "file", "file": Path(weights).name, "sha256": file_sha256(weights)}
 
@@ -108,14 +123,14 @@ def set_stage_trainable(model, stage: str, fine_tune: FineTune) -> None:
 
 
 def save_backbone_weights(run_dir: str | Path, path: str | Path) -> Path:
-    """Write the backbone of a mobilenet run as a `--weights` file (e.g. pretrained on another task)."""
+    """Write the backbone of a pretrainable-arch run as a `--weights` file (e.g. for another task)."""
     import keras
 
     from .artifacts import MANIFEST_FILE, MODEL_FILE
 
     run = Path(run_dir)
     arch = json.loads((run / MANIFEST_FILE).read_text()).get("arch")
-    if arch not in (Arch.MOBILENETV2.value, Arch.MOBILENETV3.value):
+    if arch not in {a.value for a in PRETRAINABLE}:
         raise ConfigError(
             f"{run_dir}: arch {arch} has no separate backbone; use --init-from to start from it"
         )

@@ -198,6 +198,12 @@ def read_state_dict(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> dict[s
 
 def parse_state_dict(data: bytes) -> dict[str, np.ndarray]:
     """`read_state_dict` on bytes in memory."""
+    if data[:4] == b"PK\x03\x04":
+        raise WeightsError(
+            "a zip-format torch file (torch's default since 1.6); this reader takes the legacy format"
+        )
+    if not data.startswith(b"\x80\x02"):  # torch's legacy writer starts with pickle protocol 2
+        raise WeightsError("not a torch legacy-format file (it does not start with a pickle)")
     view = memoryview(data)
     try:
         pos, magic = _load(view, 0, MAX_HEADER_BYTES, {}, len(data))
