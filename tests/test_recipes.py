@@ -58,7 +58,22 @@ def test_per_arch_defaults_fill_only_what_is_not_given(arch):
     )
     c = TrainConfig(data="d.csv", out="o", arch=arch, input_size=48, learning_rate=0.01)
     assert (c.input_size, c.learning_rate) == (48, 0.01)
-    assert TrainConfig(data="d.csv", out="o").arch is Arch.COMPACT
+    default = TrainConfig(data="d.csv", out="o")
+    assert (default.arch, default.weights, default.pretrained) == (
+        Arch.EFFICIENTNET_LITE0,
+        "imagenet",  # the ImageNet start, from the installed package
+        True,
+    )
+
+
+def test_weights_default_per_arch_and_none_means_random():
+    assert TrainConfig(data="d.csv", out="o", arch="compact").weights is None
+    assert TrainConfig(data="d.csv", out="o", arch="mobilenetv2").weights is None  # a download
+    scratch = TrainConfig(data="d.csv", out="o", weights="none")
+    assert scratch.arch is Arch.EFFICIENTNET_LITE0 and scratch.weights is None
+    assert not scratch.pretrained
+    with pytest.raises(ConfigError, match="one width"):
+        TrainConfig(data="d.csv", out="o", width=0.5)
 
 
 def _cli_config(monkeypatch, args):

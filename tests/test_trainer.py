@@ -597,6 +597,8 @@ def test_cli_subprocess_make_demo_and_train(tmp_path):
             str(tmp_path / "d" / "train.csv"),
             "--out",
             str(tmp_path / "run"),
+            "--arch",
+            "compact",
             "--input-size",
             "32",
             "--epochs",

@@ -140,7 +140,14 @@ def _relabel(src_csv: Path, out_csv: Path, mapping: dict[str, str | None]) -> Pa
 def parent_run(demo_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("parent") / "parent"
     return train(
-        TrainConfig(data=str(demo_data[0]), out=str(out), input_size=32, epochs=2, verbose=False)
+        TrainConfig(
+            data=str(demo_data[0]),
+            out=str(out),
+            arch="compact",
+            input_size=32,
+            epochs=2,
+            verbose=False,
+        )
     )
 
 
