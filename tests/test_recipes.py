@@ -11,7 +11,15 @@ from edge_runtime.cli.kit import config_default
 from edge_runtime.evaluation.dataset import read_labels_csv
 from edge_runtime.inference.preprocess import load_image
 from trainer import TrainConfig
-from trainer.config import ARCH_DEFAULTS, NO_AUGMENT, RECIPES, Arch, Recipe, Thresholds
+from trainer.config import (
+    ARCH_DEFAULTS,
+    NO_AUGMENT,
+    RECIPES,
+    Arch,
+    HeadFeatures,
+    Recipe,
+    Thresholds,
+)
 from trainer.errors import ConfigError
 
 # How far the toolkit's seed recipe may land from the seed script on the same data, in held-out
@@ -116,6 +124,12 @@ def test_cli_defaults_come_from_train_config(monkeypatch):
     assert _cli_config(monkeypatch, []) == TrainConfig(data="d.csv", out="o")
     seed = _cli_config(monkeypatch, ["--recipe", "seed", "--epochs", "3"])
     assert seed == TrainConfig.from_recipe("seed", data="d.csv", out="o", epochs=3)
+    c = _cli_config(monkeypatch, ["--head-features", "augmented", "--weights", "none"])
+    assert (c.head_features, c.weights, c.arch) == (
+        HeadFeatures.AUGMENTED,
+        None,
+        Arch.EFFICIENTNET_LITE0,
+    )
     aug = _cli_config(monkeypatch, ["--translate", "0.2", "--no-flip"]).augment
     assert (aug.translate, aug.flip, aug.brightness) == (
         0.2,

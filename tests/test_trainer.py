@@ -500,7 +500,11 @@ def test_cli_bad_csv_is_one_line_exit_2(tmp_path, content, needle):
         (["--translate", "0.7"], "translate must be in [0, 0.5)"),
         (["--brightness", "-1"], "brightness must be in [0, 1]"),
         (["--input-size", "8"], "input_size must be >= 32"),
-        (["--weights", "imagenet"], "weights is only used with arch mobilenetv2 or mobilenetv3"),
+        (
+            ["--arch", "compact", "--weights", "imagenet"],
+            "weights is only used with arch mobilenetv2",
+        ),
+        (["--head-features", "some"], "'some' is not one of 'cached', 'augmented'"),
         (["--head-epochs", "40"], "head_epochs must be in [1, epochs=30]"),
     ],
 )

@@ -64,6 +64,9 @@ def test_stage_one_leaves_every_backbone_weight_exactly_equal(demo_data, tmp_pat
             epochs=2,
             weights=str(weights),
             fine_tune="none",
+            # through the backbone in every step (not on cached features), so that this proves
+            # batch norm stays in inference mode inside model.fit
+            head_features="augmented",
             verbose=False,
         )
     )
@@ -79,6 +82,7 @@ def test_stage_one_leaves_every_backbone_weight_exactly_equal(demo_data, tmp_pat
         head[0], build_model("mobilenetv2", 32, 5, width=0.35).get_layer("scores").get_weights()[0]
     )
     assert [s["name"] for s in res.manifest["training"]["stages"]] == ["head"]
+    assert res.manifest["training"]["stages"][0]["cached_features"] is False
     assert res.manifest["lineage"] == {
         "start": "pretrained",
         "weights": {
