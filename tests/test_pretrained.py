@@ -312,3 +312,27 @@ def test_the_default_start_is_imagenet_offline_and_its_int8_passes_the_default_g
     )
     assert export.returncode == 0, export.stderr[-3000:]  # int8, the default gate
     assert (tmp_path / "m.tflite").is_file()
+    _feeds_init_from_and_save_backbone_weights(run, m["labels"], tmp_path)
+
+
+def _feeds_init_from_and_save_backbone_weights(run, labels, tmp_path) -> None:
+    """The run's backbone saved as a --weights file loads back bit for bit, and --init-from
+    copies every layer of it into a new model (one training serves both checks: it is costly)."""
+    import keras
+
+    from trainer import TrainConfig
+    from trainer.models import build_model, get_backbone
+    from trainer.transfer import save_backbone_weights, start_model
+
+    saved = keras.models.load_model(run / "model.keras", safe_mode=True, compile=False)
+    weights = save_backbone_weights(run, tmp_path / "bb.weights.h5")
+    loaded = get_backbone(build_model("efficientnet_lite0", 64, 2, weights=str(weights)))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(loaded.get_weights(), get_backbone(saved).get_weights())
+    )
+    cfg = TrainConfig(data="d.csv", out=str(tmp_path / "child"), init_from=str(run))
+    assert (cfg.arch.value, cfg.input_size, cfg.weights) == ("efficientnet_lite0", 64, None)
+    model, lineage = start_model(cfg, labels)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), saved.get_weights()))
+    assert lineage["init_from"]["parent"]["start"] == "pretrained"
