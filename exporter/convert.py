@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from edge_common.versions import UnsupportedVersion
 from edge_runtime.errors import EdgeError, first_line
 
+from . import tf_internals
 from .modes import QuantMode, WeightScales
 
 
@@ -30,14 +32,17 @@ def convert(
     `representative` (int8 only) yields uint8 HxWx3 images from the one preprocessing path; the
     converter sees them as float32 0-255, exactly what the model's Rescaling layer expects.
     `scales=WeightScales.PER_TENSOR` (int8 only) gives each weight tensor one scale instead of one
-    per output channel (the converter's default): every per-channel scale costs 12 bytes (float32 scale + int64 zero point), which on
-    a small model is a fifth of the file, but folded batch norm can leave channels with very
-    different ranges, so per-tensor is riskier (the parity gate will say).
+    per output channel (the converter's default): every per-channel scale costs 12 bytes (float32
+    scale + int64 zero point), which on a small model is a fifth of the file, but folded batch
+    norm can leave channels with very different ranges, so per-tensor is riskier (the parity gate
+    will say). The switch is private to TensorFlow: `tf_internals` checks it before and its
+    effect after; a converter that ignored it is a `ConversionError`, never a per-channel file.
     Only TFLite builtin ops are allowed: select-TF (Flex) ops need a runtime the device lacks.
     """
     import tensorflow as tf
 
     mode = QuantMode(mode)
+    per_tensor = scales is not None and WeightScales(scales) is WeightScales.PER_TENSOR
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if mode is QuantMode.FLOAT16:
@@ -62,8 +67,11 @@ def convert(
         # consumer reads probabilities without knowing quantization parameters.
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.float32
-        if scales is not None and WeightScales(scales) is WeightScales.PER_TENSOR:
-            conv._experimental_disable_per_channel = True  # no public switch exists for this
+        if per_tensor:
+            try:
+                tf_internals.disable_per_channel(conv)  # no public switch exists for this
+            except UnsupportedVersion as exc:
+                raise ConversionError(str(exc)) from None
     elif mode is not QuantMode.FLOAT32:
         raise ConversionError(f"cannot convert with mode {mode.value!r}; pick a concrete mode")
     try:
@@ -73,6 +81,11 @@ def convert(
         raise ConversionError(
             f"TFLite conversion ({mode.value}) failed: {first_line(exc)}"
         ) from exc
+    if mode is QuantMode.INT8 and per_tensor:
+        try:
+            tf_internals.require_per_tensor(data)
+        except UnsupportedVersion as exc:
+            raise ConversionError(str(exc)) from None
     bad = [op for op in op_names(data) if not _is_builtin(op)]
     if bad:
         raise ConversionError(
@@ -109,11 +122,15 @@ def _captured_output() -> Iterator[None]:
 
 def op_names(model: bytes) -> list[str]:
     """Operator names of a TFLite model in graph order (see `edge_runtime.inference.backend.op_names`)."""
+    from edge_runtime.inference.backend import OP_LISTING_TESTED
     from edge_runtime.inference.backend import op_names as listed
 
     names = listed(model)
     if names is None:
-        raise ConversionError("cannot list the converted model's ops with this interpreter package")
+        raise ConversionError(
+            "cannot list the converted model's ops with this interpreter package "
+            f"(tested: {OP_LISTING_TESTED})"
+        )
     return names
 
 

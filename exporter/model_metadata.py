@@ -12,6 +12,7 @@ appended by `edge_runtime.modelfile.metadata.embed`, which also records the flat
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from edge_runtime.errors import ModelError
@@ -150,55 +151,176 @@ def metadata_buffer(
     return bytes(b.Output())
 
 
+# Field numbers of the TFLite model schema (schema.fbs) that `populate` reads or writes. The
+# schema only ever appends fields, so these numbers are fixed for good.
+MODEL_VERSION, MODEL_BUFFERS, MODEL_METADATA = 0, 4, 6
+MODEL_REFERENCES = (1, 2, 3, 4, 5, 6, 7)  # operator_codes .. signature_defs: all offsets
+BUFFER_DATA, BUFFER_OFFSET = 0, 1
+ENTRY_NAME = 0  # Metadata.name; Metadata.buffer (field 1) follows it in the table
+DATA_ALIGN = 16  # schema: Buffer.data is `force_align: 16`, as the converter writes it
+
+
 def populate(flat: bytes, meta_buffer: bytes) -> bytes:
-    """`flat` (a TFLite flatbuffer) with `meta_buffer` as its TFLITE_METADATA (replacing any)."""
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as tfl
+    """`flat` (a TFLite flatbuffer) with `meta_buffer` as its TFLITE_METADATA (replacing any).
 
-    model = tfl.ModelT.InitFromObj(tfl.Model.GetRootAs(metadata.strip(flat), 0))
-    model.metadata = [
-        m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())
-    ]
-    buf = tfl.BufferT()
-    buf.data = meta_buffer
-    model.buffers.append(buf)
-    entry = tfl.MetadataT()
-    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
-    model.metadata.append(entry)
-    aligned = _aligned_buffer_class(tfl)
-    for b in model.buffers:
-        b.__class__ = aligned
-    builder = flatbuffers.Builder(len(flat) + len(meta_buffer) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    No schema library re-packs the model: TensorFlow's generated one is internal to TensorFlow
+    (and its `Pack` aligned buffer data to 1 byte), the `tflite` package only reads. Instead the
+    converter's bytes stay exactly as they are, behind a short prefix: a new root `Model` table
+    whose fields point into them, except `buffers` and `metadata`, two new vectors listing the
+    old entries plus one new buffer (our metadata, its data on 16 bytes as the schema's
+    `force_align` asks and MediaPipe's verifier checks) and one new `Metadata` entry naming it.
+    Flatbuffer offsets are relative and point forward, so the old content stays valid where it
+    is; the prefix is a multiple of 16 bytes, so every alignment the converter gave keeps. The
+    old root table is left as a few unreferenced bytes. Depends only on the flatbuffer format
+    and the schema's field numbers above, which the schema never renumbers; a Model field this
+    writer does not know is refused rather than dropped.
+    """
+    from edge_runtime.modelfile.flatbuffer import Malformed, Reader
+
+    old = metadata.strip(flat)
+    r = Reader(old)
+    try:
+        root = r.table(r.u32(0))
+        vsize = struct.unpack_from("<H", old, root[1])[0]
+        present = [i for i in range((vsize - 4) // 2) if r.field(root, i) is not None]
+        unknown = [i for i in present if i != MODEL_VERSION and i not in MODEL_REFERENCES]
+        if unknown:
+            raise ModelError(
+                f"the converted model has Model fields {unknown} this writer does not know "
+                "(a newer TFLite schema): cannot add the standard metadata"
+            )
+        refs = {i: _target(r, root, i) for i in present if i in MODEL_REFERENCES}
+        buffers = [pos for pos, _ in r.tables(root, MODEL_BUFFERS)]
+        if any(r.scalar(b, BUFFER_OFFSET, "<Q") > 1 for b in r.tables(root, MODEL_BUFFERS)):
+            raise ModelError("models over 2 GB (buffers outside the flatbuffer) are not supported")
+        kept = [
+            pos
+            for pos, vt in r.tables(root, MODEL_METADATA)
+            if r.string((pos, vt), ENTRY_NAME) != METADATA_NAME.encode()
+        ]
+        version = r.scalar(root, MODEL_VERSION)
+    except Malformed as exc:
+        raise ModelError(f"not a TFLite flatbuffer: {exc}") from None
+    w = _Prefix()
+    w.u32(0)  # the root offset, patched below
+    w.raw(b"TFL3")
+    fields = sorted(set(present) | {MODEL_BUFFERS, MODEL_METADATA})
+    n_slots = max(fields) + 1
+    vtable = w.pos
+    w.u16(4 + 2 * n_slots)
+    w.u16(4 + 4 * len(fields))
+    for slot in range(n_slots):
+        w.u16(4 + 4 * fields.index(slot) if slot in fields else 0)
+    w.align(4)
+    table = w.pos
+    w.patch_u32(0, table)
+    w.i32(table - vtable)
+    slots = {}
+    for slot in fields:
+        slots[slot] = w.pos
+        w.u32(version if slot == MODEL_VERSION else 0)
+    for slot, target in refs.items():
+        if slot not in (MODEL_BUFFERS, MODEL_METADATA):
+            w.ref_old(slots[slot], target)
+    w.ref_new(slots[MODEL_BUFFERS], w.pos)
+    new_buffer = w.table_refs(buffers)
+    w.ref_new(slots[MODEL_METADATA], w.pos)
+    new_entry = w.table_refs(kept)
+    # The new Buffer: one field, `data`, whose bytes start on a 16-byte boundary.
+    w.ref_new(new_buffer, w.table([4]))
+    data_ref = w.pos - 4
+    w.align(DATA_ALIGN, plus=4)
+    w.ref_new(data_ref, w.pos)
+    w.u32(len(meta_buffer))
+    w.raw(meta_buffer)
+    # The new Metadata entry: `name`, then `buffer` (the index of the buffer just added).
+    w.align(4)
+    w.ref_new(new_entry, w.table([4, 8]))
+    name_ref, index_at = w.pos - 8, w.pos - 4
+    w.patch_u32(index_at, len(buffers))
+    w.align(4)
+    w.ref_new(name_ref, w.pos)
+    name = METADATA_NAME.encode()
+    w.u32(len(name))
+    w.raw(name + b"\0")
+    return w.finish(old, DATA_ALIGN)
 
 
-def _aligned_buffer_class(tfl):
-    class AlignedBuffer(tfl.BufferT):
-        """A Buffer whose data starts on 16 bytes (schema: `force_align: 16`), as the converter
-        writes them: the generated Pack aligns to 1, and flatbuffer verifiers (MediaPipe's,
-        for the metadata buffer) and SIMD kernels want aligned data."""
+def _target(r, table: tuple[int, int], index: int) -> int:
+    """The position a reference field of `table` points at (in the old bytes)."""
+    at = r.field(table, index)
+    return at + r.u32(at)
 
-        def Pack(self, builder):
-            data = None
-            if self.data is not None:
-                raw = (
-                    self.data.tobytes()
-                    if hasattr(self.data, "tobytes")
-                    else bytes(bytearray(self.data))
-                )
-                builder.StartVector(1, len(raw), 16)
-                builder.head -= len(raw)
-                builder.Bytes[builder.head : builder.head + len(raw)] = raw
-                data = builder.EndVector()
-            tfl.BufferStart(builder)
-            if data is not None:
-                tfl.BufferAddData(builder, data)
-            tfl.BufferAddOffset(builder, self.offset)
-            tfl.BufferAddSize(builder, self.size)
-            return tfl.BufferEnd(builder)
 
-    return AlignedBuffer
+class _Prefix:
+    """The bytes put in front of an unchanged flatbuffer, written front to back; references
+    into the old bytes are patched once the prefix length (where the old bytes start) is known."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.to_old: list[tuple[int, int]] = []  # (position of a uoffset, target in the old bytes)
+
+    @property
+    def pos(self) -> int:
+        return len(self.buf)
+
+    def raw(self, data: bytes) -> None:
+        self.buf += data
+
+    def u16(self, v: int) -> None:
+        self.buf += struct.pack("<H", v)
+
+    def u32(self, v: int) -> None:
+        self.buf += struct.pack("<I", v)
+
+    def i32(self, v: int) -> None:
+        self.buf += struct.pack("<i", v)
+
+    def align(self, n: int, plus: int = 0) -> None:
+        """Pad with zeros until (position + plus) is a multiple of n."""
+        self.buf += bytes(-(self.pos + plus) % n)
+
+    def patch_u32(self, at: int, v: int) -> None:
+        struct.pack_into("<I", self.buf, at, v)
+
+    def ref_new(self, at: int, target: int) -> None:
+        self.patch_u32(at, target - at)
+
+    def ref_old(self, at: int, target: int) -> None:
+        self.to_old.append((at, target))
+
+    def table_refs(self, old_tables: list[int]) -> int:
+        """A vector of references to `old_tables` and one more; returns the last slot's position."""
+        self.align(4)
+        self.u32(len(old_tables) + 1)
+        for target in old_tables:
+            self.ref_old(self.pos, target)
+            self.u32(0)
+        self.u32(0)
+        return self.pos - 4
+
+    def table(self, field_offsets: list[int]) -> int:
+        """A vtable, then a table of 4-byte fields (zeros, to be patched) at `field_offsets`;
+        returns the table's position (its fields are the last len(field_offsets) words)."""
+        self.align(2)
+        vtable = self.pos
+        self.u16(4 + 2 * len(field_offsets))
+        self.u16(4 + 4 * len(field_offsets))
+        for off in field_offsets:
+            self.u16(off)
+        self.align(4)
+        table = self.pos
+        self.i32(table - vtable)
+        for _ in field_offsets:
+            self.u32(0)
+        return table
+
+    def finish(self, old: bytes, align: int) -> bytes:
+        self.align(align)
+        start = self.pos
+        for at, target in self.to_old:
+            self.patch_u32(at, start + target - at)
+        return bytes(self.buf) + old
 
 
 def write_model(flat: bytes, edge_metadata: dict, info: ModelInfo) -> bytes:

@@ -67,7 +67,7 @@ install_tflite() {
   install .venv-tflite --no-deps -e .
 }
 install_mediapipe() {
-  install .venv-mediapipe -e . mediapipe pytest
+  install .venv-mediapipe -e . "mediapipe<1.3" pytest  # CI: 1.2.3
   .venv-mediapipe/bin/python -c "import mediapipe" || { echo "mediapipe does not import: failing" >&2; return 1; }
 }
 test_litert() {

@@ -377,3 +377,8 @@ def test_int8_falls_back_to_per_channel_when_per_tensor_fails(
     assert metadata.read(res.out)["weight_scales"] == "per-channel"
     assert metadata.read(exported["int8"].out)["weight_scales"] == "per-tensor"
     assert exported["int8"].size_bytes < res.size_bytes  # per-channel scales cost bytes
+    # What the labels claim is what the files hold (the per-tensor switch is private to TF).
+    from exporter.tf_internals import max_scales_per_tensor
+
+    assert max_scales_per_tensor(Path(exported["int8"].out).read_bytes()) == 1
+    assert max_scales_per_tensor(Path(res.out).read_bytes()) > 1

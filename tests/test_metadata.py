@@ -478,3 +478,50 @@ def test_labels_from_standard_metadata_alone(fixture_models):
         [("labels.txt", wrong, 0, zlib.crc32(wrong), len(wrong), len(wrong))], len(flat)
     )
     assert Classifier.from_bytes(two).labels == ["label_0", "label_1", "label_2"]
+
+
+def test_standard_metadata_goes_in_without_repacking_the_model(fixture_models):
+    """`populate` keeps the converter's bytes as they are behind a prefix: the model computes the
+    same, the bounded check passes, a second call replaces the entry, and a Model field this
+    writer does not know is refused rather than dropped."""
+    import flatbuffers
+    import numpy as np
+
+    from edge_runtime.inference.backend import interpreter_class
+    from edge_runtime.modelfile import standard_metadata
+    from edge_runtime.modelfile.flatbuffer import Reader, check_structure
+    from exporter.model_metadata import ModelInfo, metadata_buffer, populate
+
+    flat = fixture_models["plain"].read_bytes()  # the converter's output, nothing added
+    meta = metadata_buffer(ModelInfo(name="once"), ["r", "g", "b"], 32, 32, "float32")
+    once = populate(flat, meta)
+    assert once.endswith(flat) and (len(once) - len(flat)) % 16 == 0
+    check_structure(once)
+    twice = populate(once, metadata_buffer(ModelInfo(name="twice"), ["r", "g", "b"], 32, 32, "x"))
+    check_structure(twice)
+    assert standard_metadata.read(once)["name"] == "once"
+    assert standard_metadata.read(twice)["name"] == "twice"
+    r = Reader(twice)
+    root = r.table(r.u32(0))
+    names = [r.string(t, 0) for t in r.tables(root, 6)]
+    assert names.count(b"TFLITE_METADATA") == 1 and len(names) == len(set(names))
+    cls, _ = interpreter_class()
+    x = np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32) * 255
+    outs = []
+    for data in (flat, once, twice):
+        it = cls(model_content=data)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+    b = flatbuffers.Builder(64)
+    b.StartObject(10)
+    b.PrependUint32Slot(0, 3, 0)  # version
+    b.PrependUint32Slot(9, 1, 0)  # a field from a schema newer than this writer
+    b.Finish(b.EndObject(), file_identifier=b"TFL3")
+    with pytest.raises(ModelError, match=r"fields \[9\]"):
+        populate(bytes(b.Output()), meta)
+    with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
+        populate(flat[:40], meta)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .config import Distribute, TrainConfig
 from .errors import ConfigError
+from .tf_internals import multiworker_fit_fixes
 
 
 def tf_config() -> dict:
@@ -95,46 +96,7 @@ def make_strategy(mode: Distribute):
         cross = None if gpus else tf.distribute.ReductionToOneDevice()
         return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross)
     check_multiworker()
-    return _keras_compatible(tf.distribute.MultiWorkerMirroredStrategy())
-
-
-def _keras_compatible(strategy):
-    """Work around two places where Keras 3's `fit` misuses MultiWorkerMirroredStrategy.
-
-    Both are in keras/src/backend/tensorflow/trainer.py (Keras 3.15); MirroredStrategy is
-    unaffected. (1) `_maybe_symbolic_build` reduces a whole (images, labels) batch in one
-    `strategy.reduce` call, but this strategy reduces single values only: map over the
-    structure, as MirroredStrategy does itself. (2) `reduce_per_replica` averages every
-    per-replica log (the loss, each metric: scalars) with `reduce("MEAN", v, axis=0)`, which
-    fails on a scalar: a scalar's mean over the replicas is `axis=None`.
-    """
-    import tensorflow as tf
-
-    ext = strategy.extended
-    reduce_to = ext._reduce_to
-
-    def mapped(reduce_op, value, destinations, options):
-        return tf.nest.map_structure(
-            lambda v: reduce_to(reduce_op, v, destinations, options), value
-        )
-
-    ext._reduce_to = mapped
-    reduce = strategy.reduce
-
-    def reduce_scalars_over_replicas(reduce_op, value, axis=None):
-        if axis is not None and _rank(value) == 0:
-            axis = None
-        return reduce(reduce_op, value, axis=axis)
-
-    strategy.reduce = reduce_scalars_over_replicas
-    return strategy
-
-
-def _rank(value) -> int | None:
-    parts = getattr(value, "values", None)
-    first = parts[0] if isinstance(parts, tuple) and parts else value
-    shape = getattr(first, "shape", None)
-    return None if shape is None else shape.rank
+    return multiworker_fit_fixes(tf.distribute.MultiWorkerMirroredStrategy())
 
 
 def scaled(config: TrainConfig, replicas: int) -> TrainConfig:

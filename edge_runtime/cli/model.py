@@ -8,7 +8,8 @@ import click
 
 from .. import atomic
 from ..errors import EdgeError
-from .kit import Fatal, backend_option, load_classifier
+from ..inference.bench import BenchConfig
+from .kit import Fatal, backend_option, config_default, load_classifier
 
 
 @click.command(
@@ -130,8 +131,15 @@ Examples:
     type=click.Path(dir_okay=False),
     help="Time the whole path from this image (default: a synthetic frame at input size).",
 )
-@click.option("--runs", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True)
+@click.option(
+    "--runs", type=click.IntRange(1), default=config_default(BenchConfig, "runs"), show_default=True
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(0),
+    default=config_default(BenchConfig, "warmup"),
+    show_default=True,
+)
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads.")
 @click.option("--threads-sweep", help="Comma-separated thread counts, e.g. 1,2,4.")
 @backend_option

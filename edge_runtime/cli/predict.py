@@ -5,13 +5,35 @@ from __future__ import annotations
 
 import itertools
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from ..live.events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES
 from ..live.output import Format, Writer
-from .kit import Fatal, backend_option, load_classifier
+from ..live.runner import EventConfig, RunConfig
+from ..live.sources import Reconnect, Sampling
+from ..live.watch import WatchConfig
+from .kit import Fatal, backend_option, config_default, load_classifier
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """One `edge-infer predict` run as its options asked for it: the library's own configs
+    (whose defaults are the options' defaults), then carried out by `run_predict`."""
+
+    model: str
+    inputs: tuple[str, ...]
+    fmt: Format = Format.TABLE
+    run: RunConfig = RunConfig()
+    sampling: Sampling = Sampling()  # videos, streams, the camera
+    reconnect: Reconnect = Reconnect()  # streams and the camera
+    camera: int | None = None
+    watch: WatchConfig | None = None
+    watch_timeout: float | None = None  # seconds
+    max_count: int | None = None  # watched images
+    threads: int | None = None  # interpreter threads
+    backend: str | None = None  # interpreter package
 
 
 def _fmt(as_json: bool, as_csv: bool) -> Format:
@@ -46,7 +68,10 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 )
 @click.option("--threads", type=click.IntRange(1, 64), help="Interpreter threads.")
 @click.option(
-    "--workers", type=click.IntRange(1, 64), help="Decoding threads (default: the core count)."
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=config_default(RunConfig, "workers"),
+    help="Decoding threads (default: the core count).",
 )
 @backend_option
 @click.option("--no-draft", is_flag=True, help="Always decode JPEGs at full scale.")
@@ -61,7 +86,7 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 @click.option(
     "--every",
     type=click.IntRange(1),
-    default=1,
+    default=config_default(Sampling, "every"),
     show_default=True,
     help="Frames: classify every Nth frame.",
 )
@@ -78,7 +103,7 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 @click.option(
     "--retries",
     type=click.IntRange(0),
-    default=3,
+    default=config_default(Reconnect, "retries"),
     show_default=True,
     help="Streams/camera: reconnect attempts in a row after the source drops.",
 )
@@ -90,14 +115,14 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 @click.option(
     "--on-frames",
     type=click.IntRange(1),
-    default=DEFAULT_ON_FRAMES,
+    default=config_default(EventConfig, "on_frames"),
     show_default=True,
     help="Events: consecutive frames at or over the threshold to turn a label on.",
 )
 @click.option(
     "--off-frames",
     type=click.IntRange(1),
-    default=DEFAULT_OFF_FRAMES,
+    default=config_default(EventConfig, "off_frames"),
     show_default=True,
     help="Events: consecutive frames under the threshold to turn it off.",
 )
@@ -116,14 +141,14 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 @click.option(
     "--interval",
     type=click.FloatRange(0.01),
-    default=0.5,
+    default=config_default(WatchConfig, "interval"),
     show_default=True,
     help="Watch poll interval (s).",
 )
 @click.option(
     "--settle",
     type=click.FloatRange(0),
-    default=1.0,
+    default=config_default(WatchConfig, "settle"),
     show_default=True,
     help="Watch: a file counts as complete once unchanged for this many seconds.",
 )
@@ -140,9 +165,6 @@ when importable, else OpenCV device N. SIGTERM or Ctrl-C ends a run cleanly."""
 def predict(model, inputs, **opt) -> None:
     """Classify images (files, directories, globs, - for paths on stdin), videos, streams,
     a camera, or a watched folder."""
-    from ..live.inputs import expand_inputs
-    from ..live.runner import EventConfig, RunConfig, Runner, stop_on_sigterm
-
     fmt = _fmt(opt["as_json"], opt["as_csv"])
     if not inputs and opt["watch_dir"] is None and opt["camera"] is None:
         raise click.UsageError(
@@ -152,15 +174,42 @@ def predict(model, inputs, **opt) -> None:
         raise click.UsageError("choose one of --camera and --watch (each runs until stopped)")
     if opt["snapshot_dir"] and not opt["events"]:
         raise click.UsageError("--snapshot saves the frames that turn a label on: add --events")
-    config = RunConfig(
-        threshold=opt["threshold"],
-        workers=opt["workers"],
-        draft=not opt["no_draft"],
-        events=EventConfig(opt["on_frames"], opt["off_frames"], opt["snapshot_dir"])
-        if opt["events"]
-        else None,
+    events = EventConfig(opt["on_frames"], opt["off_frames"], opt["snapshot_dir"])
+    watch = opt["watch_dir"]
+    config = PredictConfig(
+        model=model,
+        inputs=tuple(inputs),
+        fmt=fmt,
+        run=RunConfig(
+            threshold=opt["threshold"],
+            workers=opt["workers"],
+            draft=not opt["no_draft"],
+            events=events if opt["events"] else None,
+        ),
+        sampling=Sampling(every=opt["every"], fps=opt["fps"], max_frames=opt["max_frames"]),
+        reconnect=Reconnect(retries=opt["retries"]),
+        camera=opt["camera"],
+        watch=None
+        if watch is None
+        else WatchConfig(
+            watch, settle=opt["settle"], interval=opt["interval"], notify=not opt["force_poll"]
+        ),
+        watch_timeout=opt["watch_timeout"],
+        max_count=opt["max_count"],
+        threads=opt["threads"],
+        backend=opt["backend"],
     )
-    clf = load_classifier(model, opt["threads"], opt["backend"])
+    run_predict(config)
+
+
+def run_predict(config: PredictConfig) -> None:
+    """Carry out `config`: results on stdout, failures and the summary on stderr; exit 1 when
+    an input failed."""
+    from ..live.inputs import expand_inputs
+    from ..live.runner import Runner, stop_on_sigterm
+
+    clf = load_classifier(config.model, config.threads, config.backend)
+    inputs = config.inputs
     # Inputs named on the command line are listed up front (sources to open, a bar, a column
     # width); `-` (image paths on stdin) stays lazy, read as it comes, in its place.
     segments = [
@@ -168,14 +217,15 @@ def predict(model, inputs, **opt) -> None:
     ]
     known = [item for seg in segments if isinstance(seg, list) for item in seg]
     items = known if "-" not in inputs else itertools.chain.from_iterable(segments)
-    sources = _open_sources(known, opt)
-    live = bool(sources) or opt["watch_dir"] is not None
+    sources = _open_sources(known, config)
+    live = bool(sources) or config.watch is not None
+    events = config.run.events
     writer = Writer(
-        fmt,
+        config.fmt,
         clf.labels,
         live=bool(sources),
-        events=opt["events"],
-        snapshots=bool(opt["snapshot_dir"]),
+        events=events is not None,
+        snapshots=bool(events and events.snapshot_dir),
         names=[i.name for i in known],
     )
     later: list[tuple[str, str]] = []
@@ -186,14 +236,14 @@ def predict(model, inputs, **opt) -> None:
         else:
             later.append((name, problem))
 
-    runner = Runner(clf, config, writer, on_failure=on_failure)
+    runner = Runner(clf, config.run, writer, on_failure=on_failure)
     with stop_on_sigterm(runner.stop):
         try:
             _run_inputs(runner, items, iter(sources))
-            if opt["camera"] is not None and not runner.stop.is_set():
+            if config.camera is not None and not runner.stop.is_set():
                 runner.frames(sources[-1])
-            if opt["watch_dir"] is not None and not runner.stop.is_set():
-                _run_watch(runner, opt)
+            if config.watch is not None and not runner.stop.is_set():
+                _run_watch(runner, config)
         except KeyboardInterrupt:
             runner.stop.set()
         finally:
@@ -209,12 +259,11 @@ def predict(model, inputs, **opt) -> None:
         sys.exit(1)
 
 
-def _open_sources(items, opt) -> list:
+def _open_sources(items, config: PredictConfig) -> list:
     """Every video and stream, in order, then the camera: all opened before anything runs, so a
     bad source is a usage error (exit 2)."""
     from ..errors import SourceError
     from ..live.runner import open_sources
-    from ..live.sources import Sampling
 
     bad = next((i for i in items if i.live and i.problem is not None), None)
     if bad is not None:
@@ -222,10 +271,10 @@ def _open_sources(items, opt) -> list:
     try:
         return open_sources(
             [i.name for i in items if i.live],
-            opt["camera"],
+            config.camera,
             on_problem=_warn,
-            retries=opt["retries"],
-            sampling=Sampling(every=opt["every"], fps=opt["fps"], max_frames=opt["max_frames"]),
+            reconnect=config.reconnect,
+            sampling=config.sampling,
         )
     except SourceError as exc:
         raise Fatal(str(exc)) from None
@@ -261,18 +310,15 @@ def _run_inputs(runner, items, sources) -> None:
                 runner.frames(next(sources))
 
 
-def _run_watch(runner, opt) -> None:
-    from ..live.watch import WatchConfig, Watcher
+def _run_watch(runner, config: PredictConfig) -> None:
+    from ..live.watch import Watcher
 
-    folder = Path(opt["watch_dir"])
+    folder = Path(config.watch.folder)
     if not folder.is_dir():
         raise Fatal(f"{folder}: watch folder does not exist")
-    cfg = WatchConfig(
-        str(folder), settle=opt["settle"], interval=opt["interval"], notify=not opt["force_poll"]
-    )
-    with Watcher(cfg, on_problem=_warn) as watcher:
+    with Watcher(config.watch, on_problem=_warn) as watcher:
         click.echo(f"watching {folder} ({watcher.mode}; Ctrl-C or SIGTERM to stop)", err=True)
-        runner.watch(watcher, opt["watch_timeout"], opt["max_count"])
+        runner.watch(watcher, config.watch_timeout, config.max_count)
 
 
 def _warn(message: str) -> None:

@@ -50,14 +50,24 @@ def _resolve(dotted: str) -> Any:
     return obj
 
 
+# The interpreter packages list a model's operators only through a private method. It is used
+# here and nowhere else; where a package lacks it, op names are None ("unavailable"), not an error.
+_OPS_DETAILS = "_get_ops_details"
+OP_LISTING_TESTED = "ai-edge-litert 2.3, tflite-runtime 2.14, tensorflow 2.21 (tf.lite)"
+
+
 def op_names(model: bytes, backend: str | None = None) -> list[str] | None:
-    """Operator names of a TFLite model in graph order; None if the package cannot list them.
+    """Operator names of a TFLite model in graph order; None if the package cannot list them
+    (its private `_get_ops_details()`, tested in OP_LISTING_TESTED, is gone or failed).
 
     Uses a fresh interpreter on purpose: after `allocate_tensors` a delegate (XNNPACK) has
     replaced most ops by one DELEGATE node.
     """
     cls, _ = interpreter_class(backend)
     try:
-        return [op["op_name"] for op in cls(model_content=model)._get_ops_details()]
-    except (AttributeError, RuntimeError, ValueError, KeyError):
+        details = getattr(cls(model_content=model), _OPS_DETAILS, None)
+        if not callable(details):
+            return None
+        return [str(op["op_name"]) for op in details()]
+    except (AttributeError, RuntimeError, ValueError, KeyError, TypeError):
         return None

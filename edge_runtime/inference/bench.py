@@ -25,6 +25,14 @@ from .preprocess import decode, finish, load_image
 
 
 @dataclass(frozen=True)
+class BenchConfig:
+    """How many timed runs `benchmark` makes, after how many untimed warm-up runs."""
+
+    runs: int = 50
+    warmup: int = 5
+
+
+@dataclass(frozen=True)
 class Latency:
     """Summary of repeated timings, in milliseconds."""
 
@@ -118,8 +126,8 @@ def benchmark(
     model: str | Path,
     image: str | Path | None = None,
     *,
-    runs: int = 50,
-    warmup: int = 5,
+    runs: int = BenchConfig.runs,
+    warmup: int = BenchConfig.warmup,
     threads: int | None = None,
     backend: str | None = None,
     draft: bool = True,

@@ -26,7 +26,7 @@ from ..inference.classifier import Classifier, Outcome
 from ..inference.preprocess import to_rgb
 from .events import DEFAULT_OFF_FRAMES, DEFAULT_ON_FRAMES, Hysteresis, State
 from .sinks import Item, Sink
-from .sources import Frame, FrameSource, Sampling
+from .sources import Frame, FrameSource, Reconnect, Sampling
 from .watch import Watcher
 
 _IMAGES = "<images>"  # the hysteresis key shared by every image input
@@ -242,7 +242,7 @@ def open_sources(
     camera: int | None = None,
     *,
     sampling: Sampling = Sampling(),
-    retries: int = 3,
+    reconnect: Reconnect = Reconnect(),
     on_problem: Callable[[str], None] | None = None,
 ) -> list[FrameSource]:
     """Open each video or stream in `names`, then camera `camera` (if not None), in that order.
@@ -254,12 +254,16 @@ def open_sources(
     try:
         for name in names:
             opened.append(
-                FrameSource(name, sampling=sampling, retries=retries, on_problem=on_problem)
+                FrameSource(name, sampling=sampling, reconnect=reconnect, on_problem=on_problem)
             )
         if camera is not None:
             opened.append(
                 FrameSource(
-                    camera, camera=True, sampling=sampling, retries=retries, on_problem=on_problem
+                    camera,
+                    camera=True,
+                    sampling=sampling,
+                    reconnect=reconnect,
+                    on_problem=on_problem,
                 )
             )
     except BaseException:

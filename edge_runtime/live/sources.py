@@ -74,6 +74,14 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Reconnect:
+    """How long a live source (a stream, the camera) is held on to after it stops delivering."""
+
+    retries: int = 3  # reopen attempts in a row before the source counts as lost
+    delay: float = 1.0  # seconds before each attempt
+
+
+@dataclass(frozen=True)
 class Frame:
     """One frame: its source's name, index in the source (skipped frames count), time, RGB pixels.
 
@@ -190,7 +198,7 @@ class FrameSource:
     """Frames from a camera, a video file or a stream; iterate with `frames()`, then `close()`.
 
     Opening happens in the constructor so that a bad source fails at once (`SourceError`).
-    `retries` bounds the reopen attempts in a row after a live source stops delivering.
+    `reconnect.retries` bounds the reopen attempts in a row after a live source stops delivering.
     """
 
     def __init__(
@@ -199,14 +207,13 @@ class FrameSource:
         *,
         camera: bool = False,
         sampling: Sampling = Sampling(),
-        retries: int = 3,
-        retry_delay: float = 1.0,
+        reconnect: Reconnect = Reconnect(),
         on_problem: Callable[[str], None] | None = None,
     ) -> None:
         self.target, self.camera, self.sampling = target, camera, sampling
         self.live = camera or (isinstance(target, str) and is_stream(target))
         self.name = f"camera:{target}" if camera else str(target)
-        self.retries, self.retry_delay = retries, retry_delay
+        self.retries, self.retry_delay = reconnect.retries, reconnect.delay
         self.on_problem = on_problem or (lambda message: None)
         self.reconnects = 0  # times the source was reopened after a drop
         self.undecodable = 0  # frames grabbed that could not be decoded
