@@ -52,7 +52,18 @@ PROFILES = {
 ROWS = (  # (key, arch label, start, edge-train options)
     ("compact", "compact", "scratch", ["--arch", "compact"]),
     ("mobilenetv2", "mobilenetv2", "scratch", ["--arch", "mobilenetv2"]),
-    ("eff_frozen", "efficientnet_lite0", "ImageNet, frozen (head only)", ["--fine-tune", "none"]),
+    (
+        "eff_frozen",
+        "efficientnet_lite0",
+        "ImageNet, frozen (head only, on cached features)",
+        ["--fine-tune", "none", "--head-features", "cached"],
+    ),
+    (
+        "eff_cached",
+        "efficientnet_lite0",
+        "ImageNet, fine-tuned, stage 1 on cached features",
+        ["--head-features", "cached"],
+    ),
     ("eff_default", "efficientnet_lite0", "ImageNet, fine-tuned: the default (no options)", []),
 )
 # per-channel: the better int8 of the two when both miss the gate (per-tensor is tried first)

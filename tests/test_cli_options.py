@@ -84,8 +84,8 @@ def _train_table(init_run: str) -> dict:
             lambda c, r: c.head_epochs == 2 and c.stage1_epochs == 2,
         ),
         "--head-features": (
-            ["--head-features", "augmented"],
-            lambda c, r: c.head_features is HeadFeatures.AUGMENTED and c.pretrained,
+            ["--head-features", "cached"],
+            lambda c, r: c.head_features is HeadFeatures.CACHED and c.pretrained,
         ),
         "--init-from": (["--init-from", init_run], lambda c, r: c.init_from == init_run),
         # efficientnet_lite0, the default, has one width

@@ -124,9 +124,9 @@ def test_cli_defaults_come_from_train_config(monkeypatch):
     assert _cli_config(monkeypatch, []) == TrainConfig(data="d.csv", out="o")
     seed = _cli_config(monkeypatch, ["--recipe", "seed", "--epochs", "3"])
     assert seed == TrainConfig.from_recipe("seed", data="d.csv", out="o", epochs=3)
-    c = _cli_config(monkeypatch, ["--head-features", "augmented", "--weights", "none"])
+    c = _cli_config(monkeypatch, ["--head-features", "cached", "--weights", "none"])
     assert (c.head_features, c.weights, c.arch) == (
-        HeadFeatures.AUGMENTED,
+        HeadFeatures.CACHED,
         None,
         Arch.EFFICIENTNET_LITE0,
     )

@@ -213,8 +213,9 @@ _AUG = config_default(TrainConfig, "augment")
     type=_choice(HeadFeatures),
     default=None,
     show_default=_default("head_features"),
-    help="Stage 1 trains on each image's backbone features computed once (cached: fast) or on "
-    "augmented images through the frozen backbone every epoch (augmented).",
+    help="Stage 1 trains on augmented images through the frozen backbone every epoch "
+    "(augmented: better on new-looking images) or on each image's features computed once "
+    "(cached: fast, no augmentation in stage 1).",
 )
 @click.option(
     "--init-from",

