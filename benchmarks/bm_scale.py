@@ -111,6 +111,8 @@ def run_train(csv_path: Path, out: Path, args: list[str]) -> dict:
         "--out",
         str(out),
         "--json",
+        "--arch",  # the demo's network, as measured before efficientnet_lite0 became the default
+        "compact",
         *args,
     ]
     t0 = time.perf_counter()

@@ -115,13 +115,13 @@ def run_all(work: Path, prof: dict, data: dict) -> list[dict]:
     )
     # The runs a user already has from the old camera: compact from scratch, mobilenetv2 the way
     # the README recommends (from the pretrained backbone).
-    sources["compact_old"] = fit("compact_old", data=str(data["old"]))
+    sources["compact_old"] = fit("compact_old", data=str(data["old"]), arch="compact")
     sources["mnv2_old"] = fit("mnv2_old", data=str(data["old"]), weights=str(weights), **mn)
     tgt = str(data["target"])
 
     rows = [
         ("seed", "scratch (--recipe seed)", fit("seed_recipe", **_seed_cfg(tgt, prof))),
-        ("compact", "scratch", fit("compact_scratch", data=tgt)),
+        ("compact", "scratch", fit("compact_scratch", data=tgt, arch="compact")),
         (
             "compact",
             "init-from (old camera run)",

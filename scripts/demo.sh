@@ -24,7 +24,9 @@ echo "== 1/6 demo data"
 $BIN/edge-train make-demo "$OUT/data" ${DEMO_N_TRAIN:+--n-train "$DEMO_N_TRAIN"} ${DEMO_N_TEST:+--n-test "$DEMO_N_TEST"}
 
 echo "== 2/6 train (progress on stderr, one line per epoch)"
-$BIN/edge-train "$OUT/data/train.csv" --out "$OUT/run" --cache-dir "$OUT/cache" ${DEMO_EPOCHS:+--epochs "$DEMO_EPOCHS"} ${DEMO_TRAIN_ARGS:-}
+# compact, not the default efficientnet_lite0: on these plain shapes a small network from scratch
+# already scores test mAP 0.998 in minutes (README, "Which architecture").
+$BIN/edge-train "$OUT/data/train.csv" --out "$OUT/run" --arch compact --cache-dir "$OUT/cache" ${DEMO_EPOCHS:+--epochs "$DEMO_EPOCHS"} ${DEMO_TRAIN_ARGS:-}
 
 echo "== 3/6 export int8 through the parity gate"
 $BIN/edge-export "$OUT/run" --quant int8 --out "$OUT/shapes.tflite" --cache-dir "$OUT/cache" ${DEMO_EXPORT_ARGS:-}

@@ -28,7 +28,15 @@ HERE = Path(__file__).parent
 
 
 def _train_table(init_run: str) -> dict:
-    from trainer.config import NO_AUGMENT, Arch, Distribute, FineTune, Loss, Thresholds
+    from trainer.config import (
+        NO_AUGMENT,
+        Arch,
+        Distribute,
+        FineTune,
+        HeadFeatures,
+        Loss,
+        Thresholds,
+    )
 
     return {
         "--out": ([], lambda c, r: c.out.endswith("run")),
@@ -75,8 +83,13 @@ def _train_table(init_run: str) -> dict:
             ],
             lambda c, r: c.head_epochs == 2 and c.stage1_epochs == 2,
         ),
+        "--head-features": (
+            ["--head-features", "cached"],
+            lambda c, r: c.head_features is HeadFeatures.CACHED and c.pretrained,
+        ),
         "--init-from": (["--init-from", init_run], lambda c, r: c.init_from == init_run),
-        "--width": (["--width", "0.5"], lambda c, r: c.width == 0.5),
+        # efficientnet_lite0, the default, has one width
+        "--width": (["--arch", "compact", "--width", "0.5"], lambda c, r: c.width == 0.5),
         "--workers": (["--workers", "3"], lambda c, r: c.workers == 3),
         "--cache-dir": (["--cache-dir", "cache"], lambda c, r: c.cache_dir == "cache"),
         # Removed (one input pipeline): a one-line usage error before anything is trained.

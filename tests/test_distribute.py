@@ -104,7 +104,7 @@ def test_mirrored_on_two_logical_cpu_devices(demo_data, tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from trainer import TrainConfig, train
-        r = train(TrainConfig(data={str(demo_data[0])!r}, out={str(tmp_path / "run")!r}, input_size=32,
+        r = train(TrainConfig(data={str(demo_data[0])!r}, out={str(tmp_path / "run")!r}, arch="compact", input_size=32,
                               epochs=2, batch_size=16, distribute="mirrored", verbose=False, seed=0))
         print(json.dumps(r.to_dict()))
     """)
@@ -157,6 +157,8 @@ def test_two_workers_with_tf_config_train_one_model_and_only_the_chief_writes(de
                     str(demo_data[0]),
                     "--out",
                     str(out),
+                    "--arch",
+                    "compact",
                     "--input-size",
                     "32",
                     "--epochs",

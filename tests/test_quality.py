@@ -91,7 +91,9 @@ def test_shuffled_labels_warn_in_summary_log_and_manifest(tmp_path):
     )
     csv = _shuffled_csv(train_csv, tmp_path / "shuffled.csv")
     r = CliRunner().invoke(
-        cli, [str(csv), "--out", str(tmp_path / "run"), "--input-size", "32", "--epochs", "4"]
+        cli,
+        [str(csv), "--out", str(tmp_path / "run"), "--arch", "compact"]
+        + ["--input-size", "32", "--epochs", "4"],
     )
     assert r.exit_code == 0, r.stderr  # training worked; the model did not learn, and it says so
     assert "WARNING: the model has NOT learned" in r.stderr  # in the live log

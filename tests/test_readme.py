@@ -2,8 +2,9 @@
 
 Every `edge-*` line of the README's `sh` blocks is executed as written, in a scratch folder that
 holds a small `photos/labels.csv`, with only these test-speed additions, each named here:
-`edge-train` gets a tiny budget (`--epochs 3 --input-size 32`), `edge-export` an open gate (a
-3-epoch model is judged on wiring here, not quality: the gate itself is tested in
+`edge-train` gets a tiny budget (`--epochs 1 --input-size 32`: from the default ImageNet start,
+one head epoch on cached features), `edge-export` an open gate (a 1-epoch model is judged on
+wiring here, not quality: the gate itself is tested in
 test_exporter.py), and `--watch` a time limit. `edge-infer` runs as the installed command;
 `edge-train` and `edge-export` run their click commands in this process (the same argv, exit code
 and stderr; each command's own tests also start it as a real process), which spares a TensorFlow
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
 TEST_SPEED = {
-    "edge-train": ["--epochs", "3", "--input-size", "32"],
+    "edge-train": ["--epochs", "1", "--input-size", "32"],
     "edge-export": [
         "--min-agreement",
         "0",

@@ -11,7 +11,16 @@ from edge_runtime.cli.kit import config_default
 from edge_runtime.evaluation.dataset import read_labels_csv
 from edge_runtime.inference.preprocess import load_image
 from trainer import TrainConfig
-from trainer.config import ARCH_DEFAULTS, NO_AUGMENT, RECIPES, Arch, Recipe, Thresholds
+from trainer.config import (
+    ARCH_DEFAULTS,
+    NO_AUGMENT,
+    NO_WEIGHTS,
+    RECIPES,
+    Arch,
+    HeadFeatures,
+    Recipe,
+    Thresholds,
+)
 from trainer.errors import ConfigError
 from trainer.plan import resolve
 
@@ -59,9 +68,32 @@ def test_per_arch_defaults_fill_only_what_is_not_given(arch):
     )
     c = resolve(TrainConfig(data="d.csv", out="o", arch=arch, input_size=48, learning_rate=0.01))
     assert (c.config.input_size, c.config.learning_rate) == (48, 0.01)
-    assert resolve(TrainConfig(data="d.csv", out="o")).config.arch is Arch.COMPACT
+    default = resolve(TrainConfig(data="d.csv", out="o")).config
+    assert (default.arch, default.weights, default.pretrained) == (
+        Arch.EFFICIENTNET_LITE0,
+        "imagenet",  # the ImageNet start, from the installed package
+        True,
+    )
     # The config itself leaves them open: resolving is the step that fills them.
     assert TrainConfig(data="d.csv", out="o").input_size is None
+
+
+def test_weights_default_per_arch_and_none_means_random():
+    def resolved(**kwargs):
+        return resolve(TrainConfig(data="d.csv", out="o", **kwargs)).config
+
+    assert resolved(arch="compact").weights is None
+    assert resolved(arch="mobilenetv2").weights is None  # a download: asked for, never default
+    assert resolved(arch="compact", weights="none").weights is None
+    scratch = resolved(weights="none")
+    # "none" is kept where the arch's default is pretrained: the recorded config, fed back in,
+    # asks for the same random start.
+    assert scratch.arch is Arch.EFFICIENTNET_LITE0 and scratch.weights == NO_WEIGHTS
+    assert not scratch.pretrained
+    assert resolve(scratch).config == scratch
+    assert resolve(TrainConfig(**scratch.to_dict())).config.weights == NO_WEIGHTS
+    with pytest.raises(ConfigError, match="one width"):
+        resolved(width=0.5)
 
 
 def _cli_config(monkeypatch, args):
@@ -104,6 +136,12 @@ def test_cli_defaults_come_from_train_config(monkeypatch):
     assert _cli_config(monkeypatch, []) == resolve(TrainConfig(data="d.csv", out="o")).config
     seed = _cli_config(monkeypatch, ["--recipe", "seed", "--epochs", "3"])
     assert seed == resolve(TrainConfig.from_recipe("seed", data="d.csv", out="o", epochs=3)).config
+    c = _cli_config(monkeypatch, ["--head-features", "cached", "--weights", "none"])
+    assert (c.head_features, c.weights, c.arch) == (
+        HeadFeatures.CACHED,
+        NO_WEIGHTS,
+        Arch.EFFICIENTNET_LITE0,
+    )
     aug = _cli_config(monkeypatch, ["--translate", "0.2", "--no-flip"]).augment
     assert (aug.translate, aug.flip, aug.brightness) == (
         0.2,

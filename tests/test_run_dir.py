@@ -65,7 +65,15 @@ MANIFEST = {
     },
     "training": {
         "config": {"arch": "compact", "width": 0.5, "input_size": 32},
-        "stages": [{"name": "train", "epochs": 2, "learning_rate": 0.001, "warmup": True}],
+        "stages": [
+            {
+                "name": "train",
+                "epochs": 2,
+                "learning_rate": 0.001,
+                "warmup": True,
+                "cached_features": False,
+            }
+        ],
         "epochs_run": 2,
         "best_epoch": 2,
         "seconds": 1.5,
@@ -123,6 +131,13 @@ def test_a_good_run_reads_as_typed_records_and_writes_back_the_same_json(tmp_pat
     assert json.loads((tmp_path / "copy" / MANIFEST_FILE).read_text()) == MANIFEST
     # Keys a newer writer may add within one schema version are ignored, not refused.
     assert read_manifest(make_run(tmp_path / "more", dict(MANIFEST, extra=1)) / MANIFEST_FILE) == m
+    # A field added later within the schema version reads as its default where it is absent.
+    stages = [
+        {k: v for k, v in s.items() if k != "cached_features"}
+        for s in MANIFEST["training"]["stages"]
+    ]
+    older = make_run(tmp_path / "older", changed("training.stages", stages))
+    assert read_manifest(older / MANIFEST_FILE) == m
 
 
 @runtime

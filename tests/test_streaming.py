@@ -273,6 +273,8 @@ def test_cli_streams_into_cache_dir_and_in_memory_is_gone(demo_data, tmp_path):
             str(demo_data[0]),
             "--out",
             str(tmp_path / "run"),
+            "--arch",
+            "compact",
             "--input-size",
             "32",
             "--epochs",

@@ -541,7 +541,11 @@ def test_cli_bad_csv_is_one_line_exit_2(tmp_path, content, needle):
         (["--brightness", "-1"], "brightness must be in [0, 1]"),
         (["--input-size", "8"], "input_size must be >= 32"),
         (["--input-size", "5000"], "input_size must be <= 4096"),  # what a run's readers refuse
-        (["--weights", "imagenet"], "weights is only used with arch mobilenetv2 or mobilenetv3"),
+        (
+            ["--arch", "compact", "--weights", "imagenet"],
+            "weights is only used with arch mobilenetv2",
+        ),
+        (["--head-features", "some"], "'some' is not one of"),
         (["--head-epochs", "40"], "head_epochs must be in [1, epochs=30]"),
     ],
 )
@@ -638,6 +642,8 @@ def test_cli_subprocess_make_demo_and_train(tmp_path):
             str(tmp_path / "d" / "train.csv"),
             "--out",
             str(tmp_path / "run"),
+            "--arch",
+            "compact",
             "--input-size",
             "32",
             "--epochs",

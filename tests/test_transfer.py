@@ -65,6 +65,9 @@ def test_stage_one_leaves_every_backbone_weight_exactly_equal(demo_data, tmp_pat
             epochs=2,
             weights=str(weights),
             fine_tune="none",
+            # through the backbone in every step (not on cached features), so that this proves
+            # batch norm stays in inference mode inside model.fit
+            head_features="augmented",
             verbose=False,
         )
     )
@@ -80,6 +83,7 @@ def test_stage_one_leaves_every_backbone_weight_exactly_equal(demo_data, tmp_pat
         head[0], build_model("mobilenetv2", 32, 5, width=0.35).get_layer("scores").get_weights()[0]
     )
     assert [s.name for s in res.manifest.training.stages] == ["head"]
+    assert res.manifest.training.stages[0].cached_features is False
     assert res.manifest.lineage.to_json() == {
         "start": "pretrained",
         "weights": {
@@ -141,7 +145,14 @@ def _relabel(src_csv: Path, out_csv: Path, mapping: dict[str, str | None]) -> Pa
 def parent_run(demo_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("parent") / "parent"
     return train(
-        TrainConfig(data=str(demo_data[0]), out=str(out), input_size=32, epochs=2, verbose=False)
+        TrainConfig(
+            data=str(demo_data[0]),
+            out=str(out),
+            arch="compact",
+            input_size=32,
+            epochs=2,
+            verbose=False,
+        )
     )
 
 
@@ -267,31 +278,21 @@ def test_cli_init_from_bad_run_is_one_line_usage_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_pretrained_then_fine_tuned_beats_scratch_on_a_small_different_task(tmp_path):
-    """Pretrain a backbone on one generated task, transfer to another with few images."""
+def test_the_imagenet_start_beats_scratch_on_a_small_task(tmp_path):
+    """120 images of two shapes: the default ImageNet EfficientNet-Lite0, head alone on cached
+    features, against compact from scratch, on 160 held-out images.
+
+    Measured: test mAP 0.771 against 0.478 (one run, 48 px, 12 epochs each). This replaced a test
+    that pretrained a MobileNetV2 on three other shapes and transferred it (0.71 against 0.46):
+    three trainings and about 2 minutes, where these two take well under one. What it covered
+    besides is tested cheaper: the --weights file and stage 1 (the stage-one tests above),
+    save_backbone_weights and --init-from and two stages (tests/test_pretrained.py)."""
     import keras
 
     from edge_common.images import load_table
     from edge_runtime.evaluation.metrics import mean_average_precision
-    from trainer.transfer import save_backbone_weights
 
-    # Each run's cost is mostly tracing MobileNetV2's train step (about 20 s), not its epochs, so
-    # the data and epochs stay where the margin is wide: 0.71 vs 0.46 measured. Smaller (32 px,
-    # 400 images, 8 epochs) saved little time and gave margins from 0.18 down to 0.036 over
-    # repeated runs (training is not bit-reproducible from run to run): flaky, so not used.
-    size, common = 48, dict(arch="mobilenetv2", width=0.35, input_size=48, verbose=False, seed=0)
-    src, _ = make_demo_dataset(
-        DemoConfig(
-            str(tmp_path / "a"),
-            n_train=600,
-            n_test=1,
-            image_size=size,
-            seed=1,
-            labels=("circle", "square", "triangle"),
-        )
-    )
-    pre = train(TrainConfig(data=str(src), out=str(tmp_path / "pre"), epochs=12, **common))
-    weights = save_backbone_weights(pre.run_dir, tmp_path / "task_a.weights.h5")
+    size = 48
     tgt, test = make_demo_dataset(
         DemoConfig(
             str(tmp_path / "b"),
@@ -304,11 +305,22 @@ def test_pretrained_then_fine_tuned_beats_scratch_on_a_small_different_task(tmp_
     )
     test_table, x_test = load_table(read_labels_csv(test), (size, size), "test")
     scores = {}
-    for name, kw in (("scratch", {}), ("pretrained", {"weights": str(weights)})):
-        res = train(TrainConfig(data=str(tgt), out=str(tmp_path / name), epochs=12, **common, **kw))
+    imagenet = {"fine_tune": "none", "head_features": "cached"}  # the fastest pretrained run
+    for name, kw in (("scratch", {"arch": "compact"}), ("imagenet", imagenet)):
+        res = train(
+            TrainConfig(
+                data=str(tgt),
+                out=str(tmp_path / name),
+                input_size=size,
+                epochs=12,
+                verbose=False,
+                seed=0,
+                **kw,
+            )
+        )
         model = keras.models.load_model(res.run_dir / "model.keras", compile=False)
         scores[name] = mean_average_precision(
             test_table.y, model.predict(x_test.astype(np.float32), verbose=0)
         )
-    print(f"pretrain val mAP {pre.metrics['map']:.3f}; target test mAP {scores}")
-    assert scores["pretrained"] >= scores["scratch"] + 0.05, scores
+    print(f"test mAP {scores}")
+    assert scores["imagenet"] >= scores["scratch"] + 0.1, scores

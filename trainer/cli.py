@@ -19,6 +19,7 @@ from .config import (
     Arch,
     Distribute,
     FineTune,
+    HeadFeatures,
     Loss,
     Recipe,
     Thresholds,
@@ -39,9 +40,11 @@ IN_MEMORY_GONE = (
 EPILOG = """\b
 Examples:
   edge-train make-demo demo/                      # write a demo data set of shapes
-  edge-train demo/train.csv --out runs/demo       # train the default (compact, 96 px)
+  edge-train photos/labels.csv --out runs/r1      # the default: ImageNet EfficientNet-Lite0
+  edge-train demo/train.csv --out runs/demo --arch compact    # small and fast, from scratch
   edge-train demo/train.csv --out runs/seed --recipe seed     # exactly the seed script
-  edge-train photos/labels.csv --out runs/r1 --arch mobilenetv2 --weights imagenet
+  edge-train photos/labels.csv --out runs/r1 --fine-tune none # head only (fastest, few images)
+  edge-train photos/labels.csv --out runs/r1 --arch mobilenetv2 --weights imagenet  # downloads
   edge-train new_photos.csv --out runs/r2 --init-from runs/r1  # fine-tune a previous run
   edge-train data.csv --val-data val.csv --out runs/r3 --epochs 50 --json > result.json
   edge-train big.csv --out runs/r4 --cache-dir /scratch/cache --distribute mirrored   # all local GPUs
@@ -116,6 +119,8 @@ _AUG = config_default(TrainConfig, "augment")
     type=_choice(Arch),
     default=None,
     show_default=f"{DEFAULT_ARCH.value}, or the --init-from run's",
+    help="efficientnet_lite0: ImageNet-pretrained, best on photos; compact: smallest and "
+    "fastest, from scratch; seed: the seed script's network; mobilenetv2/v3: Keras backbones.",
 )
 @click.option(
     "--input-size",
@@ -129,7 +134,7 @@ _AUG = config_default(TrainConfig, "augment")
     type=int,
     default=None,
     show_default=_default("epochs"),
-    help="Epoch budget (with --weights: stage 1 + stage 2).",
+    help="Epoch budget (from pretrained weights: stage 1 + stage 2).",
 )
 @click.option("--batch-size", type=int, default=None, show_default=_default("batch_size"))
 @click.option(
@@ -191,22 +196,33 @@ _AUG = config_default(TrainConfig, "augment")
 @click.option(
     "--weights",
     default=None,
-    help="mobilenetv2/v3: 'imagenet' or a backbone .weights.h5/.h5 file; "
-    "trains the head first, then fine-tunes (--fine-tune).",
+    show_default="per arch: efficientnet_lite0 imagenet, the others none",
+    help="'imagenet' (efficientnet_lite0: from the installed package, offline; mobilenetv2/v3: "
+    "Keras downloads it), a backbone .weights.h5 file, or 'none' (random start). From "
+    "pretrained weights the head trains first, then fine-tunes (--fine-tune).",
 )
 @click.option(
     "--fine-tune",
     type=_choice(FineTune),
     default=None,
     show_default=_default("fine_tune"),
-    help="With --weights, stage 2: none (head only), top (top third of the backbone), all.",
+    help="From pretrained weights, stage 2: none (head only), top (top third of the backbone), all.",
 )
 @click.option(
     "--head-epochs",
     type=int,
     default=None,
     show_default="a third of --epochs",
-    help="With --weights: epochs of stage 1 (head only).",
+    help="From pretrained weights: epochs of stage 1 (head only).",
+)
+@click.option(
+    "--head-features",
+    type=_choice(HeadFeatures),
+    default=None,
+    show_default=_default("head_features"),
+    help="Stage 1 trains on augmented images through the frozen backbone every epoch "
+    "(augmented: better on new-looking images) or on each image's features computed once "
+    "(cached: fast, no augmentation in stage 1).",
 )
 @click.option(
     "--init-from",

@@ -14,7 +14,7 @@ from .config import PRETRAINABLE, Arch
 from .errors import ConfigError
 
 OUTPUT_NAME = "scores"
-BACKBONE_NAME = "backbone"  # the nested Keras application model of the mobilenet archs
+BACKBONE_NAME = "backbone"  # the nested backbone model of the pretrainable archs
 
 
 def build_model(
@@ -27,9 +27,9 @@ def build_model(
 ):
     """A Keras model: (batch, input_size, input_size, 3) float 0-255 -> (batch, n_labels) sigmoid.
 
-    With `weights` (mobilenets: "imagenet" or a backbone weights file) the backbone's batch norm
-    is wired in inference mode for good: fine-tuning must not overwrite the pretrained moving
-    statistics with those of a few small batches (the Keras transfer-learning recipe).
+    With `weights` ("imagenet" or a backbone weights file; PRETRAINABLE archs) the backbone's
+    batch norm is wired in inference mode for good: fine-tuning must not overwrite the pretrained
+    moving statistics with those of a few small batches (the Keras transfer-learning recipe).
     """
     import keras
 
@@ -47,6 +47,8 @@ def build_model(
         x = _seed(inputs)
     elif arch is Arch.COMPACT:
         x = _compact(inputs, width, dropout)
+    elif arch is Arch.EFFICIENTNET_LITE0:
+        x = _efficientnet_lite0(inputs, input_size, weights, dropout)
     else:
         x = _mobilenet(arch, inputs, input_size, weights, width, dropout)
     outputs = keras.layers.Dense(n_labels, activation="sigmoid", name=OUTPUT_NAME)(x)
@@ -147,8 +149,38 @@ def _mobilenet(arch: Arch, x, input_size: int, weights: str | None, width: float
     return layers.Dropout(dropout, name="dropout")(x)
 
 
+def _efficientnet_lite0(x, input_size: int, weights: str | None, dropout: float):
+    """EfficientNet-Lite0 (trainer/pretrained/) + global pooling, normalised inside the graph.
+
+    "imagenet" reads the installed package's checkpoint (no network); a file is a backbone
+    saved by `trainer.transfer.save_backbone_weights`.
+    """
+    from keras import layers
+
+    from .errors import WeightsError
+    from .pretrained.efficientnet_lite import efficientnet_lite0, normalisation_layer
+    from .pretrained.imagenet import load_imagenet
+
+    # BN_MOMENTUM for a random start (see there); a pretrained one keeps batch norm frozen.
+    backbone = efficientnet_lite0(input_size, BACKBONE_NAME, bn_momentum=BN_MOMENTUM)
+    if weights == "imagenet":
+        load_imagenet(backbone)
+    elif weights is not None:
+        try:
+            backbone.load_weights(weights)
+        except (ValueError, OSError) as exc:
+            raise WeightsError(
+                f"{Path(weights).name}: not an efficientnet_lite0 backbone weights file "
+                f"({str(exc).strip().splitlines()[0][:160]})"
+            ) from None
+    x = normalisation_layer()(x)
+    x = backbone(x, training=False) if weights is not None else backbone(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return layers.Dropout(dropout, name="dropout")(x)
+
+
 def get_backbone(model):
-    """The nested backbone model of a mobilenet arch, or None (seed, compact)."""
+    """The nested backbone model of a pretrainable arch, or None (seed, compact)."""
     try:
         return model.get_layer(BACKBONE_NAME)
     except ValueError:

@@ -1,7 +1,7 @@
 """`resolve(config)`: the one step that reads files and the environment before training starts.
 
 A `TrainConfig` is what the user asked for and only validates itself. Resolving fills what it
-left open (`arch`, `input_size`, `learning_rate`, `width`: from the `init_from` run when there is
+left open (`arch`, `input_size`, `learning_rate`, `width`, `weights`: from the `init_from` run when there is
 one, else from ARCH_DEFAULTS), opens and checks that run (edge_common.run: bounded, typed, the
 model archive checked), checks that a weights file exists and that TF_CONFIG describes this task.
 It takes well under a second and runs before any image is decoded, so a bad option or a
@@ -16,7 +16,15 @@ from pathlib import Path
 
 from edge_common.run import RunDir, RunDirError, open_run
 
-from .config import ARCH_DEFAULTS, DEFAULT_ARCH, Arch, Distribute, TrainConfig
+from .config import (
+    ARCH_DEFAULTS,
+    DEFAULT_ARCH,
+    NO_WEIGHTS,
+    Arch,
+    ArchDefaults,
+    Distribute,
+    TrainConfig,
+)
 from .distribute import check_multiworker
 from .errors import ConfigError
 
@@ -46,20 +54,41 @@ def resolve(config: TrainConfig | TrainPlan) -> TrainPlan:
         input_size = parent.manifest.input_size[0] if input_size is None else input_size
         _check_compatible(config, parent, arch, width)
     defaults = ARCH_DEFAULTS[arch]
+    width = 1.0 if width is None else float(width)
+    if arch is Arch.EFFICIENTNET_LITE0 and width != 1.0:
+        raise ConfigError("efficientnet_lite0 has one width (1.0): its stem and head are fixed")
     resolved = replace(
         config,
         arch=arch,
-        width=1.0 if width is None else float(width),
+        width=width,
+        weights=_weights(config.weights, defaults, parent is not None),
         input_size=defaults.input_size if input_size is None else int(input_size),
         learning_rate=(
             defaults.learning_rate if config.learning_rate is None else config.learning_rate
         ),
     )
-    if config.weights not in (None, "imagenet") and not Path(config.weights).is_file():
+    if config.weights not in (None, NO_WEIGHTS, "imagenet") and not Path(config.weights).is_file():
         raise ConfigError(f"{config.weights}: weights file not found")
+    if resolved.weights == "imagenet" and arch is Arch.EFFICIENTNET_LITE0:
+        from .pretrained.imagenet import checkpoint
+
+        checkpoint()  # the package's file is there and intact, or WeightsError saying what to install
     if config.distribute is Distribute.MULTIWORKER:  # fail now, not after decoding the data set
         check_multiworker()
     return TrainPlan(resolved, parent)
+
+
+def _weights(weights: str | None, defaults: ArchDefaults, init_from: bool) -> str | None:
+    """The start: "imagenet" or a file; None with init_from or for an arch with no pretrained
+    default; NO_WEIGHTS ("none", a random start) kept where the arch's default would be
+    pretrained, so that the recorded config, fed back, asks for the same start."""
+    if init_from:
+        return None
+    if weights is None:
+        return defaults.weights
+    if weights == NO_WEIGHTS and defaults.weights is None:
+        return None
+    return weights
 
 
 def _open_parent(run_dir: str) -> RunDir:

@@ -156,7 +156,9 @@ def train(config: TrainConfig | TrainPlan) -> TrainResult:
         lineage=lineage,
         training=TrainingRecord(
             config=_public_config(config),
-            stages=tuple(StageRecord(s.name, s.epochs, s.learning_rate, s.warmup) for s in stages),
+            stages=tuple(
+                StageRecord(s.name, s.epochs, s.learning_rate, s.warmup, s.cached) for s in stages
+            ),
             epochs_run=len(history.get("loss", [])),
             best_epoch=best_epoch,
             seconds=round(seconds, 2),
@@ -234,7 +236,16 @@ def _fit(
     stages = plan_stages(config)
     steps = streaming.steps_per_epoch(data.train.x, config.batch_size)  # the stream is endless
     history, best_epoch = fit_stages(
-        model, config, stages, train_ds, data.val.x, data.val.y, loss_fn, steps, log
+        model,
+        config,
+        stages,
+        train_ds,
+        data.val.x,
+        data.val.y,
+        loss_fn,
+        steps,
+        log,
+        train_xy=(data.train.x, data.train.y),  # for stage 1 on cached features
     )
     return model, history, best_epoch, lineage, stages
 

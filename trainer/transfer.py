@@ -18,7 +18,7 @@ import numpy as np
 from edge_common.run import InitFrom, Lineage, RunDir, RunDirError, open_run
 from edge_runtime.errors import first_line
 
-from .config import Arch, FineTune, TrainConfig
+from .config import PRETRAINABLE, Arch, FineTune, TrainConfig
 from .errors import ConfigError
 from .models import OUTPUT_NAME, build_model, get_backbone
 
@@ -30,21 +30,26 @@ def start_model(config: TrainConfig, labels: list[str], parent: RunDir | None = 
 
     `parent` is the `init_from` run, opened and checked by `trainer.plan.resolve`.
     """
+    weights = config.weights if config.pretrained else None  # NO_WEIGHTS: a random start
     model = build_model(
-        config.arch, config.input_size, len(labels), weights=config.weights, width=config.width
+        config.arch, config.input_size, len(labels), weights=weights, width=config.width
     )
     if config.init_from:
         if parent is None:
             raise ConfigError("init_from needs the run opened by trainer.plan.resolve")
         return model, Lineage("init_from", init_from=init_from_run(model, parent, labels))
-    if config.weights:
-        return model, Lineage("pretrained", weights=describe_weights(config.weights))
+    if weights:
+        return model, Lineage("pretrained", weights=describe_weights(config.weights, config.arch))
     return model, Lineage("scratch")
 
 
-def describe_weights(weights: str) -> dict:
+def describe_weights(weights: str, arch: Arch | None = None) -> dict:
     """Where pretrained weights came from, without the training machine's paths."""
-    if weights == "imagenet":
+    if weights == "imagenet" and arch is Arch.EFFICIENTNET_LITE0:
+        from .pretrained.imagenet import checkpoint
+
+        return checkpoint().describe()  # the package, its version, the file's SHA-256
+    if weights == "imagenet":  # Keras's download (mobilenets)
         return {"source": "imagenet"}
     return {"source": "file", "file": Path(weights).name, "sha256": file_sha256(weights)}
 
@@ -118,13 +123,13 @@ def set_stage_trainable(model, stage: str, fine_tune: FineTune) -> None:
 
 
 def save_backbone_weights(run_dir: str | Path, path: str | Path) -> Path:
-    """Write the backbone of a mobilenet run as a `--weights` file (e.g. pretrained on another task)."""
+    """Write the backbone of a pretrainable-arch run as a `--weights` file (e.g. for another task)."""
     try:
         run = open_run(run_dir)
     except RunDirError as exc:
         raise ConfigError(str(exc)) from None
     arch = run.manifest.arch
-    if arch not in (Arch.MOBILENETV2.value, Arch.MOBILENETV3.value):
+    if arch not in {a.value for a in PRETRAINABLE}:
         raise ConfigError(
             f"{run_dir}: arch {arch} has no separate backbone; use --init-from to start from it"
         )

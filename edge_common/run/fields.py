@@ -75,8 +75,11 @@ class Fields:
             raise self._bad(key, "a finite number", value)
         return float(value)
 
-    def flag(self, key: str) -> bool:
-        value = self.raw(key)
+    def flag(self, key: str, default: bool | None = None) -> bool:
+        """A boolean; with a `default`, the key may be absent (a field added later)."""
+        value = self.raw(key, optional=default is not None)
+        if value is None and default is not None:
+            return default
         if not isinstance(value, bool):
             raise self._bad(key, "true or false", value)
         return value

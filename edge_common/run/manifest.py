@@ -104,10 +104,17 @@ class StageRecord:
     epochs: int
     learning_rate: float
     warmup: bool
+    cached_features: bool = False  # a head stage on pooled features computed once
 
     @classmethod
     def from_json(cls, f: Fields) -> StageRecord:
-        return cls(f.text("name"), f.integer("epochs"), f.number("learning_rate"), f.flag("warmup"))
+        return cls(
+            f.text("name"),
+            f.integer("epochs"),
+            f.number("learning_rate"),
+            f.flag("warmup"),
+            f.flag("cached_features", default=False),  # absent in runs before it existed
+        )
 
     def to_json(self) -> dict:
         return {
@@ -115,6 +122,7 @@ class StageRecord:
             "epochs": self.epochs,
             "learning_rate": self.learning_rate,
             "warmup": self.warmup,
+            "cached_features": self.cached_features,
         }
 
 

@@ -1,0 +1,1 @@
+"""Pretrained starting points read from installed packages, never downloaded at run time."""
