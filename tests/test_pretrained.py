@@ -322,7 +322,7 @@ def _feeds_init_from_and_save_backbone_weights(run, labels, tmp_path) -> None:
     copies every layer of it into a new model (one training serves both checks: it is costly)."""
     import keras
 
-    from trainer import TrainConfig
+    from trainer import TrainConfig, resolve
     from trainer.models import build_model, get_backbone
     from trainer.transfer import save_backbone_weights, start_model
 
@@ -333,8 +333,9 @@ def _feeds_init_from_and_save_backbone_weights(run, labels, tmp_path) -> None:
         np.array_equal(a, b)
         for a, b in zip(loaded.get_weights(), get_backbone(saved).get_weights())
     )
-    cfg = TrainConfig(data="d.csv", out=str(tmp_path / "child"), init_from=str(run))
+    plan = resolve(TrainConfig(data="d.csv", out=str(tmp_path / "child"), init_from=str(run)))
+    cfg = plan.config
     assert (cfg.arch.value, cfg.input_size, cfg.weights) == ("efficientnet_lite0", 64, None)
-    model, lineage = start_model(cfg, labels)
+    model, lineage = start_model(cfg, labels, plan.parent)
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), saved.get_weights()))
-    assert lineage["init_from"]["parent"]["start"] == "pretrained"
+    assert lineage.init_from.parent.start == "pretrained"

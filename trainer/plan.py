@@ -11,6 +11,7 @@ recorded in the manifest.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class TrainPlan:
 
 def resolve(config: TrainConfig | TrainPlan) -> TrainPlan:
     """The plan for `config` (a plan is returned as it is); ConfigError when it cannot run."""
+    require_training_install()  # first: what else is missing matters only once this is there
     if isinstance(config, TrainPlan):
         return config
     parent = _open_parent(config.init_from) if config.init_from else None
@@ -76,6 +78,12 @@ def resolve(config: TrainConfig | TrainPlan) -> TrainPlan:
     if config.distribute is Distribute.MULTIWORKER:  # fail now, not after decoding the data set
         check_multiworker()
     return TrainPlan(resolved, parent)
+
+
+def require_training_install() -> None:
+    """ConfigError unless TensorFlow/Keras is importable (the device-only install has none)."""
+    if importlib.util.find_spec("keras") is None:
+        raise ConfigError("edge-train needs TensorFlow: pip install 'edge-multilabel[train]'")
 
 
 def _weights(weights: str | None, defaults: ArchDefaults, init_from: bool) -> str | None:

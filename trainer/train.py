@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -37,7 +36,6 @@ from . import artifacts as art
 from . import distribute, streaming
 from .config import Loss, Thresholds, TrainConfig
 from .data import PreparedData, prepare_data
-from .errors import ConfigError
 from .plan import TrainPlan, resolve
 from .quality import assess, format_verdict
 from .stages import Stage
@@ -100,9 +98,7 @@ def train(config: TrainConfig | TrainPlan) -> TrainResult:
     and TF_CONFIG are read and checked before any image is decoded); a `TrainPlan` is used as is.
     """
     t0 = time.perf_counter()
-    if importlib.util.find_spec("keras") is None:  # the device-only install has no TensorFlow
-        raise ConfigError("edge-train needs TensorFlow: pip install 'edge-multilabel[train]'")
-    plan = resolve(config)
+    plan = resolve(config)  # a TrainPlan as it is, after checking TensorFlow is installed
     config = plan.config
     out = art.check_out_dir(config.out)  # fail before minutes of training, not after
     _quiet_tf()
