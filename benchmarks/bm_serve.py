@@ -13,8 +13,8 @@ dropped, nothing wrong), the server's resident memory sampled every second (flat
 CPU use. The clients run on the same machine: their cost is part of the figure.
 
 Writes serve.md and serve.json (--tag) in --out (atomically), with the machine and the exact
-command. A model whose inference outweighs the decode: `python benchmarks/bm_serve_model.py OUT`
-(needs TensorFlow) writes a MobileNetV2 at 224 px, float32, random weights.
+command. A model whose inference outweighs the decode: the default EfficientNet-Lite0 int8 export
+(`edge-train DATA --out RUN && edge-export RUN --out MODEL`).
 Nothing here asserts speed; timings on a shared machine are noisy, compare within one run.
 """
 

@@ -57,8 +57,8 @@ needed), /metrics (Prometheus). SIGTERM or Ctrl-C: requests in flight finish, th
     "--pool",
     type=click.IntRange(1, 64),
     default=config_default(ServeConfig, "pool"),
-    show_default=True,
-    help="Interpreters answering in parallel (1: one behind a lock).",
+    help="Interpreters answering in parallel (1: one behind a lock) [default: 2 where this "
+    "process may use 2 cores or more, else 1].",
 )
 @click.option("--threads", type=click.IntRange(1, 64), help="Threads of each interpreter.")
 @click.option(
