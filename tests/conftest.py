@@ -81,15 +81,18 @@ def fixture_models(tmp_path_factory):
 # scripts/test.sh finish together instead of one waiting on a long test picked up last. Order from
 # `--durations` of a two-worker run on the CI machine (the longest about 2 minutes).
 LONGEST_FIRST = (
-    "test_transfer.py::test_pretrained_then_fine_tuned_beats_scratch_on_a_small_different_task",
-    "test_benchmarks.py::test_smoke_run_writes_complete_report",
+    "test_pretrained.py::test_the_default_start_is_imagenet_offline_and_its_int8_passes_the_default_gate",
     "test_readme.py::test_own_data_commands_run_as_written",
+    "test_benchmarks.py::test_smoke_run_writes_complete_report",
     "test_readme.py::test_quickstart_demo_runs",
     "test_recipes.py::test_seed_recipe_matches_the_seed_script",
-    "test_exporter.py::test_auto_keeps_the_smallest_passing_mode_and_explains_failures",
     "test_distribute.py::test_two_workers_with_tf_config_train_one_model_and_only_the_chief_writes",
-    "test_streaming.py::test_streamed_training_works_and_cleans_up",
+    "test_exporter.py::test_auto_keeps_the_smallest_passing_mode_and_explains_failures",
+    "test_transfer.py::test_the_imagenet_start_beats_scratch_on_a_small_task",
     "test_distribute.py::test_mirrored_on_two_logical_cpu_devices",
+    "test_transfer.py::test_init_from_run_records_lineage_in_the_manifest",
+    "test_collect_loop.py::test_collect_correct_retrain_export_verify_beats_the_deployed_model",
+    "test_trainer.py::test_cli_focal_loss_is_the_loss_trained_and_validated_with",
 )
 
 
