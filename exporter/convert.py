@@ -14,7 +14,8 @@ from edge_common.versions import UnsupportedVersion
 from edge_runtime.errors import EdgeError, first_line
 
 from . import tf_internals
-from .modes import QuantMode, WeightScales
+from .modes import QuantMode, WeightRounding, WeightScales
+from .rounding import rounded_weights
 
 
 class ConversionError(EdgeError):
@@ -26,6 +27,7 @@ def convert(
     mode: QuantMode | str,
     representative: Callable[[], Iterable[np.ndarray]] | None = None,
     scales: WeightScales | str | None = None,
+    rounding: WeightRounding | str = WeightRounding.NEAREST,
 ) -> bytes:
     """Convert a Keras model to TFLite bytes (no metadata).
 
@@ -37,6 +39,9 @@ def convert(
     norm can leave channels with very different ranges, so per-tensor is riskier (the parity gate
     will say). The switch is private to TensorFlow: `tf_internals` checks it before and its
     effect after; a converter that ignored it is a `ConversionError`, never a per-channel file.
+    `rounding=WeightRounding.SUM_PRESERVING` (int8 only) puts every spatial kernel on the
+    converter's own grid first, rounded so that its sum survives (exporter/rounding.py); the
+    converter then has nothing left to round. The model's weights are restored afterwards.
     Only TFLite builtin ops are allowed: select-TF (Flex) ops need a runtime the device lacks.
     """
     import tensorflow as tf
@@ -74,9 +79,14 @@ def convert(
                 raise ConversionError(str(exc)) from None
     elif mode is not QuantMode.FLOAT32:
         raise ConversionError(f"cannot convert with mode {mode.value!r}; pick a concrete mode")
+    balanced = mode is QuantMode.INT8 and WeightRounding(rounding) is WeightRounding.SUM_PRESERVING
     try:
         with _captured_output():
-            data = conv.convert()
+            if balanced:
+                with rounded_weights(model, per_channel=not per_tensor):
+                    data = conv.convert()
+            else:
+                data = conv.convert()
     except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
         raise ConversionError(
             f"TFLite conversion ({mode.value}) failed: {first_line(exc)}"
