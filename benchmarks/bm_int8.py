@@ -19,8 +19,10 @@ Setups:
   (EfficientNet-Lite0 from ImageNet at 224 px, head then fine-tuning: about 4 minutes a run on 2
   cores).
 
-Variants: int8 weight scales (per-tensor, per-channel) x weight rounding (nearest: the
-converter alone; sum-preserving: exporter/rounding.py). Per attempt: per-label flips (decisions
+Variants: int8 weight scales (per-tensor, per-channel) x the exporter's two int8 fixes, each
+alone and together: sum-preserving weight rounding (exporter/rounding.py) and the input
+normalisation converted shift first (exporter/normalisation.py); "converter alone" is neither
+(what edge-export did before). Per attempt: per-label flips (decisions
 that differ from Keras's at its thresholds), minimum agreement, max and mean |p_tflite -
 p_keras|, mAP drop, the gate's verdict, and how far from its threshold each flipped image's Keras
 score was. Writes int8_<setup>.json / .md.
@@ -50,11 +52,19 @@ SETUPS = {
     "emoji": dict(n=600, train_args=[]),
     "smoke": dict(n=96, train_args=["--epochs", "2", "--input-size", "32"]),
 }
-VARIANTS = (
-    ("per-tensor", "nearest"),
-    ("per-channel", "nearest"),
-    ("per-tensor", "sum-preserving"),
-    ("per-channel", "sum-preserving"),
+# (weight scales, weight rounding, input normalisation split): the converter alone (nearest,
+# as built), each fix alone, and both (the exporter's default since this benchmark)
+FIXES = {
+    "converter alone": ("nearest", False),
+    "shift-first normalisation": ("nearest", True),
+    "sum-preserving rounding": ("sum-preserving", False),
+    "both (default)": ("sum-preserving", True),
+}
+VARIANTS = tuple(
+    (scales, fix)
+    for fix in FIXES
+    for scales in ("per-tensor", "per-channel")
+    if scales == "per-channel" or fix in ("converter alone", "both (default)")
 )
 
 
@@ -109,23 +119,28 @@ def attempts(run_dir: Path, seed: int) -> list[dict]:
     run = load_run(base)
     ref = reference(run, base, lambda msg: None)
     rows = []
-    for scales, rounding in VARIANTS:
+    for scales, fix in VARIANTS:
+        rounding, split = FIXES[fix]
         config = ExportConfig(
-            run_dir=str(run_dir), weight_scales=scales, weight_rounding=rounding, out=base.out
+            run_dir=str(run_dir),
+            weight_scales=scales,
+            weight_rounding=rounding,
+            split_normalisation=split,
+            out=base.out,
         )
         t0 = time.perf_counter()
         conv = try_candidate(run, ref, Candidate(QuantMode.INT8, config.weight_scales), config)
         seconds = time.perf_counter() - t0
         scores = np.asarray(Classifier.from_bytes(conv.data, name="<bm>").scores(ref.x), float)
-        rows.append(row(run, ref, conv.report, scores, seed, scales, rounding, seconds))
+        rows.append(row(run, ref, conv.report, scores, seed, scales, fix, seconds))
         log(
-            f"  {run_dir.name} {scales}/{rounding}: {'PASS' if conv.report.passed else 'fail'} "
+            f"  {run_dir.name} {scales}/{fix}: {'PASS' if conv.report.passed else 'fail'} "
             f"flips {rows[-1]['flips']} max|d| {rows[-1]['max_abs']:.3f}"
         )
     return rows
 
 
-def row(run, ref, report, scores, seed, scales, rounding, seconds) -> dict:
+def row(run, ref, report, scores, seed, scales, fix, seconds) -> dict:
     thr = ref.keras_thresholds
     flipped = (ref.keras_scores >= thr) != (scores >= thr)
     near = np.abs(ref.keras_scores - thr)[flipped]  # Keras's distance to the threshold, flips
@@ -133,7 +148,7 @@ def row(run, ref, report, scores, seed, scales, rounding, seconds) -> dict:
         "seed": seed,
         "run": run.run_dir.name,
         "weight_scales": scales,
-        "weight_rounding": rounding,
+        "fix": fix,
         "passed": report.passed,
         "failures": report.failures,
         "n": int(len(ref.x)),
@@ -150,14 +165,14 @@ def row(run, ref, report, scores, seed, scales, rounding, seconds) -> dict:
 
 def summary(rows: list[dict]) -> list[dict]:
     out = []
-    for scales, rounding in VARIANTS:
-        rs = [r for r in rows if (r["weight_scales"], r["weight_rounding"]) == (scales, rounding)]
+    for scales, fix in VARIANTS:
+        rs = [r for r in rows if (r["weight_scales"], r["fix"]) == (scales, fix)]
         if not rs:
             continue
         flips = np.array([r["flips"] for r in rs])
         out.append(
             {
-                "variant": f"{scales}, {rounding}",
+                "variant": f"{scales}, {fix}",
                 "passed": sum(r["passed"] for r in rs),
                 "attempts": len(rs),
                 "flips_per_label_mean": float(flips.mean()),
@@ -169,15 +184,15 @@ def summary(rows: list[dict]) -> list[dict]:
             }
         )
     # the exporter's default: per-tensor if it passes, else per-channel (same rounding)
-    for rounding in ("nearest", "sum-preserving"):
+    for fix in ("converter alone", "both (default)"):
         by_seed = {}
         for r in rows:
-            if r["weight_rounding"] == rounding:
+            if r["fix"] == fix:
                 by_seed[r["seed"]] = by_seed.get(r["seed"], False) or r["passed"]
         if by_seed:
             out.append(
                 {
-                    "variant": f"edge-export default (per-tensor, else per-channel), {rounding}",
+                    "variant": f"edge-export's order (per-tensor, else per-channel), {fix}",
                     "passed": sum(by_seed.values()),
                     "attempts": len(by_seed),
                 }
@@ -215,7 +230,7 @@ def markdown(report: dict) -> str:
     ]
     for r in report["rows"]:
         lines.append(
-            f"- seed {r['seed']} {r['weight_scales']}, {r['weight_rounding']}: "
+            f"- seed {r['seed']} {r['weight_scales']}, {r['fix']}: "
             f"{'pass' if r['passed'] else 'FAIL'}, flips {r['flips']}, min agreement "
             f"{r['min_agreement']:.3f}, max abs {r['max_abs']:.3f}, mAP drop {r['map_drop']:+.4f}; "
             f"distances {r['flip_distance_to_threshold']}"

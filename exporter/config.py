@@ -60,6 +60,9 @@ class ExportConfig:
     weight_scales: WeightScales = WeightScales.AUTO  # int8 only
     # int8 only: kernel sums kept through rounding (exporter/rounding.py; benchmarks/bm_int8.py)
     weight_rounding: WeightRounding = WeightRounding.SUM_PRESERVING
+    # int8 only: the input Rescaling converted as an exact shift, then a scale folded into the
+    # first convolution (exporter/normalisation.py); False: as built (two requantizing ops)
+    split_normalisation: bool = True
     overrides: dict = field(default_factory=dict)  # Tolerances fields to override, any mode
     report: str | None = None  # parity JSON (default: beside `out`, `<stem>.parity.json`)
     threads: int | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from edge_runtime.errors import EdgeError, first_line
 
 from . import tf_internals
 from .modes import QuantMode, WeightRounding, WeightScales
+from .normalisation import shift_then_scale
 from .rounding import rounded_weights
 
 
@@ -28,6 +30,7 @@ def convert(
     representative: Callable[[], Iterable[np.ndarray]] | None = None,
     scales: WeightScales | str | None = None,
     rounding: WeightRounding | str = WeightRounding.NEAREST,
+    split_normalisation: bool = False,
 ) -> bytes:
     """Convert a Keras model to TFLite bytes (no metadata).
 
@@ -42,13 +45,19 @@ def convert(
     `rounding=WeightRounding.SUM_PRESERVING` (int8 only) puts every spatial kernel on the
     converter's own grid first, rounded so that its sum survives (exporter/rounding.py); the
     converter then has nothing left to round. The model's weights are restored afterwards.
+    `split_normalisation` (int8 only) hands the converter the model with its input Rescaling
+    written as an exact shift then a scale (exporter/normalisation.py), the same function.
     Only TFLite builtin ops are allowed: select-TF (Flex) ops need a runtime the device lacks.
     """
     import tensorflow as tf
 
     mode = QuantMode(mode)
     per_tensor = scales is not None and WeightScales(scales) is WeightScales.PER_TENSOR
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    target = model
+    if mode is QuantMode.INT8 and split_normalisation and representative is not None:
+        probe = list(itertools.islice(representative(), 4))
+        target = shift_then_scale(model, np.stack(probe) if probe else None)
+    conv = tf.lite.TFLiteConverter.from_keras_model(target)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if mode is QuantMode.FLOAT16:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]

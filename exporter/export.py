@@ -197,6 +197,7 @@ def try_candidate(run: Run, ref: Reference, cand: Candidate, config: ExportConfi
         lambda: iter(ref.calibration),
         scales=cand.scales,
         rounding=config.weight_rounding,
+        split_normalisation=config.split_normalisation,
     )
     # Judge a complete file (flatbuffer + metadata) loaded the way the device loads it; the
     # thresholds in it are replaced below, once the exported model's own scores are known.
