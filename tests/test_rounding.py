@@ -125,3 +125,57 @@ def test_the_converter_keeps_the_balanced_integers_and_the_model_gets_its_weight
     assert np.array_equal(kernels[1], np.transpose(dw_k, (2, 0, 1, 3)))  # TFLite: 1,H,W,C
     nearest = convert(model, "int8", lambda: iter(images), scales, WeightRounding.NEAREST)
     assert nearest != data  # the option changes the file
+
+
+# ------------------------------------------------------- the input normalisation, shift first
+
+
+def test_whole_shift_only_for_offsets_that_are_whole_pixels():
+    from exporter.normalisation import whole_shift
+
+    assert whole_shift(1 / 128, -127 / 128) == -127  # EfficientNet-Lite0
+    assert whole_shift(1 / 255, 0.0) is None  # no offset: nothing to split
+    assert whole_shift(1 / 127.5, -1.0) is None  # MobileNetV2: -127.5 is not a whole pixel
+    assert whole_shift(0.0, 1.0) is None
+    assert whole_shift(float("nan"), 1.0) is None
+
+
+@pytest.mark.slow
+def test_shift_first_normalisation_is_the_same_function_and_converts_to_one_exact_op():
+    """The copy gives the model's outputs; converted, the pixels go through one ADD at scale 1
+    (no MUL requantizing them), and the uint8 input keeps scale 1 / zero point 0 (the runtime's
+    untouched-frame path)."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from edge_runtime.inference.backend import interpreter_class
+    from exporter.convert import convert, op_names
+    from exporter.normalisation import shift_then_scale
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((24, 24, 3), name="image")
+    x = keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="rescale")(inp)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(2, activation="sigmoid", name="scores")(x))
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (16, 24, 24, 3), dtype=np.uint8)
+    images[0, 0, 0] = (0, 255, 0)  # the full pixel range, as photos have
+    copy = shift_then_scale(model, images[:4])
+    assert copy is not model
+    batch = images.astype(np.float32)
+    assert np.allclose(copy(batch), model(batch), atol=1e-6)
+    bare_in = keras.Input((24, 24, 3))
+    bare = keras.Model(bare_in, keras.layers.GlobalAveragePooling2D()(bare_in))
+    assert shift_then_scale(bare) is bare  # no leading Rescaling: left as built
+
+    split = convert(model, "int8", lambda: iter(images), split_normalisation=True)
+    plain = convert(model, "int8", lambda: iter(images), split_normalisation=False)
+    assert "MUL" in op_names(plain) and "MUL" not in op_names(split)
+    cls, _ = interpreter_class()
+    interp = cls(model_content=split)
+    detail = interp.get_input_details()[0]
+    assert detail["dtype"] == np.uint8 and detail["quantization"] == (1.0, 0)
+    first_add = [op for op in interp._get_ops_details() if op["op_name"] == "ADD"][0]
+    out = interp.get_tensor_details()[first_add["outputs"][0]]
+    assert out["quantization"][0] == 1.0  # whole pixels, exactly
