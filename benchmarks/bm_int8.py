@@ -1,6 +1,7 @@
 """int8 parity of the default start, measured over several trainings: how often does it pass?
 
     python benchmarks/bm_int8.py --setup squares --seeds 0 1 2 3 4 5 --work DIR [--out DIR]
+    python benchmarks/bm_int8.py --setup squares-val256 --seeds 0 1 2 3 4 5 --work DIR
     python benchmarks/bm_int8.py --setup emoji --seeds 0 1 2 --work DIR
     python benchmarks/bm_int8.py --smoke --work DIR      # wiring only, figures meaningless
 
@@ -14,6 +15,8 @@ Setups:
 - `squares`: tests/test_pretrained.py's default-start test (colour squares of
   tests/make_fixture_models.py, 640 images, `--epochs 9 --input-size 64`), one data set, the
   training seed varies (CI's own training is not bit-reproducible either).
+- `squares-val256`: the same test as it is now: the same 512 training images, and 256 held-out
+  ones passed with `--val-data` (seed 2), so the gate judges 256 images.
 - `emoji`: benchmarks/emoji_scenes.py's training style (600 images, Noto Color Emoji, needs
   `apt-get install -y fonts-noto-color-emoji`), `edge-train` with no options but `--seed`
   (EfficientNet-Lite0 from ImageNet at 224 px, head then fine-tuning: about 4 minutes a run on 2
@@ -49,6 +52,8 @@ from bm_common import log, machine_info  # noqa: E402
 BIN = Path(sys.executable).parent
 SETUPS = {
     "squares": dict(n=640, train_args=["--epochs", "9", "--input-size", "64"]),
+    # the test since this benchmark: the same 512 training images, 256 held out (--val-data)
+    "squares-val256": dict(n=512, n_val=256, train_args=["--epochs", "9", "--input-size", "64"]),
     "emoji": dict(n=600, train_args=[]),
     "smoke": dict(n=96, train_args=["--epochs", "2", "--input-size", "32"]),
 }
@@ -70,7 +75,7 @@ VARIANTS = tuple(
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--setup", choices=["squares", "emoji"], default="squares")
+    p.add_argument("--setup", choices=["squares", "squares-val256", "emoji"], default="squares")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--work", required=True, help="data, runs and exports are kept here")
     p.add_argument("--out", default=str(HERE / "results"))
@@ -78,27 +83,30 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def make_data(setup: str, work: Path) -> Path:
-    csv = work / "data" / "labels.csv"
+def make_data(setup: str, work: Path) -> tuple[Path, Path | None]:
+    """The training CSV, and the separate validation CSV when the setup has one."""
+    csv, val = work / "data" / "labels.csv", work / "val" / "labels.csv"
+    n_val = SETUPS[setup].get("n_val")
     if csv.is_file():
-        return csv
+        return csv, (val if n_val else None)
     n = SETUPS[setup]["n"]
     if setup == "emoji":
         from emoji_scenes import SceneConfig, make_scenes
 
-        return make_scenes(SceneConfig(str(work / "data"), n, "noto", 1, 256))
+        return make_scenes(SceneConfig(str(work / "data"), n, "noto", 1, 256)), None
     sys.path.insert(0, str(ROOT / "tests"))
     from make_fixture_models import write_colour_squares
 
-    return write_colour_squares(work / "data", n, seed=1)
+    train_csv = write_colour_squares(work / "data", n, seed=1)
+    return train_csv, (write_colour_squares(work / "val", n_val, seed=2) if n_val else None)
 
 
-def train(setup: str, csv: Path, run_dir: Path, seed: int) -> float | None:
+def train(setup: str, csv: Path, val: Path | None, run_dir: Path, seed: int) -> float | None:
     """Train one run (skipped when it exists); its seconds, or None when reused."""
     if (run_dir / "manifest.json").is_file():
         return None
     cmd = [str(BIN / "edge-train"), str(csv), "--out", str(run_dir), "--seed", str(seed)]
-    cmd += SETUPS[setup]["train_args"] + ["--json"]
+    cmd += (["--val-data", str(val)] if val else []) + SETUPS[setup]["train_args"] + ["--json"]
     log(f"train: edge-train {csv.parent.name}/labels.csv --out {run_dir.name} " + " ".join(cmd[5:]))
     t0 = time.perf_counter()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -246,11 +254,11 @@ def main(argv=None) -> int:
     work = Path(args.work)
     t0 = time.perf_counter()
     load = os.getloadavg()[0]
-    csv = make_data("squares" if setup == "smoke" else setup, work)
+    csv, val = make_data("squares" if setup == "smoke" else setup, work)
     rows, train_seconds = [], {}
     for seed in args.seeds:
         run_dir = work / "runs" / f"{setup}-s{seed}"
-        train_seconds[seed] = train(setup, csv, run_dir, seed)
+        train_seconds[seed] = train(setup, csv, val, run_dir, seed)
         rows += attempts(run_dir, seed)
     report = {
         "command": "python benchmarks/bm_int8.py "
