@@ -171,6 +171,29 @@ def row(run, ref, report, scores, seed, scales, fix, seconds) -> dict:
     }
 
 
+def allowed_flips(n: int, min_agreement: float = 0.98) -> int:
+    """The most flipped decisions per label the gate lets through on `n` held-out images."""
+    return int(np.floor((1.0 - min_agreement) * n + 1e-9))
+
+
+def chance_failure(flips: np.ndarray, n: int) -> dict:
+    """How often a conversion like these fails the gate by chance: flips per label taken as
+    Poisson with the pooled mean (and its one-sided 95% upper bound), labels independent."""
+    from scipy.stats import chi2, poisson
+
+    cells, total = flips.size, int(flips.sum())
+    labels = flips.shape[1]
+    k = allowed_flips(n)
+    lam = total / cells
+    lam_hi = chi2.ppf(0.95, 2 * total + 2) / 2 / cells
+    return {
+        "flips_per_label_rate": lam,
+        "flips_per_label_rate_95": lam_hi,
+        "p_fail": 1 - poisson.cdf(k, lam) ** labels,
+        "p_fail_95": 1 - poisson.cdf(k, lam_hi) ** labels,
+    }
+
+
 def summary(rows: list[dict]) -> list[dict]:
     out = []
     for scales, fix in VARIANTS:
@@ -189,6 +212,7 @@ def summary(rows: list[dict]) -> list[dict]:
                 "mean_abs": float(np.mean([r["mean_abs"] for r in rs])),
                 "max_abs": float(np.max([r["max_abs"] for r in rs])),
                 "worst_map_drop": float(np.max([r["map_drop"] for r in rs])),
+                **chance_failure(flips, rs[0]["n"]),
             }
         )
     # the exporter's default: per-tensor if it passes, else per-channel (same rounding)
@@ -219,17 +243,19 @@ def markdown(report: dict) -> str:
         "(the run's validation split); default gate: per label agreement >= 0.98 with Keras at "
         "its thresholds, mAP drop <= 0.02.",
         "",
-        "| variant | passed | flips per label (mean) | worst label | flips per run | mean abs | max abs | worst mAP drop |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | passed | flips per label (mean) | worst label | flips per run | mean abs | "
+        "max abs | worst mAP drop | chance failure (at the 95% bound) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["summary"]:
         if "flips_max_label" not in s:
-            lines.append(f"| {s['variant']} | {s['passed']}/{s['attempts']} | | | | | | |")
+            lines.append(f"| {s['variant']} | {s['passed']}/{s['attempts']} | | | | | | | |")
             continue
         lines.append(
             f"| {s['variant']} | {s['passed']}/{s['attempts']} | {s['flips_per_label_mean']:.2f} | "
             f"{s['flips_max_label']} | {s['total_flips_per_run']:.1f} | {s['mean_abs']:.4f} | "
-            f"{s['max_abs']:.3f} | {s['worst_map_drop']:+.4f} |"
+            f"{s['max_abs']:.3f} | {s['worst_map_drop']:+.4f} | "
+            f"{100 * s['p_fail']:.2g}% ({100 * s['p_fail_95']:.2g}%) |"
         )
     lines += [
         "",
