@@ -271,11 +271,13 @@ def test_the_default_start_is_imagenet_offline_and_its_int8_passes_the_default_g
 
     The gate judges 256 held-out images (`--val-data`, 5 flipped decisions allowed per label),
     not 128 of a 640-image split (2 allowed): a flip needs an image whose Keras score sits near a
-    threshold, so on 128 images even a good conversion failed now and then by chance. Measured
-    by benchmarks/bm_int8.py (setups squares and squares-val256, six trainings each; README
-    "int8 and the parity gate"): see there for the estimated false-failure probability. The
-    test still fails a bad conversion: the per-tensor file the converter alone made flipped up
-    to 6 of 128 decisions of one label."""
+    threshold, so on 128 images even a good conversion failed now and then by chance (it did in
+    CI once). benchmarks/bm_int8.py (results/int8_squares*.md, six trainings per layout) puts the
+    chance that this test fails a good export at 3e-6 (pessimistic bound 0.23%, the per-channel
+    file alone) with 256 images, against 0.2-3% (bounds 13-48%) with 128. It still fails bad
+    ones: the
+    per-tensor file the converter made before issue 17's fixes failed the same gate in 5 of 6
+    trainings (up to 16 flips of one label), and every gate test of test_exporter.py holds."""
     import json
 
     from make_fixture_models import write_colour_squares
