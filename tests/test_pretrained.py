@@ -275,9 +275,9 @@ def test_the_default_start_is_imagenet_offline_and_its_int8_passes_the_default_g
     CI once). benchmarks/bm_int8.py (results/int8_squares*.md, six trainings per layout) puts the
     chance that this test fails a good export at 3e-6 (pessimistic bound 0.23%, the per-channel
     file alone) with 256 images, against 0.2-3% (bounds 13-48%) with 128. It still fails bad
-    ones: the
-    per-tensor file the converter made before issue 17's fixes failed the same gate in 5 of 6
-    trainings (up to 16 flips of one label), and every gate test of test_exporter.py holds."""
+    ones: the per-tensor file the converter made before issue 17's fixes failed the same gate in
+    5 of 6 trainings (up to 16 flips of one label), and every gate test of test_exporter.py
+    holds."""
     import json
 
     from make_fixture_models import write_colour_squares
