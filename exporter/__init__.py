@@ -9,7 +9,7 @@ from .convert import ConversionError, convert
 from .export import ExportError, ExportResult, ParityError, export
 from .gate import ParityReport
 from .model_metadata import ModelInfo
-from .modes import QuantMode, WeightScales
+from .modes import QuantMode, WeightRounding, WeightScales
 
 __all__ = [
     "ConversionError",
@@ -22,6 +22,7 @@ __all__ = [
     "ParityReport",
     "QuantMode",
     "Tolerances",
+    "WeightRounding",
     "WeightScales",
     "convert",
     "export",

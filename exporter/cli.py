@@ -14,7 +14,7 @@ from edge_runtime.inference.backend import BACKENDS
 
 from .config import ExportConfig
 from .model_metadata import ModelInfo
-from .modes import QuantMode, WeightScales
+from .modes import QuantMode, WeightRounding, WeightScales
 
 
 def _default(name: str):
@@ -83,6 +83,14 @@ Exit codes: 0 exported and passed the parity gate; 1 the gate failed (nothing is
     help="int8: force one weight scale per output channel. Default: per tensor if that "
     "passes the gate, else per channel.",
 )
+@click.option(
+    "--weight-rounding",
+    type=click.Choice([r.value for r in WeightRounding]),
+    default=_default("weight_rounding").value,
+    show_default=True,
+    help="int8: round each spatial kernel so its sum survives (sum-preserving), or every "
+    "weight to its nearest step as the converter alone does (nearest).",
+)
 @click.option("--max-abs", type=float, help="Gate: per-label max |p_tflite - p_keras|.")
 @click.option("--mean-abs", type=float, help="Gate: per-label mean |p_tflite - p_keras|.")
 @click.option(
@@ -140,6 +148,7 @@ def export_cmd(
     val_data,
     calibration_size,
     weight_scales,
+    weight_rounding,
     max_abs,
     mean_abs,
     min_agreement,
@@ -170,6 +179,7 @@ def export_cmd(
             val_data=val_data,
             calibration_size=calibration_size,
             weight_scales=weight_scales or WeightScales.AUTO,
+            weight_rounding=WeightRounding(weight_rounding),
             overrides={
                 "max_abs": max_abs,
                 "mean_abs": mean_abs,

@@ -6,7 +6,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .model_metadata import ModelInfo
-from .modes import AUTO_ORDER, INT8_PER_CHANNEL, INT8_PER_TENSOR, Candidate, QuantMode, WeightScales
+from .modes import (
+    AUTO_ORDER,
+    INT8_PER_CHANNEL,
+    INT8_PER_TENSOR,
+    Candidate,
+    QuantMode,
+    WeightRounding,
+    WeightScales,
+)
 from .parity import INT8_OUTPUT_STEP
 
 
@@ -50,6 +58,11 @@ class ExportConfig:
     val_data: str | None = None
     calibration_size: int = 300
     weight_scales: WeightScales = WeightScales.AUTO  # int8 only
+    # int8 only: kernel sums kept through rounding (exporter/rounding.py; benchmarks/bm_int8.py)
+    weight_rounding: WeightRounding = WeightRounding.SUM_PRESERVING
+    # int8 only: the input Rescaling converted as an exact shift, then a scale folded into the
+    # first convolution (exporter/normalisation.py); False: as built (two requantizing ops)
+    split_normalisation: bool = True
     overrides: dict = field(default_factory=dict)  # Tolerances fields to override, any mode
     report: str | None = None  # parity JSON (default: beside `out`, `<stem>.parity.json`)
     threads: int | None = None
@@ -65,6 +78,7 @@ class ExportConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "quant", QuantMode(self.quant))
         object.__setattr__(self, "weight_scales", WeightScales(self.weight_scales))
+        object.__setattr__(self, "weight_rounding", WeightRounding(self.weight_rounding))
         unknown = set(self.overrides) - set(Tolerances.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown tolerance(s): {sorted(unknown)}")

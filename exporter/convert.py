@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import tempfile
@@ -14,7 +15,9 @@ from edge_common.versions import UnsupportedVersion
 from edge_runtime.errors import EdgeError, first_line
 
 from . import tf_internals
-from .modes import QuantMode, WeightScales
+from .modes import QuantMode, WeightRounding, WeightScales
+from .normalisation import shift_then_scale
+from .rounding import rounded_weights
 
 
 class ConversionError(EdgeError):
@@ -26,6 +29,8 @@ def convert(
     mode: QuantMode | str,
     representative: Callable[[], Iterable[np.ndarray]] | None = None,
     scales: WeightScales | str | None = None,
+    rounding: WeightRounding | str = WeightRounding.NEAREST,
+    split_normalisation: bool = False,
 ) -> bytes:
     """Convert a Keras model to TFLite bytes (no metadata).
 
@@ -37,13 +42,22 @@ def convert(
     norm can leave channels with very different ranges, so per-tensor is riskier (the parity gate
     will say). The switch is private to TensorFlow: `tf_internals` checks it before and its
     effect after; a converter that ignored it is a `ConversionError`, never a per-channel file.
+    `rounding=WeightRounding.SUM_PRESERVING` (int8 only) puts every spatial kernel on the
+    converter's own grid first, rounded so that its sum survives (exporter/rounding.py); the
+    converter then has nothing left to round. The model's weights are restored afterwards.
+    `split_normalisation` (int8 only) hands the converter the model with its input Rescaling
+    written as an exact shift then a scale (exporter/normalisation.py), the same function.
     Only TFLite builtin ops are allowed: select-TF (Flex) ops need a runtime the device lacks.
     """
     import tensorflow as tf
 
     mode = QuantMode(mode)
     per_tensor = scales is not None and WeightScales(scales) is WeightScales.PER_TENSOR
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    target = model
+    if mode is QuantMode.INT8 and split_normalisation and representative is not None:
+        probe = list(itertools.islice(representative(), 4))
+        target = shift_then_scale(model, np.stack(probe) if probe else None)
+    conv = tf.lite.TFLiteConverter.from_keras_model(target)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if mode is QuantMode.FLOAT16:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -74,9 +88,14 @@ def convert(
                 raise ConversionError(str(exc)) from None
     elif mode is not QuantMode.FLOAT32:
         raise ConversionError(f"cannot convert with mode {mode.value!r}; pick a concrete mode")
+    balanced = mode is QuantMode.INT8 and WeightRounding(rounding) is WeightRounding.SUM_PRESERVING
     try:
         with _captured_output():
-            data = conv.convert()
+            if balanced:
+                with rounded_weights(model, per_channel=not per_tensor):
+                    data = conv.convert()
+            else:
+                data = conv.convert()
     except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
         raise ConversionError(
             f"TFLite conversion ({mode.value}) failed: {first_line(exc)}"

@@ -191,11 +191,20 @@ def reference(run: Run, config: ExportConfig, log: Callable[[str], None]) -> Ref
 
 def try_candidate(run: Run, ref: Reference, cand: Candidate, config: ExportConfig) -> Converted:
     """Convert one candidate, run it the way the device does, judge it, embed the final metadata."""
-    flat = convert(run.model, cand.mode, lambda: iter(ref.calibration), scales=cand.scales)
+    flat = convert(
+        run.model,
+        cand.mode,
+        lambda: iter(ref.calibration),
+        scales=cand.scales,
+        rounding=config.weight_rounding,
+        split_normalisation=config.split_normalisation,
+    )
     # Judge a complete file (flatbuffer + metadata) loaded the way the device loads it; the
     # thresholds in it are replaced below, once the exported model's own scores are known.
     data = write_model(
-        flat, _metadata(run, cand, ref.keras_thresholds, None, None), _model_info(run, config)
+        flat,
+        _metadata(run, cand, ref.keras_thresholds, None, None, config),
+        _model_info(run, config),
     )
     tfl_scores = _device_scores(data, ref.x, config)
     # Quantization shifts scores, so the device gets thresholds fitted to its own outputs;
@@ -214,7 +223,7 @@ def try_candidate(run: Run, ref: Reference, cand: Candidate, config: ExportConfi
         config.tolerances(cand.mode),
     )
     n_calib = len(ref.calibration) if cand.mode is QuantMode.INT8 else None
-    meta = _metadata(run, cand, tfl_thr, report, n_calib)
+    meta = _metadata(run, cand, tfl_thr, report, n_calib, config)
     info = _model_info(run, config)
     return Converted(
         cand, write_model(flat, meta, info, score_calibration=config.score_calibration), report
@@ -331,6 +340,7 @@ def _metadata(
     thresholds: np.ndarray,
     report: ParityReport | None,
     n_calibration: int | None,
+    config: ExportConfig,
 ) -> dict:
     m = run.manifest
     metrics = m.metrics.calibrated
@@ -356,6 +366,7 @@ def _metadata(
         "arch": m.arch,
         "quantization": cand.mode.value,
         "weight_scales": cand.scales.value if cand.scales else None,
+        "weight_rounding": config.weight_rounding.value if cand.mode is QuantMode.INT8 else None,
         "training": {
             # A report's fields (edge_runtime.evaluation.metrics.multilabel_report).
             "map": metrics.get("map"),

@@ -24,8 +24,10 @@ class ParityReport:
     n_samples: int
     labels: list[str]
     # label, max_abs, mean_abs, agreement (both at the Keras thresholds: the conversion's own
-    # effect, which the gate judges), device_agreement (TFLite at its re-calibrated thresholds:
-    # what a user sees change), threshold_keras, threshold_tflite
+    # effect, which the gate judges; for int8, flips of images Keras scored within one output
+    # step of the threshold are not counted), raw_agreement (every flip counted),
+    # device_agreement (TFLite at its re-calibrated thresholds: what a user sees change),
+    # threshold_keras, threshold_tflite
     per_label: list[dict]
     keras: dict  # map, micro_f1, macro_f1 against the ground truth
     tflite: dict
@@ -62,11 +64,12 @@ class ParityReport:
         rows = sorted(self.per_label, key=lambda r: (r["agreement"], -r["max_abs"]))[:worst]
         lines = [
             f"parity {self.mode}: {'PASS' if self.passed else 'FAIL'} on {self.n_samples} held-out images",
-            f"  {'label':<18} {'agree':>7} {'device':>7} {'max|d|':>8} {'mean|d|':>8} {'thr keras':>9} {'thr tflite':>10}",
+            f"  {'label':<18} {'agree':>7} {'raw':>7} {'device':>7} {'max|d|':>8} {'mean|d|':>8} {'thr keras':>9} {'thr tflite':>10}",
         ]
         for r in rows:
             lines.append(
-                f"  {r['label'][:18]:<18} {r['agreement']:>7.3f} {r['device_agreement']:>7.3f} "
+                f"  {r['label'][:18]:<18} {r['agreement']:>7.3f} {r.get('raw_agreement', math.nan):>7.3f} "
+                f"{r['device_agreement']:>7.3f} "
                 f"{r['max_abs']:>8.4f} {r['mean_abs']:>8.5f} "
                 f"{r['threshold_keras']:>9.3f} {r['threshold_tflite']:>10.3f}"
             )
@@ -91,8 +94,12 @@ def check_parity(
     """Compute every parity metric and list each tolerance that is exceeded."""
     mx = parity.max_abs_diff(keras_scores, tflite_scores)
     mean = parity.mean_abs_diff(keras_scores, tflite_scores)
+    raw = parity.decision_agreement(keras_scores, tflite_scores, keras_thresholds, keras_thresholds)
+    # int8 outputs are multiples of 1/256: a flip of an image Keras scored within one step of the
+    # threshold is the output's rounding, not the conversion's error (parity.near_threshold).
+    band = parity.INT8_OUTPUT_STEP if mode == "int8" else 0.0
     agree = parity.decision_agreement(
-        keras_scores, tflite_scores, keras_thresholds, keras_thresholds
+        keras_scores, tflite_scores, keras_thresholds, keras_thresholds, tie_band=band
     )
     device = parity.decision_agreement(
         keras_scores, tflite_scores, keras_thresholds, tflite_thresholds
@@ -104,6 +111,7 @@ def check_parity(
             "max_abs": float(mx[j]),
             "mean_abs": float(mean[j]),
             "agreement": float(agree[j]),
+            "raw_agreement": float(raw[j]),  # every flip counted, those within one step too
             "device_agreement": float(device[j]),
             "threshold_keras": float(keras_thresholds[j]),
             "threshold_tflite": float(tflite_thresholds[j]),
@@ -127,6 +135,11 @@ def check_parity(
         if not r["agreement"] >= tol.min_agreement:
             failures.append(
                 f"{r['label']}: decision agreement {r['agreement']:.3f} < {tol.min_agreement}"
+                + (
+                    f" (raw {r['raw_agreement']:.3f})"
+                    if r["raw_agreement"] != r["agreement"]
+                    else ""
+                )
             )
 
     return ParityReport(

@@ -29,6 +29,18 @@ class WeightScales(str, Enum):
     PER_CHANNEL = "per-channel"
 
 
+class WeightRounding(str, Enum):
+    """How int8 weights are rounded onto the converter's grid (the grid itself never changes).
+
+    SUM_PRESERVING picks the rounding direction of a few taps of every spatial kernel so that its
+    sum survives (exporter/rounding.py: a near-cancelling edge kernel otherwise leaks flat image
+    regions into its channel); NEAREST leaves every weight to the converter's round-to-nearest.
+    """
+
+    SUM_PRESERVING = "sum-preserving"
+    NEAREST = "nearest"
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One conversion to try: a concrete mode and, for int8, its weight scales."""

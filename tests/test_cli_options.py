@@ -123,7 +123,7 @@ def _demo_table() -> dict:
 
 
 def _export_table() -> dict:
-    from exporter.modes import QuantMode, WeightScales
+    from exporter.modes import QuantMode, WeightRounding, WeightScales
 
     return {
         "--quant": (["--quant", "float16"], lambda c, r: c.quant is QuantMode.FLOAT16),
@@ -141,6 +141,10 @@ def _export_table() -> dict:
         "--per-channel": (
             ["--per-channel"],
             lambda c, r: c.weight_scales is WeightScales.PER_CHANNEL,
+        ),
+        "--weight-rounding": (
+            ["--weight-rounding", "nearest"],
+            lambda c, r: c.weight_rounding is WeightRounding.NEAREST,
         ),
         "--max-abs": (
             ["--quant", "float32", "--max-abs", "0.003"],

@@ -160,3 +160,60 @@ def test_report_saves_json(tmp_path):
     path = rep.save(tmp_path / "r.json")
     d = json.loads(path.read_text())
     assert d["passed"] is True and len(d["per_label"]) == 3 and d["mode"] == "dynamic"
+
+
+def test_near_threshold_band_counts_those_flips_as_agreeing_and_nothing_else():
+    a = np.array([[0.500], [0.503], [0.5039], [0.40], [np.nan], [0.501]])
+    b = np.array([[0.490], [0.490], [0.4900], [0.60], [0.50], [np.nan]])
+    thr = np.array([0.5])
+    step = parity.INT8_OUTPUT_STEP  # 0.00390625
+    near = parity.near_threshold(a, thr, step)
+    assert near[:, 0].tolist() == [True, True, True, False, False, True]
+    assert parity.decision_agreement(a, b, thr, thr)[0] == pytest.approx(0 / 6)
+    # flips within the band agree; a far flip, a NaN on either side do not
+    assert parity.decision_agreement(a, b, thr, thr, tie_band=step)[0] == pytest.approx(3 / 6)
+    edge = np.array([[0.5 + step]])  # exactly one step away: strictly outside the band
+    assert parity.decision_agreement(edge, np.array([[0.4]]), thr, thr, tie_band=step)[0] == 0.0
+
+
+@pytest.mark.parametrize(
+    "distance_in_steps, int8_passes", [(0.5, True), (0.99, True), (1.5, False)]
+)
+def test_int8_gate_does_not_count_flips_within_one_output_step(distance_in_steps, int8_passes):
+    """Three flipped decisions of label a among 100 images (agreement 0.97 < 0.98). When Keras
+    scored those images within one int8 output step (1/256) of the threshold, an int8 model
+    exact up to its output rounding could flip them: int8 passes, and says the raw figure. Just
+    outside the band they count. float16 (a float output) counts them always."""
+    y, s = _scores(4, n=100)
+    thr = np.full(3, 0.5)
+    d = distance_in_steps * parity.INT8_OUTPUT_STEP
+    s = s.copy()
+    s[:3, 0] = [0.5 + d, 0.5 - d, 0.5 + d]
+    q = s.copy()
+    q[:3, 0] = [0.5 - d, 0.5 + d, 0.5 - d]  # turned over
+    int8 = check_parity("int8", list("abc"), y, s, q, thr, thr, DEFAULT_TOLERANCES[QuantMode.INT8])
+    assert int8.per_label[0]["raw_agreement"] == pytest.approx(0.97)
+    assert int8.passed is int8_passes, int8.failures
+    assert int8.per_label[0]["agreement"] == pytest.approx(1.0 if int8_passes else 0.97)
+    if not int8_passes:
+        assert int8.failures == ["a: decision agreement 0.970 < 0.98"]
+    tol16 = Tolerances(min_agreement=0.98, max_map_drop=0.02)  # float16's agreement rule alone
+    f16 = check_parity("float16", list("abc"), y, s, q, thr, thr, tol16)
+    assert not f16.passed and f16.per_label[0]["agreement"] == pytest.approx(0.97)
+
+
+def test_int8_gate_still_fails_a_bad_conversion_with_a_few_flips_in_the_band():
+    """A conversion flipping 8 of 100 decisions (agreement 0.92, the per-tensor file of issue
+    17) fails even when two of its flips sit within one step of the threshold."""
+    y, s = _scores(4, n=100)
+    thr = np.full(3, 0.5)
+    s = s.copy()
+    q = s.copy()
+    s[:2, 0] = [0.501, 0.499]
+    q[:2, 0] = [0.499, 0.501]
+    far = np.arange(2, 8)
+    q[far, 0] = 1 - s[far, 0]
+    rep = check_parity("int8", list("abc"), y, s, q, thr, thr, DEFAULT_TOLERANCES[QuantMode.INT8])
+    assert rep.per_label[0]["raw_agreement"] == pytest.approx(0.92)
+    assert rep.per_label[0]["agreement"] == pytest.approx(0.94)
+    assert "a: decision agreement 0.940 < 0.98 (raw 0.920)" in rep.failures
