@@ -72,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_data(work: Path, n_large: int, n_small: int, size: int) -> tuple[Path, Path]:
     """The large demo set (generated once) and a CSV of its first `n_small` rows beside it."""
-    from trainer.demo_data import DemoConfig, make_demo_dataset
+    from trainer.demo.demo_data import DemoConfig, make_demo_dataset
 
     folder = work / f"demo-{n_large}-{size}"
     train_csv = folder / "train.csv"
@@ -184,7 +184,7 @@ def measure_accuracy(work: Path) -> dict:
     from edge_common.images import load_table
     from edge_runtime.evaluation.dataset import read_labels_csv
     from edge_runtime.evaluation.metrics import mean_average_precision
-    from trainer.demo_data import DemoConfig, make_demo_dataset
+    from trainer.demo.demo_data import DemoConfig, make_demo_dataset
 
     folder = work / "demo-default"
     if not (folder / "test.csv").is_file():

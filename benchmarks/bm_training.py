@@ -2,10 +2,10 @@
 
     python benchmarks/bm_training.py --out benchmarks/results [--work DIR] [--smoke]
 
-Data (all generated, seeded; nothing downloaded): the target task is `trainer.clutter_demo` with
+Data (all generated, seeded; nothing downloaded): the target task is `trainer.demo.clutter_demo` with
 7 labels in a long tail, 300 training and 300 test images from "camera 0". Two other sets stand
 in for what a user would start from:
-- "pretraining": the shapes demo (`trainer.demo_data`: large plain shapes, labels circle, square,
+- "pretraining": the shapes demo (`trainer.demo.demo_data`: large plain shapes, labels circle, square,
   triangle, star, cross, none of them a target label), 1,200 images. A mobilenetv2 trained on it
   from scratch gives the backbone `--weights` file (it stands in for ImageNet here; no download
   is possible). compact and seed have no separate backbone: no pretrained row for them.
@@ -59,8 +59,8 @@ def parse_args(argv=None):
 
 
 def make_data(work: Path, prof: dict) -> dict:
-    from trainer.clutter_demo import ClutterConfig, make_clutter_dataset
-    from trainer.demo_data import DemoConfig, make_demo_dataset
+    from trainer.demo.clutter_demo import ClutterConfig, make_clutter_dataset
+    from trainer.demo.demo_data import DemoConfig, make_demo_dataset
 
     s = prof["size"]
     target, test = make_clutter_dataset(
@@ -87,7 +87,7 @@ def make_data(work: Path, prof: dict) -> dict:
 
 def run_all(work: Path, prof: dict, data: dict) -> list[dict]:
     from trainer import TrainConfig, train
-    from trainer.transfer import save_backbone_weights
+    from trainer.model.transfer import save_backbone_weights
 
     runs = work / "runs"
     common = dict(input_size=prof["size"], verbose=False, cache_dir=str(work / "cache"))
@@ -159,7 +159,7 @@ def evaluate(arch: str, start: str, res, test_csv: Path) -> dict:
     from edge_common.run import MODEL_FILE
     from edge_runtime.evaluation.dataset import read_labels_csv
     from edge_runtime.evaluation.metrics import multilabel_report
-    from trainer.quality import assess
+    from trainer.fit.quality import assess
 
     labels = res.labels
     size = res.manifest.input_size

@@ -225,7 +225,7 @@ def main(argv=None) -> int:
 
 
 def run(prof: dict, name: str, work: Path) -> dict:
-    from trainer.demo_data import DemoConfig, make_demo_dataset
+    from trainer.demo.demo_data import DemoConfig, make_demo_dataset
 
     machine = machine_info()
     log(

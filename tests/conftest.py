@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.demo_data import DemoConfig, make_demo_dataset
+from trainer.demo.demo_data import DemoConfig, make_demo_dataset
 
 
 @pytest.fixture(scope="session")

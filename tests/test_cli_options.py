@@ -437,7 +437,7 @@ def test_an_option_without_an_entry_is_caught():
 
 @pytest.fixture
 def train_stub(monkeypatch):
-    """`trainer.train` replaced by a module whose `train` records the config (no TensorFlow):
+    """`trainer.fit.train` replaced by a module whose `train` records the config (no TensorFlow):
     the resolved config of the `TrainPlan` the CLI hands over."""
     seen = []
 
@@ -445,7 +445,7 @@ def train_stub(monkeypatch):
         seen.append(plan.config)
         return types.SimpleNamespace(summary=lambda: "trained", to_dict=lambda: STUB_RESULT)
 
-    monkeypatch.setitem(sys.modules, "trainer.train", types.SimpleNamespace(train=train))
+    monkeypatch.setitem(sys.modules, "trainer.fit.train", types.SimpleNamespace(train=train))
     return seen
 
 
@@ -477,7 +477,7 @@ def test_edge_train_option(option, case, train_stub, tmp_path, monkeypatch, requ
 def test_edge_train_defaults_are_the_configs(train_stub, tmp_path):
     from trainer.cli import cli
     from trainer.config import TrainConfig
-    from trainer.plan import resolve
+    from trainer.fit.plan import resolve
 
     r = CliRunner().invoke(cli, ["data.csv", "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
@@ -491,8 +491,8 @@ def _demo_cases():
 @pytest.mark.parametrize("option, case", _demo_cases(), ids=[o for o, _ in _demo_cases()])
 def test_edge_train_make_demo_option(option, case, monkeypatch, tmp_path):
     pytest.importorskip("trainer.cli")
-    from trainer import clutter_demo, demo_data
     from trainer.cli import cli
+    from trainer.demo import clutter_demo, demo_data
 
     seen = []
 

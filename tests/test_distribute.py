@@ -15,9 +15,9 @@ import pytest
 
 from trainer import TrainConfig
 from trainer.config import Distribute
-from trainer.distribute import is_chief, scaled
 from trainer.errors import ConfigError
-from trainer.plan import resolve
+from trainer.fit.distribute import is_chief, scaled
+from trainer.fit.plan import resolve
 
 EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
 TIMEOUT = 420  # seconds for a whole distributed run on a loaded 2-core machine

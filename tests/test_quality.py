@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.evaluation.dataset import read_labels_csv
-from trainer.quality import assess, format_verdict
+from trainer.fit.quality import assess, format_verdict
 
 
 def _y(n=300, labels=4, seed=0):
@@ -84,7 +84,7 @@ def test_shuffled_labels_warn_in_summary_log_and_manifest(tmp_path):
     from click.testing import CliRunner
 
     from trainer.cli import cli
-    from trainer.demo_data import DemoConfig, make_demo_dataset
+    from trainer.demo.demo_data import DemoConfig, make_demo_dataset
 
     train_csv, _ = make_demo_dataset(
         DemoConfig(str(tmp_path / "d"), n_train=240, n_test=1, image_size=32, seed=4)

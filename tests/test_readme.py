@@ -27,7 +27,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from trainer.demo_data import DemoConfig, make_demo_dataset  # noqa: E402
+from trainer.demo.demo_data import DemoConfig, make_demo_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -22,7 +22,7 @@ from trainer.config import (
     Thresholds,
 )
 from trainer.errors import ConfigError
-from trainer.plan import resolve
+from trainer.fit.plan import resolve
 
 # How far the toolkit's seed recipe may land from the seed script on the same data, in held-out
 # test mAP and macro-F1 (each the mean of two seeds). The old toolkit "seed" row (our defaults on
@@ -105,7 +105,7 @@ def _cli_config(monkeypatch, args):
     from trainer.cli import cli
 
     train_mod = importlib.import_module(
-        "trainer.train"
+        "trainer.fit.train"
     )  # the module (the package exports a function of its name)
     seen = {}
 
@@ -183,7 +183,7 @@ def test_seed_recipe_matches_the_seed_script(tmp_path):
 
     from edge_runtime.evaluation.metrics import multilabel_report
     from trainer import train
-    from trainer.demo_data import DemoConfig, make_demo_dataset
+    from trainer.demo.demo_data import DemoConfig, make_demo_dataset
 
     train_csv, test_csv = make_demo_dataset(
         DemoConfig(str(tmp_path / "d"), n_train=480, n_test=160, image_size=64, seed=5)
@@ -221,7 +221,7 @@ def test_clutter_demo_writes_a_long_tail_of_small_objects(tmp_path):
     from click.testing import CliRunner
 
     from trainer.cli import cli
-    from trainer.clutter_demo import ClutterConfig
+    from trainer.demo.clutter_demo import ClutterConfig
 
     r = CliRunner().invoke(
         cli,

@@ -220,7 +220,7 @@ def test_init_from_a_malformed_run_fails_before_the_data(tmp_path, name, parts, 
     from trainer import TrainConfig, train
     from trainer.cli import cli
     from trainer.errors import ConfigError
-    from trainer.plan import resolve
+    from trainer.fit.plan import resolve
 
     run = make_run(tmp_path / name, **parts)
     config = TrainConfig(

@@ -1,10 +1,10 @@
-"""trainer.split: iterative stratification keeps rare labels on both sides."""
+"""trainer.data.split: iterative stratification keeps rare labels on both sides."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from trainer.split import iterative_split
+from trainer.data.split import iterative_split
 
 
 def _data(seed=0, n=200):

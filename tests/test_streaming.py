@@ -189,8 +189,8 @@ def _digest(img) -> str:
 def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
     """Skew test, streamed twin: every image the training stream yields is the runtime's
     `load_image` output of a training row, with that row's labels, and one epoch covers every row."""
-    from trainer.data import prepare_data
-    from trainer.streaming import make_stream, steps_per_epoch
+    from trainer.data.prepare import prepare_data
+    from trainer.data.streaming import make_stream, steps_per_epoch
 
     config = tiny_config(
         demo_data[0],
@@ -230,7 +230,7 @@ def test_streamed_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path
     "shard_images", [8, 1000]
 )  # 8: many files, split by file; 1000: one file, by row
 def test_each_input_pipeline_reads_its_own_part(demo_data, tmp_path, shard_images):
-    from trainer.streaming import split_records
+    from trainer.data.streaming import split_records
 
     paths = read_labels_csv(demo_data[0]).paths[:60]
     s = open_shards(paths, (16, 16), tmp_path, shard_images=shard_images)

@@ -20,7 +20,7 @@ from edge_runtime.inference.preprocess import PREPROCESSING, load_image
 from trainer import Arch, Augment, TrainConfig
 from trainer.config import NO_AUGMENT
 from trainer.errors import ConfigError, DataError
-from trainer.losses import auto_pos_weights, resolve_pos_weights
+from trainer.model.losses import auto_pos_weights, resolve_pos_weights
 
 EDGE_TRAIN = Path(sys.executable).with_name("edge-train")
 
@@ -95,7 +95,7 @@ def test_cache_write_failure_leaves_no_temporary_file(demo_data, tmp_path, monke
 
 
 def test_unreadable_image_row_is_skipped_with_reason(demo_data, tmp_path):
-    from trainer.data import prepare_data
+    from trainer.data.prepare import prepare_data
 
     table = read_labels_csv(demo_data[0])
     lines = ["filename,labels"]
@@ -114,7 +114,7 @@ def test_unreadable_image_row_is_skipped_with_reason(demo_data, tmp_path):
 
 
 def test_csv_without_labels_is_a_data_error(demo_data, tmp_path):
-    from trainer.data import prepare_data
+    from trainer.data.prepare import prepare_data
 
     src = read_labels_csv(demo_data[0]).paths[0]
     shutil.copy(src, tmp_path / src.name)
@@ -184,7 +184,7 @@ def _manual(gamma: float) -> float:
 
 
 def test_weighted_bce_matches_numpy():
-    from trainer.losses import weighted_bce
+    from trainer.model.losses import weighted_bce
 
     got = float(np.mean(np.asarray(weighted_bce(W)(Y, P))))
     assert got == pytest.approx(_manual(0.0), rel=1e-5)
@@ -197,7 +197,7 @@ def test_weighted_bce_matches_numpy():
 
 
 def test_focal_matches_numpy_and_downweights_easy():
-    from trainer.losses import focal_loss, weighted_bce
+    from trainer.model.losses import focal_loss, weighted_bce
 
     got = float(np.mean(np.asarray(focal_loss(W, gamma=2.0)(Y, P))))
     assert got == pytest.approx(_manual(2.0), rel=1e-5)
@@ -225,7 +225,7 @@ def test_arch_builds_sigmoid_and_converts_to_builtin_int8(arch, demo_data):
     import keras
 
     from exporter.convert import convert, op_names
-    from trainer.models import build_model
+    from trainer.model.models import build_model
 
     size = 32 if arch is not Arch.MOBILENETV3 else 48
     model = build_model(arch, size, 5)
@@ -247,7 +247,7 @@ def _augmented(aug: Augment, n: int = 64, seed: int = 0):
     training stream maps it, and the labels that came out."""
     import tensorflow as tf
 
-    from trainer.augment import augment_fn
+    from trainer.data.augment import augment_fn
 
     rng = np.random.default_rng(seed)
     img = rng.integers(30, 226, (24, 24, 3)).astype(np.uint8)  # away from 0/255: no clipping
@@ -399,8 +399,8 @@ def test_saved_model_loads_with_safe_mode_in_a_clean_process(run):
 @pytest.mark.slow
 def test_training_pipeline_feeds_exactly_load_image(demo_data, tmp_path):
     """Skew test: the pixels the model is fed equal the runtime's `load_image` output."""
-    from trainer.data import prepare_data
-    from trainer.streaming import make_stream
+    from trainer.data.prepare import prepare_data
+    from trainer.data.streaming import make_stream
 
     data = prepare_data(
         tiny_config(demo_data[0], tmp_path / "run", input_size=40, cache_dir=str(tmp_path))
@@ -487,7 +487,7 @@ def test_cli_focal_loss_is_the_loss_trained_and_validated_with(demo_data, tmp_pa
     from edge_common.images import load_table
     from edge_common.run import open_run
     from trainer.cli import cli
-    from trainer.losses import focal_loss, weighted_bce
+    from trainer.model.losses import focal_loss, weighted_bce
 
     out = tmp_path / "run"
     args = ["--out", str(out), "--input-size", "32", "--epochs", "2", "--no-early-stop"]
@@ -584,8 +584,8 @@ def test_cli_make_demo_bad_values_are_usage_errors(tmp_path, args):
 def test_cli_make_demo_value_error_is_one_line(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from trainer import demo_data
     from trainer.cli import cli
+    from trainer.demo import demo_data
 
     def bad(config):
         raise ValueError("unknown shape 'blob'")
@@ -596,7 +596,7 @@ def test_cli_make_demo_value_error_is_one_line(tmp_path, monkeypatch):
 
 
 def test_demo_config_rejects_unusable_values():
-    from trainer.demo_data import DemoConfig
+    from trainer.demo.demo_data import DemoConfig
 
     with pytest.raises(ValueError, match="size"):
         DemoConfig("d", image_size=0)
@@ -663,7 +663,7 @@ def test_cli_subprocess_make_demo_and_train(tmp_path):
 def test_epoch_log_draws_a_batch_bar_only_on_a_terminal():
     import io
 
-    from trainer.callbacks import CLEAR_LINE, EpochLog
+    from trainer.fit.callbacks import CLEAR_LINE, EpochLog
 
     class Terminal(io.StringIO):
         def isatty(self):

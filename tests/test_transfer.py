@@ -14,16 +14,16 @@ pytest.importorskip("tensorflow")
 from edge_runtime.evaluation.dataset import read_labels_csv  # noqa: E402
 from trainer import TrainConfig, train  # noqa: E402
 from trainer.config import FineTune  # noqa: E402
-from trainer.demo_data import DemoConfig, make_demo_dataset  # noqa: E402
+from trainer.demo.demo_data import DemoConfig, make_demo_dataset  # noqa: E402
 from trainer.errors import ConfigError  # noqa: E402
-from trainer.plan import resolve  # noqa: E402
+from trainer.fit.plan import resolve  # noqa: E402
 
 
 def backbone_file(path: Path, size: int = 32, seed: int = 3) -> Path:
     """A MobileNetV2 backbone weights file with non-trivial values everywhere (BN statistics too)."""
     import keras
 
-    from trainer.models import build_model, get_backbone
+    from trainer.model.models import build_model, get_backbone
 
     keras.utils.set_random_seed(seed)
     backbone = get_backbone(build_model("mobilenetv2", size, 2, width=0.35))
@@ -38,7 +38,7 @@ def backbone_file(path: Path, size: int = 32, seed: int = 3) -> Path:
 def saved_backbone(run_dir: Path) -> list[np.ndarray]:
     import keras
 
-    from trainer.transfer import backbone_weights
+    from trainer.model.transfer import backbone_weights
 
     return backbone_weights(
         keras.models.load_model(run_dir / "model.keras", safe_mode=True, compile=False)
@@ -49,7 +49,7 @@ def saved_backbone(run_dir: Path) -> list[np.ndarray]:
 def test_stage_one_leaves_every_backbone_weight_exactly_equal(demo_data, tmp_path):
     import keras
 
-    from trainer.models import build_model, get_backbone
+    from trainer.model.models import build_model, get_backbone
 
     weights = backbone_file(tmp_path / "bb.weights.h5")
     loaded = get_backbone(
@@ -99,8 +99,8 @@ def test_stage_one_leaves_every_backbone_weight_exactly_equal(demo_data, tmp_pat
 def test_stage_trainable_sets(tmp_path, fine_tune):
     import keras
 
-    from trainer.models import build_model, get_backbone
-    from trainer.transfer import TOP_FRACTION, set_stage_trainable
+    from trainer.model.models import build_model, get_backbone
+    from trainer.model.transfer import TOP_FRACTION, set_stage_trainable
 
     model = build_model(
         "mobilenetv2", 32, 3, weights=str(backbone_file(tmp_path / "bb.weights.h5")), width=0.35
@@ -160,7 +160,7 @@ def parent_run(demo_data, tmp_path_factory):
 def test_init_from_copies_body_and_remaps_head_by_label_name(parent_run, demo_data, tmp_path):
     import keras
 
-    from trainer.transfer import start_model
+    from trainer.model.transfer import start_model
 
     # New labels: star stays, circle -> "disc" (new), cross/square/triangle dropped... and "plus" (new).
     csv = _relabel(

@@ -1,9 +1,9 @@
 """Training a sigmoid-head multi-label CNN from a labelled image folder."""
 
 from .config import Arch, Augment, FineTune, Loss, Recipe, Thresholds, TrainConfig
-from .models import build_model
-from .plan import TrainPlan, resolve
-from .train import TrainResult, train
+from .fit.plan import TrainPlan, resolve
+from .fit.train import TrainResult, train
+from .model.models import build_model
 
 __all__ = [
     "Arch",

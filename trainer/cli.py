@@ -25,11 +25,11 @@ from .config import (
     Thresholds,
     TrainConfig,
 )
-from .plan import resolve
+from .fit.plan import resolve
 
 EXIT_USAGE = 2  # bad options or bad input data (click's own usage errors use 2 as well)
 EXIT_FAILURE = 1  # anything else that went wrong during training
-DEMO_MIN_SIZE = 16  # = trainer.demo_data.MIN_IMAGE_SIZE (not imported here: it loads PIL)
+DEMO_MIN_SIZE = 16  # = trainer.demo.demo_data.MIN_IMAGE_SIZE (not imported here: it loads PIL)
 # An error, not a warning that ignores it: the option no longer means anything, and a script
 # that passes it learns so once (see benchmarks/results/pipeline.md for why it went).
 IN_MEMORY_GONE = (
@@ -292,7 +292,7 @@ def train_cmd(
     except (EdgeError, ValueError) as exc:
         _fail(str(exc), EXIT_USAGE)
     try:
-        from .train import train  # TensorFlow loads here, not for --help
+        from .fit.train import train  # TensorFlow loads here, not for --help
 
         result = train(plan)
     except EdgeError as exc:
@@ -329,8 +329,8 @@ def train_cmd(
 )
 def make_demo_cmd(out_dir, n_train, n_test, size, seed, variant) -> None:
     """Write a seeded demo data set: OUT_DIR/train.csv and OUT_DIR/test.csv."""
-    from .clutter_demo import ClutterConfig, make_clutter_dataset
-    from .demo_data import DemoConfig, make_demo_dataset
+    from .demo.clutter_demo import ClutterConfig, make_clutter_dataset
+    from .demo.demo_data import DemoConfig, make_demo_dataset
 
     try:
         if variant == "clutter":

@@ -20,7 +20,7 @@ class Arch(str, Enum):
     MOBILENETV2 = "mobilenetv2"
     MOBILENETV3 = "mobilenetv3"  # MobileNetV3Small backbone (hard-swish: int8 loses more)
     # EfficientNet-Lite0 (ReLU6, no squeeze-and-excitation): ImageNet weights from an installed
-    # package, so a pretrained start needs no network (trainer/pretrained/)
+    # package, so a pretrained start needs no network (trainer/model/pretrained/)
     EFFICIENTNET_LITE0 = "efficientnet_lite0"
 
 
@@ -29,7 +29,7 @@ PRETRAINABLE = (Arch.MOBILENETV2, Arch.MOBILENETV3, Arch.EFFICIENTNET_LITE0)
 NO_WEIGHTS = "none"  # `weights` that asks for a random start where the arch defaults to pretrained
 
 
-class Distribute(str, Enum):  # see trainer/distribute.py
+class Distribute(str, Enum):  # see trainer/fit/distribute.py
     NONE = "none"  # this process's default device
     MIRRORED = "mirrored"  # MirroredStrategy: every local GPU (or CPU device) of this machine
     MULTIWORKER = "multiworker"  # MultiWorkerMirroredStrategy: a cluster described by TF_CONFIG
@@ -135,7 +135,7 @@ class TrainConfig:
     """Everything a training run depends on; recorded (resolved) in the run's manifest.
 
     A config only validates what it is given. `arch`, `input_size`, `learning_rate` and `width`
-    left at None are filled by `trainer.plan.resolve`: from the `init_from` run when there is
+    left at None are filled by `trainer.resolve`: from the `init_from` run when there is
     one, else from ARCH_DEFAULTS; `train()` resolves the config it is given.
     """
 
@@ -172,7 +172,9 @@ class TrainConfig:
     # channel multiplier of compact / alpha of mobilenets; None: 1.0 or init_from's
     width: float | None = None
     verbose: bool = True  # one line per epoch on stderr
-    distribute: Distribute = Distribute.NONE  # batch_size is per replica; see trainer/distribute.py
+    distribute: Distribute = (
+        Distribute.NONE
+    )  # batch_size is per replica; see trainer/fit/distribute.py
 
     def __post_init__(self) -> None:
         if self.weights not in (None, NO_WEIGHTS) and self.init_from is not None:

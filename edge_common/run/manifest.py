@@ -98,7 +98,7 @@ class Metrics:
 
 @dataclass(frozen=True)
 class StageRecord:
-    """One fitting stage as it was planned (trainer.stages.Stage)."""
+    """One fitting stage as it was planned (trainer.fit.stages.Stage)."""
 
     name: str
     epochs: int
@@ -240,7 +240,7 @@ class RunManifest:
     data: DataRecord
     metrics: Metrics
     calibrated_thresholds: tuple[float, ...]
-    quality: Json  # trainer.quality.assess: {"verdict": ..., ...}
+    quality: Json  # trainer.fit.quality.assess: {"verdict": ..., ...}
     lineage: Lineage
     training: TrainingRecord
     versions: Json  # package versions of the training machine

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge_common.run import RunDir, RunDirError, open_run
 
-from .config import (
+from ..config import (
     ARCH_DEFAULTS,
     DEFAULT_ARCH,
     NO_WEIGHTS,
@@ -26,8 +26,8 @@ from .config import (
     Distribute,
     TrainConfig,
 )
+from ..errors import ConfigError
 from .distribute import check_multiworker
-from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def resolve(config: TrainConfig | TrainPlan) -> TrainPlan:
     if config.weights not in (None, NO_WEIGHTS, "imagenet") and not Path(config.weights).is_file():
         raise ConfigError(f"{config.weights}: weights file not found")
     if resolved.weights == "imagenet" and arch is Arch.EFFICIENTNET_LITE0:
-        from .pretrained.imagenet import checkpoint
+        from ..model.pretrained.imagenet import checkpoint
 
         checkpoint()  # the package's file is there and intact, or WeightsError saying what to install
     if config.distribute is Distribute.MULTIWORKER:  # fail now, not after decoding the data set

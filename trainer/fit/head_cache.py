@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .models import OUTPUT_NAME, get_backbone
+from ..model.models import OUTPUT_NAME, get_backbone
 
-POOL_NAME = "gap"  # the pooling layer every pretrainable arch ends its body with (models.py)
+POOL_NAME = "gap"  # the pooling layer every pretrainable arch ends its body with (model/models.py)
 BATCH = 32
 
 

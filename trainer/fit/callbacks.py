@@ -12,7 +12,7 @@ import numpy as np
 from edge_common.shards import ShardView
 from edge_runtime.evaluation.metrics import mean_average_precision
 
-from .streaming import predict
+from ..data.streaming import predict
 
 
 class ValidationMetrics(keras.callbacks.Callback):

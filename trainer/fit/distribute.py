@@ -31,9 +31,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from .config import Distribute, TrainConfig
-from .errors import ConfigError
-from .tf_internals import multiworker_fit_fixes
+from ..config import Distribute, TrainConfig
+from ..errors import ConfigError
+from ..tf_internals import multiworker_fit_fixes
 
 
 def tf_config() -> dict:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import PRETRAINABLE, Arch
-from .errors import ConfigError
+from ..config import PRETRAINABLE, Arch
+from ..errors import ConfigError
 
 OUTPUT_NAME = "scores"
 BACKBONE_NAME = "backbone"  # the nested backbone model of the pretrainable archs
@@ -150,14 +150,14 @@ def _mobilenet(arch: Arch, x, input_size: int, weights: str | None, width: float
 
 
 def _efficientnet_lite0(x, input_size: int, weights: str | None, dropout: float):
-    """EfficientNet-Lite0 (trainer/pretrained/) + global pooling, normalised inside the graph.
+    """EfficientNet-Lite0 (trainer/model/pretrained/) + global pooling, normalised inside the graph.
 
     "imagenet" reads the installed package's checkpoint (no network); a file is a backbone
-    saved by `trainer.transfer.save_backbone_weights`.
+    saved by `trainer.model.transfer.save_backbone_weights`.
     """
     from keras import layers
 
-    from .errors import WeightsError
+    from ..errors import WeightsError
     from .pretrained.efficientnet_lite import efficientnet_lite0, normalisation_layer
     from .pretrained.imagenet import load_imagenet
 

@@ -10,8 +10,8 @@ import numpy as np
 from edge_common.shards import ShardView
 from edge_runtime.evaluation.dataset import LabelTable, SkippedRow, read_labels_csv
 
-from .config import TrainConfig
-from .errors import DataError
+from ..config import TrainConfig
+from ..errors import DataError
 from .split import iterative_split
 from .streaming import streamed_table
 

@@ -5,7 +5,7 @@ into RAM (measured: benchmarks/results/pipeline.md), so there is no second, in-m
 The training stream reads the shard files with TensorFlow's native fixed-length record reader
 (no Python per image, no memory map), interleaves a few shards at a time, keeps only the split's
 rows, shuffles them in a bounded buffer of raw pixels, then casts and augments them
-(`trainer.augment`). Under a `tf.distribute` strategy each worker reads its
+(`trainer.data.augment`). Under a `tf.distribute` strategy each worker reads its
 own shards (or, with fewer shard files than workers, its own rows of them). An epoch is a fixed
 number of steps (`steps_per_epoch`) over an endlessly repeated stream, so every worker takes the
 same number of steps (a worker with one batch more would wait forever for the others), and each
@@ -28,7 +28,7 @@ import numpy as np
 from edge_common.shards import ShardView, load_table_shards, print_progress
 from edge_runtime.evaluation.dataset import LabelTable
 
-from .config import Augment, TrainConfig
+from ..config import Augment, TrainConfig
 
 SHUFFLE_BYTES = 128 << 20  # the shuffle buffer holds ~128 MB of raw pixels (4,854 images at 96 px)
 MIN_SHUFFLE = 1024

@@ -32,10 +32,11 @@ from edge_runtime.atomic import write_json
 from edge_runtime.evaluation.metrics import format_report, multilabel_report
 from edge_runtime.inference.preprocess import PREPROCESSING
 
-from . import artifacts as art
-from . import distribute, streaming
-from .config import Loss, Thresholds, TrainConfig
-from .data import PreparedData, prepare_data
+from .. import artifacts as art
+from ..config import Loss, Thresholds, TrainConfig
+from ..data import streaming
+from ..data.prepare import PreparedData, prepare_data
+from . import distribute
 from .plan import TrainPlan, resolve
 from .quality import assess, format_verdict
 from .stages import Stage
@@ -94,7 +95,7 @@ class TrainResult:
 def train(config: TrainConfig | TrainPlan) -> TrainResult:
     """Train, select by validation mAP, calibrate per-label thresholds, write the run dir.
 
-    A `TrainConfig` is resolved first (`trainer.plan.resolve`: the init-from run, weights file
+    A `TrainConfig` is resolved first (`trainer.resolve`: the init-from run, weights file
     and TF_CONFIG are read and checked before any image is decoded); a `TrainPlan` is used as is.
     """
     t0 = time.perf_counter()
@@ -214,9 +215,9 @@ def _fit(
     """(model, history, best epoch, lineage, stages): the model trained from its starting point."""
     import keras
 
-    from .losses import focal_loss, resolve_pos_weights, weighted_bce
+    from ..model.losses import focal_loss, resolve_pos_weights, weighted_bce
+    from ..model.transfer import start_model
     from .stages import fit_stages, plan_stages
-    from .transfer import start_model
 
     keras.utils.set_random_seed(config.seed)
     pos_weight = resolve_pos_weights(config.pos_weight, data.train.y)
@@ -251,7 +252,7 @@ def _save_uncompiled(model, config: TrainConfig, n_labels: int, path: Path) -> N
 
     (`clone_model` would carry the compile config, and with it the closure loss, along.)
     """
-    from .models import build_model
+    from ..model.models import build_model
 
     clean = build_model(config.arch, config.input_size, n_labels, weights=None, width=config.width)
     clean.set_weights(model.get_weights())

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import Distribute, FineTune, HeadFeatures, TrainConfig
-from .transfer import set_stage_trainable
+from ..config import Distribute, FineTune, HeadFeatures, TrainConfig
+from ..model.transfer import set_stage_trainable
 
 FINE_TUNE_LR_SCALE = 0.1  # stage 2 rate = learning_rate x this: adapt features, do not wipe them
 INIT_FROM_LR_SCALE = 0.3  # --init-from: the model already knows the domain; fresh head columns

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WeightsError
+from ...errors import WeightsError
 from .efficientnet_lite import lite0_blocks
 from .torch_legacy import read_state_dict
 

@@ -1,6 +1,6 @@
 """Multi-label-safe augmentation, one image at a time inside the training stream.
 
-Augmentation runs in the tf.data pipeline (`trainer.streaming`), not as layers in the model, so
+Augmentation runs in the tf.data pipeline (`trainer.data.streaming`), not as layers in the model, so
 the saved/exported model holds none of it. Images stay float32 in 0-255 (the model's first
 layer rescales), and with augmentation off the stream yields exactly the `load_image` pixels
 (a test checks this: no train/serve skew).
@@ -8,7 +8,7 @@ layer rescales), and with augmentation off the stream yields exactly the `load_i
 
 from __future__ import annotations
 
-from .config import Augment
+from ..config import Augment
 
 
 def augment_fn(aug: Augment, h: int, w: int):

@@ -1,6 +1,6 @@
 """Starting points other than random: a pretrained backbone (`weights`) or a previous run (`init_from`).
 
-Transfer learning trains in two stages (see `stages.py`): the head alone with the backbone frozen,
+Transfer learning trains in two stages (see `fit/stages.py`): the head alone with the backbone frozen,
 then (per `FineTune`) the top of the backbone at a lower rate. Batch norm stays in inference mode
 throughout, so stage 1 leaves every backbone weight, moving statistics included, exactly as
 loaded. `init_from` copies a previous run's weights layer by layer and remaps its head by label
@@ -18,8 +18,8 @@ import numpy as np
 from edge_common.run import InitFrom, Lineage, RunDir, RunDirError, open_run
 from edge_runtime.errors import first_line
 
-from .config import PRETRAINABLE, Arch, FineTune, TrainConfig
-from .errors import ConfigError
+from ..config import PRETRAINABLE, Arch, FineTune, TrainConfig
+from ..errors import ConfigError
 from .models import OUTPUT_NAME, build_model, get_backbone
 
 TOP_FRACTION = 1 / 3  # FineTune.TOP trains the last third of the backbone's layers
@@ -28,7 +28,7 @@ TOP_FRACTION = 1 / 3  # FineTune.TOP trains the last third of the backbone's lay
 def start_model(config: TrainConfig, labels: list[str], parent: RunDir | None = None):
     """The model training starts from, and its lineage record for the manifest.
 
-    `parent` is the `init_from` run, opened and checked by `trainer.plan.resolve`.
+    `parent` is the `init_from` run, opened and checked by `trainer.resolve`.
     """
     weights = config.weights if config.pretrained else None  # NO_WEIGHTS: a random start
     model = build_model(
@@ -36,7 +36,7 @@ def start_model(config: TrainConfig, labels: list[str], parent: RunDir | None = 
     )
     if config.init_from:
         if parent is None:
-            raise ConfigError("init_from needs the run opened by trainer.plan.resolve")
+            raise ConfigError("init_from needs the run opened by trainer.resolve")
         return model, Lineage("init_from", init_from=init_from_run(model, parent, labels))
     if weights:
         return model, Lineage("pretrained", weights=describe_weights(config.weights, config.arch))
