@@ -206,7 +206,7 @@ def try_candidate(run: Run, ref: Reference, cand: Candidate, config: ExportConfi
         _metadata(run, cand, ref.keras_thresholds, None, None, config),
         _model_info(run, config),
     )
-    tfl_scores = _device_scores(data, ref.x, config)
+    tfl_scores = device_scores(data, ref.x, config)
     # Quantization shifts scores, so the device gets thresholds fitted to its own outputs;
     # a threshold leaves the Keras one only for a real F1 gain (RECALIBRATION_SLACK).
     tfl_thr = calibrate_thresholds(
@@ -324,7 +324,7 @@ def load_run(config: ExportConfig) -> Run:
     return Run(run, model)
 
 
-def _device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.ndarray:
+def device_scores(data: bytes, images: np.ndarray, config: ExportConfig) -> np.ndarray:
     """Scores through the runtime's own loading path, exactly as the device gets them."""
     from edge_runtime.inference.classifier import Classifier
 

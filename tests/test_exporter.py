@@ -127,7 +127,7 @@ def test_gate_fails_on_perturbed_weights_and_writes_nothing(trained_run, tmp_pat
 
 
 def test_gate_fails_when_the_device_preprocesses_differently(trained_run, tmp_path, monkeypatch):
-    real = export_module._device_scores
+    real = export_module.device_scores
 
     def skewed(data, images, config):  # a different resize on the device side only
         from PIL import Image
@@ -143,7 +143,7 @@ def test_gate_fails_when_the_device_preprocesses_differently(trained_run, tmp_pa
         ]
         return real(data, np.stack(small), config)
 
-    monkeypatch.setattr(export_module, "_device_scores", skewed)
+    monkeypatch.setattr(export_module, "device_scores", skewed)
     res = CliRunner().invoke(
         export_cmd, [str(trained_run), "--quant", "float32", "--out", str(tmp_path / "m.tflite")]
     )
