@@ -201,11 +201,8 @@ def try_candidate(run: Run, ref: Reference, cand: Candidate, config: ExportConfi
     )
     # Judge a complete file (flatbuffer + metadata) loaded the way the device loads it; the
     # thresholds in it are replaced below, once the exported model's own scores are known.
-    data = write_model(
-        flat,
-        _metadata(run, cand, ref.keras_thresholds, None, None, config),
-        _model_info(run, config),
-    )
+    info = _model_info(run, config)
+    data = write_model(flat, _metadata(run, cand, ref.keras_thresholds, None, None, config), info)
     tfl_scores = device_scores(data, ref.x, config)
     # Quantization shifts scores, so the device gets thresholds fitted to its own outputs;
     # a threshold leaves the Keras one only for a real F1 gain (RECALIBRATION_SLACK).
@@ -224,7 +221,6 @@ def try_candidate(run: Run, ref: Reference, cand: Candidate, config: ExportConfi
     )
     n_calib = len(ref.calibration) if cand.mode is QuantMode.INT8 else None
     meta = _metadata(run, cand, tfl_thr, report, n_calib, config)
-    info = _model_info(run, config)
     return Converted(
         cand, write_model(flat, meta, info, score_calibration=config.score_calibration), report
     )

@@ -150,12 +150,8 @@ def rounded_weights(model, per_channel: bool = True) -> Iterator[RoundingReport]
             scale = _fold_scale(bn, as_conv.shape[-1])
             folded = as_conv * scale
             rounded = round_kernel(folded, per_channel)
-            nearest = np.round(folded / grid_scales(folded, -1 if per_channel else None))
-            flipped += int(
-                np.sum(
-                    nearest != np.round(rounded / grid_scales(folded, -1 if per_channel else None))
-                )
-            )
+            step = grid_scales(folded, -1 if per_channel else None)  # the grid round_kernel used
+            flipped += int(np.sum(np.round(folded / step) != np.round(rounded / step)))
             safe = np.where(scale != 0, scale, 1.0)
             new = np.where(scale != 0, rounded / safe, as_conv).reshape(w.shape)
             saved.append((conv, conv.get_weights()))

@@ -171,32 +171,16 @@ def test_the_run_threshold_is_the_one_judged(clf, pictures, fixture_models, tmp_
 
 
 def test_caps_in_count_and_disk_are_kept_and_said(pictures, fixture_models, tmp_path):
-    r = run(
-        fixture_models["float32"],
-        *pictures,
-        "--collect",
-        tmp_path / "a",
-        "--collect-margin",
-        "inf",
-        "--collect-max",
-        "2",
-    )
+    args = (fixture_models["float32"], *pictures, "--collect", tmp_path / "a")
+    args += ("--collect-margin", "inf", "--collect-max", "2")
+    r = run(*args)
     assert r.exit_code == 0, r.output
     assert len(read_labels_csv(tmp_path / "a" / "labels.csv")) == 2
     assert len(list((tmp_path / "a" / "images").iterdir())) == 2
     warnings = [line for line in r.stderr.splitlines() if line.startswith("Warning: collect:")]
     assert len(warnings) == 1 and "collecting no more (2 inputs kept)" in warnings[0]
-    # A second run into the same folder counts what is there: nothing more.
-    r = run(
-        fixture_models["float32"],
-        *pictures,
-        "--collect",
-        tmp_path / "a",
-        "--collect-margin",
-        "inf",
-        "--collect-max",
-        "2",
-    )
+    # The same run again into the same folder counts what is there: nothing more.
+    r = run(*args)
     assert r.exit_code == 0 and "collected 0 inputs" in r.stderr
 
     size = pictures[0].stat().st_size
